@@ -1,0 +1,148 @@
+"""The ``rodi`` command line: sub-commands only, each parsing its options and calling the library."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from rodi import __version__
+
+
+class _Errors(click.Group):
+    """Turn rodi's own errors into one-line messages instead of tracebacks."""
+
+    def invoke(self, ctx):
+        from rodi.config import ConfigError
+        from rodi.data.images import ImageReadError
+        from rodi.data.sprites import SpritesDataError
+        from rodi.training.loop import NonFiniteLossError, RunExistsError
+        from rodi.training.state import CheckpointError
+
+        try:
+            return super().invoke(ctx)
+        except (ConfigError, ImageReadError, SpritesDataError, NonFiniteLossError, RunExistsError,
+                CheckpointError) as err:
+            click.echo(f"error: {err}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            sys.exit(130)
+
+
+@click.group(cls=_Errors)
+@click.version_option(__version__, prog_name="rodi")
+def main():
+    """Unsupervised, robust disentangling of appearance and pose (Esser, Haux & Ommer, ICCV 2019)."""
+
+
+def _overrides(overrides: tuple[str, ...], data_root: str | None) -> list[str]:
+    out = list(overrides)
+    if data_root is not None:
+        out.append(f"data.root={data_root}")
+    return out
+
+
+@main.command()
+@click.argument("config", required=False)
+@click.argument("overrides", nargs=-1)
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False), default=None,
+              help="Continue the run in this folder exactly where it stopped (its saved config, plus OVERRIDES).")
+@click.option("--data-root", type=click.Path(), default=None, help="Folder of LPC layer sheets (data.root).")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def train(config, overrides, resume_dir, data_root, no_progress):
+    """Train a model. CONFIG is a YAML file or a bundled name (sprites, demo); OVERRIDES are
+    key=value pairs such as objective.variant=ae train.max_minutes=60."""
+    from rodi.config import ConfigError, load_config
+    from rodi.training.loop import checkpoint_path, train as run_training
+    from rodi.training.state import read_checkpoint
+
+    if config is not None and "=" in config:
+        overrides, config = (config,) + overrides, None
+    if resume_dir is not None:
+        saved = read_checkpoint(checkpoint_path(resume_dir))["config"]
+        cfg = load_config(config, [f"train.out_dir={resume_dir}"] + _overrides(overrides, data_root), base=saved)
+    elif config is None:
+        raise ConfigError("give a CONFIG (a YAML file or one of the bundled names) or --resume RUN_DIR")
+    else:
+        cfg = load_config(config, _overrides(overrides, data_root))
+    run_dir = run_training(cfg, resume=resume_dir is not None, progress=not no_progress)
+    click.echo(f"run folder: {run_dir}")
+
+
+
+@main.command()
+@click.option("--checkpoint", "-c", required=True, type=click.Path(dir_okay=False), help="A rodi checkpoint.")
+@click.option("--appearance", "-a", multiple=True, required=True,
+              help="Image(s) or folder(s) whose appearance is kept.")
+@click.option("--pose", "-p", multiple=True, required=True, help="Image(s) or folder(s) whose pose is kept.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Output PNG.")
+@click.option("--matrix", is_flag=True,
+              help="Write an N x M grid: rows = appearance inputs, columns = pose inputs, with the inputs as headers.")
+@click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+def transfer(checkpoint, appearance, pose, output, matrix, device):
+    """Render the appearance of one image in the pose of another (posterior mean of pi)."""
+    import torch
+    from PIL import Image
+
+    from rodi.data.images import expand_image_paths, load_image
+    from rodi.training.state import TrainState, resolve_device
+    from rodi.viz import save_transfer_matrix, to_uint8
+
+    state = TrainState.from_checkpoint(checkpoint, resolve_device(device))
+    size = state.cfg.model.image_size
+    dev = state.device
+    apps = torch.stack([load_image(p, size) for p in expand_image_paths(list(appearance))])
+    poses = torch.stack([load_image(p, size) for p in expand_image_paths(list(pose))])
+    if matrix:
+        path = save_transfer_matrix(state.model, apps, poses, output)
+    else:
+        if len(apps) != 1 or len(poses) != 1:
+            raise click.UsageError(f"got {len(apps)} appearance and {len(poses)} pose images; "
+                                   "give one of each, or use --matrix for a grid")
+        out = state.model.transfer(apps.to(dev), poses.to(dev))
+        path = Path(output)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(to_uint8(out)[0]).save(path)
+    click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.option("--checkpoint", "-c", required=True, type=click.Path(dir_okay=False), help="A rodi checkpoint.")
+@click.option("--data-root", type=click.Path(), default=None, help="Folder of LPC layer sheets.")
+@click.option("--num-triplets", type=int, default=None, help="Default: the config's data.num_triplets (8000).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
+              help="JSON file (default: metrics.json in the run folder).")
+@click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+def evaluate(checkpoint, data_root, num_triplets, output, device):
+    """Triplet MSE and self-reconstruction MSE on held-out characters (JSON and a table)."""
+    from rodi.evaluation.report import evaluate_checkpoint, format_table, write_json
+    from rodi.training.state import resolve_device
+
+    metrics = evaluate_checkpoint(checkpoint, data_root, num_triplets, resolve_device(device))
+    click.echo(format_table(metrics))
+    path = write_json(metrics, output or Path(checkpoint).parent.parent / "metrics.json")
+    click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.option("--data-root", type=click.Path(), default=None,
+              help="Folder of LPC layer sheets (default: $RODI_SPRITES_ROOT, the user cache, or a download).")
+@click.option("--out-dir", default="runs/demo", show_default=True, help="Output folder.")
+@click.option("--minutes", type=float, default=None, help="Training budget (default: the demo config's, 10).")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def demo(data_root, out_dir, minutes, no_progress):
+    """Train `rodi` on Sprites for about 10 minutes, evaluate it, and write everything into one folder."""
+    from rodi.config import load_config
+    from rodi.evaluation.report import evaluate_checkpoint, format_table, write_json
+    from rodi.training.loop import checkpoint_path, train as run_training
+
+    overrides = _overrides((f"train.out_dir={out_dir}",), data_root)
+    if minutes is not None:
+        overrides.append(f"train.max_minutes={minutes}")
+    cfg = load_config("demo", overrides)
+    run_dir = run_training(cfg, resume=checkpoint_path(out_dir).exists(), progress=not no_progress)
+    metrics = evaluate_checkpoint(checkpoint_path(run_dir), cfg.data.root)
+    write_json(metrics, run_dir / "metrics.json")
+    click.echo(format_table(metrics))
+    click.echo(f"outputs (config, checkpoint, transfer matrix, scalars, metrics): {run_dir.resolve()}")

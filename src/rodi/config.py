@@ -1,0 +1,227 @@
+"""Typed configuration: defaults in dataclasses, YAML files and ``key=value`` overrides merged on
+top, validated before anything is built (OmegaConf structured configs).
+
+The defaults are the authors' 64x64 Sprites setup (METHOD.md section 5).
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+VARIANTS = ("ae", "variational", "adversarial", "rodi")
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is malformed, names an unknown key, or holds an
+    impossible value."""
+
+
+@dataclass
+class DataConfig:
+    source: str = "sprites"
+    protocol: str = "sprites"  # sprites | sprites-full
+    root: Optional[str] = None  # folder of layer sheets; None: $RODI_SPRITES_ROOT, cache, download
+    num_triplets: int = 8000
+    triplet_seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    image_size: int = 64
+    code_channels: int = 16
+    code_size: int = 4
+    channels: int = 16
+    max_channels: int = 128
+    blocks: int = 1
+
+
+@dataclass
+class ObjectiveConfig:
+    variant: str = "rodi"  # ae | variational | adversarial | rodi
+    gamma: float = 1.0  # initial (rodi) or fixed (variational, adversarial) KL weight
+    gamma_max: float = 100.0
+    gamma_lr: float = 0.01  # l_gamma
+    gamma_bias: float = 0.01  # b_gamma
+    epsilon: float = 0.1  # MI bound in nats
+    mu: float = 0.1  # augmented-Lagrangian penalty weight
+    lambda_init: float = 0.0
+    warmup_steps: int = 1000
+    ema_decay: float = 0.99
+    critic_width: int = 512
+    critic_blocks: int = 1
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 2e-4
+    betas: list = field(default_factory=lambda: [0.5, 0.9])
+    critic_lr_factor: float = 2.0
+    schedule: str = "constant"  # constant | linear (to 0 at the end of the step or time budget)
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 32
+    max_steps: int = 100_000
+    max_minutes: Optional[float] = None  # wall-clock budget of training steps; None: steps only
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: Optional[int] = None  # torch intra-op threads on CPU; None: torch's default
+    out_dir: str = "runs/sprites-rodi"
+    log_every: int = 25
+    image_every: int = 500
+    checkpoint_every: int = 500
+    matrix_size: int = 6
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def bundled_configs() -> list[str]:
+    """Names of the configs shipped with rodi (usable in place of a path)."""
+    return sorted(p.name[:-5] for p in resources.files("rodi.configs").iterdir() if p.name.endswith(".yaml"))
+
+
+def _resolve_path(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    bundled = resources.files("rodi.configs") / f"{name_or_path}.yaml"
+    if bundled.is_file():
+        return Path(str(bundled))
+    raise ConfigError(
+        f"config {name_or_path!r} is neither a file nor a bundled config "
+        f"(bundled: {', '.join(bundled_configs())})"
+    )
+
+
+def _all_keys(node: Any, prefix: str = "") -> list[str]:
+    keys = []
+    for k, v in node.items():
+        keys.append(prefix + k)
+        if isinstance(v, dict):
+            keys += _all_keys(v, prefix + k + ".")
+    return keys
+
+
+def _explain(err: OmegaConfBaseException, source: str) -> ConfigError:
+    if isinstance(err, ConfigKeyError) and err.full_key:
+        valid = _all_keys(OmegaConf.to_container(OmegaConf.structured(Config)))
+        close = difflib.get_close_matches(err.full_key, valid, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return ConfigError(f"{source}: unknown key {err.full_key!r}{hint}")
+    key = f" at {err.full_key!r}" if getattr(err, "full_key", None) else ""
+    return ConfigError(f"{source}{key}: {err.msg if hasattr(err, 'msg') else err}")
+
+
+def load_config(name_or_path: Optional[str] = None, overrides: tuple[str, ...] | list[str] = (),
+                base: Optional[dict] = None) -> Config:
+    """Defaults, then ``base`` (a saved run's config), then the YAML file (a path or a bundled
+    name), then ``key=value`` overrides.
+
+    Raises:
+        ConfigError: unknown keys (with the closest valid key), wrong types, impossible values.
+    """
+    merged = OmegaConf.structured(Config)
+    try:
+        if base is not None:
+            merged = OmegaConf.merge(merged, base)
+        if name_or_path is not None:
+            path = _resolve_path(name_or_path)
+            merged = OmegaConf.merge(merged, OmegaConf.load(path))
+    except OmegaConfBaseException as err:
+        raise _explain(err, str(name_or_path)) from None
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        try:
+            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([item]))
+        except OmegaConfBaseException as err:
+            raise _explain(err, f"override {item!r}") from None
+    cfg: Config = OmegaConf.to_object(merged)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Check values that types cannot express.
+
+    Raises:
+        ConfigError: naming the first impossible value found.
+    """
+    from rodi.data.sprites import PROTOCOLS
+
+    checks = [
+        (cfg.objective.variant in VARIANTS, f"objective.variant must be one of {', '.join(VARIANTS)}"),
+        (cfg.data.source == "sprites", "data.source must be 'sprites' (the only source so far)"),
+        (cfg.data.protocol in PROTOCOLS, f"data.protocol must be one of {', '.join(PROTOCOLS)}"),
+        (cfg.data.num_triplets >= 1, "data.num_triplets must be >= 1"),
+        (cfg.data.root is None or Path(cfg.data.root).expanduser().is_dir(),
+         f"data.root {cfg.data.root!r} is not an existing folder"),
+        (cfg.model.image_size == 64, "model.image_size must be 64 for the Sprites data"),
+        (cfg.model.code_size >= 1 and cfg.model.image_size % cfg.model.code_size == 0
+         and ((cfg.model.image_size // cfg.model.code_size) & (cfg.model.image_size // cfg.model.code_size - 1)) == 0
+         and cfg.model.image_size // cfg.model.code_size >= 2,
+         "model.image_size must be model.code_size times a power of two (at least 2)"),
+        (min(cfg.model.code_channels, cfg.model.channels, cfg.model.max_channels) >= 1, "model widths must be >= 1"),
+        (cfg.model.blocks >= 0, "model.blocks must be >= 0"),
+        (cfg.train.batch_size >= 2, "train.batch_size must be >= 2: the critics' negatives pair each "
+                                    "pose code with another example's appearance code"),
+        (cfg.train.max_steps >= 1, "train.max_steps must be >= 1"),
+        (cfg.train.max_minutes is None or cfg.train.max_minutes > 0, "train.max_minutes must be > 0"),
+        (cfg.train.threads is None or cfg.train.threads >= 1, "train.threads must be >= 1"),
+        (min(cfg.train.log_every, cfg.train.image_every, cfg.train.checkpoint_every) >= 1,
+         "train.log_every, image_every and checkpoint_every must be >= 1"),
+        (cfg.train.matrix_size >= 1, "train.matrix_size must be >= 1"),
+        (cfg.optim.lr > 0 and cfg.optim.critic_lr_factor > 0, "optim.lr and critic_lr_factor must be > 0"),
+        (len(cfg.optim.betas) == 2 and all(0 <= b < 1 for b in cfg.optim.betas), "optim.betas must be two numbers in [0, 1)"),
+        (cfg.optim.schedule in ("constant", "linear"), "optim.schedule must be 'constant' or 'linear'"),
+        (cfg.objective.gamma >= 0 and cfg.objective.gamma_max >= cfg.objective.gamma,
+         "objective.gamma must be in [0, objective.gamma_max]"),
+        (cfg.objective.mu > 0, "objective.mu must be > 0"),
+        (cfg.objective.lambda_init >= 0, "objective.lambda_init must be >= 0"),
+        (0 < cfg.objective.ema_decay < 1, "objective.ema_decay must be in (0, 1)"),
+        (cfg.objective.warmup_steps >= 0, "objective.warmup_steps must be >= 0"),
+        (cfg.objective.critic_width >= 1, "objective.critic_width must be >= 1"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+    dev = cfg.train.device
+    if not (dev in ("auto", "cpu", "cuda") or dev.startswith("cuda:")):
+        raise ConfigError(f"train.device {dev!r} must be auto, cpu, cuda or cuda:N")
+
+
+def to_dict(cfg: Config) -> dict:
+    """Plain-dict form (saved in checkpoints and beside runs)."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg))
+
+
+def from_dict(data: dict) -> Config:
+    """Inverse of :func:`to_dict`, with validation of keys and types (values are not re-validated:
+    a saved run's data root may not exist on this machine).
+
+    Raises:
+        ConfigError: unknown or mistyped keys.
+    """
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), data))
+    except OmegaConfBaseException as err:
+        raise _explain(err, "saved config") from None
+
+
+def to_yaml(cfg: Config) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))

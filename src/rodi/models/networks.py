@@ -1,0 +1,170 @@
+"""Encoders and decoder of the appearance/pose model (ICCV 2019, Esser et al., section 3 and
+supplement; METHOD.md section 2).
+
+Codes are spatial maps (C, h, w); the 64x64 setup uses C = 16 at 4x4. Residual blocks are
+``x + conv(act(x))`` (the official code forgot the activation, which made its networks linear).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+LOGVAR_RANGE = (-30.0, 10.0)
+
+
+def _act() -> nn.Module:
+    return nn.LeakyReLU(0.2)
+
+
+class ResBlock(nn.Module):
+    """``x + conv(act(x))`` with a ``kernel`` x ``kernel`` convolution; shape preserving."""
+
+    def __init__(self, channels: int, kernel: int = 3):
+        super().__init__()
+        self.act = _act()
+        self.conv = nn.Conv2d(channels, channels, kernel, padding=kernel // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(self.act(x))
+
+
+def _widths(image_size: int, code_size: int, channels: int, max_channels: int) -> list[int]:
+    levels = int(math.log2(image_size // code_size))
+    if code_size * 2**levels != image_size:
+        raise ValueError(
+            f"image size {image_size} must be the code size {code_size} times a power of two"
+        )
+    return [min(channels * 2**i, max_channels) for i in range(levels + 1)]
+
+
+class Encoder(nn.Module):
+    """Convolutional encoder (B, 3, H, W) -> (B, out_channels, code_size, code_size).
+
+    A stride-2 stem, then per resolution ``blocks`` residual blocks and a stride-2 convolution,
+    finishing with residual blocks and a 1x1 head at the code resolution.
+    """
+
+    def __init__(self, out_channels: int, image_size: int = 64, code_size: int = 4,
+                 channels: int = 64, max_channels: int = 256, blocks: int = 1):
+        super().__init__()
+        widths = _widths(image_size, code_size, channels, max_channels)
+        layers: list[nn.Module] = [nn.Conv2d(3, widths[1], 4, stride=2, padding=1)]
+        for w_in, w_out in zip(widths[1:-1], widths[2:]):
+            layers += [ResBlock(w_in) for _ in range(blocks)]
+            layers += [_act(), nn.Conv2d(w_in, w_out, 4, stride=2, padding=1)]
+        layers += [ResBlock(widths[-1]) for _ in range(blocks)]
+        layers += [_act(), nn.Conv2d(widths[-1], out_channels, 1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class Decoder(nn.Module):
+    """D(pi, alpha): each code gets its own small stack, the two are concatenated and upsampled to
+    (B, 3, H, W) pixels (unbounded; clamp to [-1, 1] for display). No skips from the pose image."""
+
+    def __init__(self, code_channels: int = 16, image_size: int = 64, code_size: int = 4,
+                 channels: int = 64, max_channels: int = 256, blocks: int = 1):
+        super().__init__()
+        widths = _widths(image_size, code_size, channels, max_channels)[::-1]
+        half = widths[0] // 2
+        self.pose_stack = nn.Sequential(nn.Conv2d(code_channels, half, 1), ResBlock(half, 1))
+        self.appearance_stack = nn.Sequential(nn.Conv2d(code_channels, half, 1), ResBlock(half, 1))
+        layers: list[nn.Module] = [nn.Conv2d(2 * half, widths[0], 3, padding=1)]
+        for w_in, w_out in zip(widths[:-2], widths[1:-1]):
+            layers += [ResBlock(w_in) for _ in range(blocks)]
+            layers += [_act(), nn.ConvTranspose2d(w_in, w_out, 4, stride=2, padding=1)]
+        layers += [ResBlock(widths[-2]) for _ in range(blocks)]
+        layers += [_act(), nn.ConvTranspose2d(widths[-2], 3, 4, stride=2, padding=1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, pose: torch.Tensor, appearance: torch.Tensor) -> torch.Tensor:
+        h = torch.cat([self.pose_stack(pose), self.appearance_stack(appearance)], dim=1)
+        return self.net(h)
+
+
+class AppearancePoseModel(nn.Module):
+    """Pose encoder q(pi | x) (diagonal Gaussian), deterministic appearance encoder and decoder.
+
+    Args:
+        image_size: side of the square input images in pixels.
+        code_channels, code_size: each code is (code_channels, code_size, code_size).
+        channels, max_channels, blocks: width at the first level, width cap, residual blocks per
+            resolution.
+        stochastic_pose: False for the plain autoencoder (``ae``): pi is the mean, no sampling.
+    """
+
+    def __init__(self, image_size: int = 64, code_channels: int = 16, code_size: int = 4,
+                 channels: int = 64, max_channels: int = 256, blocks: int = 1,
+                 stochastic_pose: bool = True):
+        super().__init__()
+        self.image_size = image_size
+        self.stochastic_pose = stochastic_pose
+        kw = dict(image_size=image_size, code_size=code_size, channels=channels,
+                  max_channels=max_channels, blocks=blocks)
+        self.pose_encoder = Encoder(2 * code_channels, **kw)
+        self.appearance_encoder = Encoder(code_channels, **kw)
+        self.decoder = Decoder(code_channels, **kw)
+
+    def encode_pose(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior q(pi | x) of (B, 3, H, W) pixels in [-1, 1]: mean and log-variance, each
+        (B, C, h, w); the log-variance is clamped to [-30, 10]."""
+        mean, logvar = self.pose_encoder(x).chunk(2, dim=1)
+        return mean, logvar.clamp(*LOGVAR_RANGE)
+
+    def encode_appearance(self, x: torch.Tensor) -> torch.Tensor:
+        """Appearance code alpha (B, C, h, w) of (B, 3, H, W) pixels in [-1, 1]."""
+        return self.appearance_encoder(x)
+
+    def decode(self, pose: torch.Tensor, appearance: torch.Tensor) -> torch.Tensor:
+        """Render (B, 3, H, W) pixels from pose and appearance codes."""
+        return self.decoder(pose, appearance)
+
+    @torch.no_grad()
+    def transfer(self, appearance_image: torch.Tensor, pose_image: torch.Tensor) -> torch.Tensor:
+        """Appearance of ``appearance_image`` in the pose of ``pose_image`` (posterior mean);
+        both (B, 3, H, W) in [-1, 1]; returns (B, 3, H, W) clamped to [-1, 1]."""
+        mean, _ = self.encode_pose(pose_image)
+        return self.decode(mean, self.encode_appearance(appearance_image)).clamp(-1, 1)
+
+
+class SeparableCritic(nn.Module):
+    """Mutual-information critic T(pi, alpha) = <f(pi), g(alpha)> summed over all entries
+    (ICCV 2019, Esser et al., section 3.2). f and g are 1x1-convolution residual stacks, so codes of
+    shape (B, C, h, w) and vectors (B, C) both work.
+
+    ``scores(pi, alpha)`` returns the (B, B) matrix of logits l[i, j] = T(pi_i, alpha_j): the
+    diagonal holds the joint pairs, any off-diagonal permutation marginal pairs.
+    """
+
+    def __init__(self, pose_channels: int, appearance_channels: int, width: int = 512, blocks: int = 1):
+        super().__init__()
+
+        def stack(c_in: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(c_in, width, 1), *[ResBlock(width, 1) for _ in range(blocks)],
+                                 _act(), nn.Conv2d(width, width, 1))
+
+        self.f = stack(pose_channels)
+        self.g = stack(appearance_channels)
+        # Start from logit 0 (chance) instead of the large logits of a random inner product, so
+        # early I_T and I_T' estimates do not push gamma around.
+        nn.init.zeros_(self.g[-1].weight)
+        nn.init.zeros_(self.g[-1].bias)
+
+    @staticmethod
+    def _as_map(x: torch.Tensor) -> torch.Tensor:
+        return x[:, :, None, None] if x.dim() == 2 else x
+
+    def features(self, pose: torch.Tensor, appearance: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Flattened f(pi) and g(alpha), each (B, width * h * w)."""
+        return self.f(self._as_map(pose)).flatten(1), self.g(self._as_map(appearance)).flatten(1)
+
+    def forward(self, pose: torch.Tensor, appearance: torch.Tensor, permutation: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Joint logits T(pi_i, alpha_i) and marginal logits T(pi_i, alpha_s(i)), each (B,)."""
+        fp, ga = self.features(pose, appearance)
+        return (fp * ga).sum(1), (fp * ga[permutation]).sum(1)

@@ -1,0 +1,188 @@
+"""The objective of ICCV 2019, Esser et al. (sections 3-4) and its ablations, as one module.
+
+Per batch of pairs (x_i, x'_i) sharing an appearance: pi_i ~ q(pi | x_i), alpha'_i = E_alpha(x'_i),
+x_hat_i = D(pi_i, alpha'_i). The model minimises
+
+    L = SSE(x_i, x_hat_i) + gamma * KL(q(pi | x_i) || N(0, I)) + penalty(I_T - epsilon)
+
+where I_T is the mutual information between pose and appearance codes estimated by a critic T, the
+penalty is an augmented Lagrangian with multiplier lambda, and (variant ``rodi``) gamma is raised
+whenever a second critic T', trained on detached codes and never attacked by the encoder, sees more
+information than T: the smallest KL weight at which T's estimate can be trusted.
+
+Variants (METHOD.md section 4): ``ae`` deterministic pi, no KL, no constraint; ``variational`` fixed
+gamma; ``adversarial`` fixed gamma plus the MI constraint; ``rodi`` adaptive gamma plus the MI
+constraint. Both critics are trained in every variant, so I_T and I_T' are logged for all of them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from rodi.config import ObjectiveConfig
+from rodi.models.networks import AppearancePoseModel, SeparableCritic
+
+
+def derangement(n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+    """A random permutation of ``range(n)`` without fixed points (one random n-cycle).
+
+    Returns (n,) long with ``s[i] != i`` for every i.
+
+    Raises:
+        ValueError: for n < 2, where no derangement exists (a batch of one has no negatives).
+    """
+    if n < 2:
+        raise ValueError(f"a derangement needs at least 2 elements, got {n}: the critics pair each "
+                         "pose code with another example's appearance code, so batches need B >= 2")
+    order = torch.randperm(n, generator=generator)
+    s = torch.empty(n, dtype=torch.long)
+    s[order] = order.roll(-1)
+    return s.to(device) if device is not None else s
+
+
+def kl_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, exp(logvar)) || N(0, I)) in nats, summed over all but the batch dimension: (B,)."""
+    return 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).flatten(1).sum(1)
+
+
+def critic_loss(joint: torch.Tensor, marginal: torch.Tensor) -> torch.Tensor:
+    """Logistic loss of a joint-vs-marginal classifier: 0.5 * [softplus(-l_joint) + softplus(l_marginal)],
+    averaged over the batch."""
+    return 0.5 * (F.softplus(-joint) + F.softplus(marginal)).mean()
+
+
+def augmented_lagrangian(c: torch.Tensor, multiplier: torch.Tensor, mu: float) -> torch.Tensor:
+    """Penalty of the constraint c <= 0: [mu * c + lambda >= 0] * (lambda * c + 0.5 * mu * c^2)."""
+    return (mu * c + multiplier >= 0).to(c.dtype) * (multiplier * c + 0.5 * mu * c.square())
+
+
+def update_multiplier(multiplier: float, c: float, mu: float) -> float:
+    """lambda <- max(0, lambda + mu * c)."""
+    return max(0.0, multiplier + mu * c)
+
+
+def update_gamma(gamma: float, ema_attacked: float, ema_independent: float, cfg: ObjectiveConfig) -> float:
+    """gamma <- clip(gamma + l_gamma * (clip(EMA(I_T') - EMA(I_T), 0, 10) - b_gamma), 0, gamma_max)."""
+    gap = min(max(ema_independent - ema_attacked, 0.0), 10.0)
+    return min(max(gamma + cfg.gamma_lr * (gap - cfg.gamma_bias), 0.0), cfg.gamma_max)
+
+
+class DisentanglingObjective(nn.Module):
+    """Losses, critics and the method's global quantities for one variant.
+
+    Buffers (saved with the module's state dict): ``gamma`` (KL weight), ``multiplier`` (lambda),
+    ``ema_mi`` / ``ema_mi_independent`` (raw EMAs of I_T and I_T' in nats) and ``ema_steps``
+    (for bias correction).
+
+    Args:
+        cfg: objective hyper-parameters (METHOD.md section 5).
+        code_channels: channels of the pose and appearance codes.
+    """
+
+    def __init__(self, cfg: ObjectiveConfig, code_channels: int):
+        super().__init__()
+        self.cfg = cfg
+        self.critic = SeparableCritic(code_channels, code_channels, cfg.critic_width, cfg.critic_blocks)
+        self.independent_critic = SeparableCritic(code_channels, code_channels, cfg.critic_width, cfg.critic_blocks)
+        gamma0 = 0.0 if cfg.variant == "ae" else cfg.gamma
+        self.register_buffer("gamma", torch.tensor(gamma0, dtype=torch.float64))
+        self.register_buffer("multiplier", torch.tensor(cfg.lambda_init, dtype=torch.float64))
+        self.register_buffer("ema_mi", torch.tensor(0.0, dtype=torch.float64))
+        self.register_buffer("ema_mi_independent", torch.tensor(0.0, dtype=torch.float64))
+        self.register_buffer("ema_steps", torch.tensor(0, dtype=torch.long))
+
+    @property
+    def constrained(self) -> bool:
+        return self.cfg.variant in ("adversarial", "rodi")
+
+    def constraint_active(self, step: int) -> bool:
+        return self.constrained and step >= self.cfg.warmup_steps
+
+    def forward(self, model: AppearancePoseModel, batch: dict, step: int) -> dict:
+        """Both losses of one training step, computed in the safe order (METHOD.md section 3).
+
+        The critics see detached codes; the encoder's penalty goes through T with its parameters
+        detached, so one backward of ``model_loss + critic_loss`` gives each optimiser exactly its
+        own gradients and no module is updated between a forward and its backward.
+
+        Args:
+            model: the networks.
+            batch: ``pose_image`` x and ``appearance_image`` x', (B, 3, H, W) in [-1, 1], B >= 2.
+            step: the training step (the constraint is active from ``warmup_steps`` on).
+
+        Returns:
+            dict with scalar tensors ``model_loss``, ``critic_loss``, ``reconstruction`` (SSE per
+            example), ``kl`` (nats per example), ``penalty``, ``mi`` (I_T, nats), ``mi_independent``
+            (I_T', nats), ``critic_accuracy``, ``independent_critic_accuracy``, and
+            ``reconstruction_image`` (B, 3, H, W).
+
+        Raises:
+            ValueError: for a batch of fewer than two pairs.
+        """
+        x, x_app = batch["pose_image"], batch["appearance_image"]
+        mean, logvar = model.encode_pose(x)
+        if self.cfg.variant == "ae":
+            pose = mean
+            kl = torch.zeros((), device=x.device)
+        else:
+            pose = mean + (0.5 * logvar).exp() * torch.randn_like(mean)
+            kl = kl_standard_normal(mean, logvar).mean()
+        appearance = model.encode_appearance(x_app)
+        x_hat = model.decode(pose, appearance)
+        reconstruction = (x_hat - x).square().flatten(1).sum(1).mean()
+
+        s = derangement(x.shape[0], device=x.device)
+        pose_d, appearance_d = pose.detach(), appearance.detach()
+        joint, marginal = self.critic(pose_d, appearance_d, s)
+        joint_i, marginal_i = self.independent_critic(pose_d, appearance_d, s)
+        closs = critic_loss(joint, marginal) + critic_loss(joint_i, marginal_i)
+
+        penalty = torch.zeros((), device=x.device)
+        constraint = None
+        if self.constraint_active(step):
+            frozen = {k: v.detach() for k, v in self.critic.named_parameters()}
+            attacked_joint, _ = functional_call(self.critic, frozen, (pose, appearance_d, s), strict=True)
+            constraint = attacked_joint.mean() - self.cfg.epsilon
+            penalty = augmented_lagrangian(constraint, self.multiplier.to(constraint.dtype), self.cfg.mu)
+
+        gamma = self.gamma.to(kl.dtype)
+        model_loss = reconstruction + gamma * kl + penalty
+        accuracy = lambda j, m: 0.5 * ((j > 0).float().mean() + (m < 0).float().mean())  # noqa: E731
+        return {
+            "model_loss": model_loss,
+            "critic_loss": closs,
+            "reconstruction": reconstruction,
+            "kl": kl,
+            "penalty": penalty,
+            "mi": joint.mean().detach(),
+            "mi_independent": joint_i.mean().detach(),
+            "critic_accuracy": accuracy(joint, marginal),
+            "independent_critic_accuracy": accuracy(joint_i, marginal_i),
+            "constraint": constraint.detach() if constraint is not None else None,
+            "reconstruction_image": x_hat.detach(),
+        }
+
+    @torch.no_grad()
+    def update(self, out: dict, step: int) -> None:
+        """After the optimisers stepped: moving averages, lambda (when the constraint is active)
+        and, for ``rodi``, gamma (METHOD.md section 3, items 4-5)."""
+        d = self.cfg.ema_decay
+        self.ema_mi.mul_(d).add_((1 - d) * out["mi"].double())
+        self.ema_mi_independent.mul_(d).add_((1 - d) * out["mi_independent"].double())
+        self.ema_steps.add_(1)
+        if out["constraint"] is not None:
+            self.multiplier.fill_(update_multiplier(self.multiplier.item(), out["constraint"].item(), self.cfg.mu))
+        if self.cfg.variant == "rodi":
+            ema, ema_i = self.corrected_emas()
+            self.gamma.fill_(update_gamma(self.gamma.item(), ema, ema_i, self.cfg))
+
+    def corrected_emas(self) -> tuple[float, float]:
+        """Bias-corrected EMA(I_T) and EMA(I_T') in nats."""
+        n = int(self.ema_steps.item())
+        if n == 0:
+            return 0.0, 0.0
+        correction = 1.0 - self.cfg.ema_decay**n
+        return self.ema_mi.item() / correction, self.ema_mi_independent.item() / correction

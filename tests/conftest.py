@@ -1,0 +1,49 @@
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def sprites_root() -> Path:
+    """The LPC layer sheets: $RODI_SPRITES_ROOT, else ../shared/data/lpc-sprites beside the clone."""
+    env = os.environ.get("RODI_SPRITES_ROOT")
+    root = Path(env) if env else REPO.parent / "shared" / "data" / "lpc-sprites"
+    if not (root / "body" / "0.png").is_file():
+        raise RuntimeError(f"tests need the LPC layer sheets; none at {root}: set RODI_SPRITES_ROOT")
+    return root
+
+
+@pytest.fixture(scope="session")
+def sheets_root() -> Path:
+    return sprites_root()
+
+
+@pytest.fixture(scope="session")
+def sheets(sheets_root):
+    from rodi.data.sprites import SpriteSheets
+
+    return SpriteSheets("sprites", sheets_root)
+
+
+def tiny_overrides(tmp_path, **extra) -> list[str]:
+    """A config small enough for a few CPU steps in a test."""
+    values = {
+        "data.root": str(sprites_root()),
+        "data.num_triplets": 16,
+        "model.channels": 8,
+        "model.max_channels": 16,
+        "model.code_channels": 4,
+        "objective.critic_width": 16,
+        "objective.warmup_steps": 1,
+        "train.batch_size": 3,
+        "train.max_steps": 4,
+        "train.log_every": 2,
+        "train.image_every": 2,
+        "train.checkpoint_every": 2,
+        "train.matrix_size": 2,
+        "train.out_dir": str(tmp_path / "run"),
+    }
+    values.update(extra)
+    return [f"{k}={v}" for k, v in values.items()]

@@ -1,0 +1,90 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from rodi.data.sprites import SpritesDataError, SpriteSheets, locate_sheets, make_protocol
+
+
+def test_sprites_protocol_has_1296_characters_72_poses_and_the_published_split():
+    p = make_protocol("sprites")
+    assert len(p.characters) == 1296 and len(p.poses) == 72
+    assert len(p.train) == 1000 and len(p.test) == 296
+    assert not set(p.train) & set(p.test)
+    # attribute choices 0-5 for body, bottomwear, topwear, hair
+    assert p.characters.min() == 0 and p.characters.max() == 5
+    assert {(q.action, q.direction) for q in p.poses} == {(a, d) for a in range(3) for d in range(3)}
+
+
+def test_sprites_full_protocol_uses_every_layer_choice_and_every_cell():
+    p = make_protocol("sprites-full")
+    assert len(p.characters) == 7 * 5 * 3 * 7 * 7 * 10
+    assert len(p.poses) == 178
+    assert len(p.train) + len(p.test) == len(p.characters)
+
+
+def test_unknown_protocol_is_an_error():
+    with pytest.raises(ValueError, match="unknown Sprites protocol"):
+        make_protocol("sprites-mini")
+
+
+def test_composite_matches_a_known_pixel(sheets, sheets_root):
+    # Compose one character by hand with Pillow's alpha_composite, in the documented order, and
+    # compare a pixel where hair covers the body.
+    character = 0
+    body, bottom, top, hair = sheets.characters[character].tolist()
+    canvas = Image.new("RGBA", (832, 1344), "black")
+    for layer, choice in (("body", body), ("shoes", 1), ("bottomwear", bottom), ("topwear", top), ("hair", hair)):
+        canvas = Image.alpha_composite(canvas, Image.open(sheets_root / layer / f"{choice}.png").convert("RGBA"))
+    pose = 0  # walk, left, frame 0: sheet row 9, column 8
+    p = sheets.protocol.poses[pose]
+    assert (p.row, p.column) == (9, 8)
+    cell = np.asarray(canvas)[p.row * 64:(p.row + 1) * 64, p.column * 64:(p.column + 1) * 64, :3]
+    ours = sheets.render(torch.tensor([character]), torch.tensor([pose]))[0]
+    ours = ((ours + 1) * 127.5).permute(1, 2, 0).numpy()
+    hair_alpha = np.asarray(Image.open(sheets_root / "hair" / f"{hair}.png").convert("RGBA"))[..., 3]
+    ys, xs = np.nonzero(hair_alpha[p.row * 64:(p.row + 1) * 64, p.column * 64:(p.column + 1) * 64] == 255)
+    y, x = ys[0], xs[0]
+    np.testing.assert_allclose(ours[y, x], cell[y, x], atol=1e-3)
+    np.testing.assert_allclose(ours, cell, atol=0.51)  # Pillow rounds to integers
+    assert ours[0, 0].tolist() == [0.0, 0.0, 0.0]  # black background
+
+
+def test_training_pairs_share_a_character_and_differ_in_pose(sheets):
+    g = torch.Generator().manual_seed(0)
+    b = sheets.sample_pairs(64, g)
+    assert b["pose_image"].shape == (64, 3, 64, 64)
+    assert b["pose_image"].min() >= -1 and b["pose_image"].max() <= 1
+    assert torch.equal(b["pose_character"], b["appearance_character"])
+    assert (b["pose_pose"] != b["appearance_pose"]).all()
+    assert set(b["pose_character"].tolist()) <= set(sheets.split("train").tolist())
+    for k in ("body", "bottomwear", "topwear", "hair", "action", "direction", "frame"):
+        assert b[f"pose_{k}"].shape == (64,)
+
+
+def test_triplet_target_is_character_a_in_pose_p(sheets):
+    idx = sheets.triplet_indices(50, seed=3)
+    a, b, p, q = idx.unbind(1)
+    assert (a != b).all() and (p != q).all()
+    assert set(a.tolist()) | set(b.tolist()) <= set(sheets.split("test").tolist())
+    t = sheets.triplets(idx)
+    assert torch.equal(t["target"], sheets.render(a, p))
+    assert torch.equal(t["appearance_image"], sheets.render(a, q))
+    assert torch.equal(t["pose_image"], sheets.render(b, p))
+    assert torch.equal(sheets.triplet_indices(50, seed=3), idx)
+
+
+def test_missing_sheets_name_where_rodi_looked(tmp_path, monkeypatch):
+    monkeypatch.delenv("RODI_SPRITES_ROOT", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr("rodi.data.sprites._download", lambda cache: (_ for _ in ()).throw(OSError("offline")))
+    with pytest.raises(SpritesDataError, match="RODI_SPRITES_ROOT") as err:
+        locate_sheets(None)
+    assert "offline" in str(err.value) and "--data-root" in str(err.value)
+    with pytest.raises(SpritesDataError, match="missing 39 of 39"):
+        locate_sheets(tmp_path)
+
+
+def test_environment_variable_points_at_the_sheets(sheets_root, monkeypatch):
+    monkeypatch.setenv("RODI_SPRITES_ROOT", str(sheets_root))
+    assert locate_sheets(None) == sheets_root

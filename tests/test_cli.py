@@ -1,0 +1,97 @@
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import tiny_overrides
+from rodi.cli import main
+from rodi.config import ConfigError, load_config
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    result = CliRunner().invoke(main, ["train", "sprites", *tiny_overrides(tmp), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    return tmp / "run"
+
+
+def test_transfer_accepts_rgba_and_grayscale_images(trained_run, tmp_path):
+    rgba = np.zeros((40, 30, 4), np.uint8)
+    rgba[10:30, 5:25] = (200, 50, 20, 255)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "app.png")
+    Image.fromarray(np.full((64, 64), 128, np.uint8), "L").save(tmp_path / "pose.png")
+    result = CliRunner().invoke(main, ["transfer", "-c", str(trained_run / "checkpoints" / "last.pt"),
+                                       "--appearance", str(tmp_path / "app.png"),
+                                       "--pose", str(tmp_path / "pose.png"), "-o", str(tmp_path / "out.png")])
+    assert result.exit_code == 0, result.output
+    out = Image.open(tmp_path / "out.png")
+    assert out.size == (64, 64) and out.mode == "RGB"
+
+
+def test_transfer_matrix_from_a_folder(trained_run, tmp_path, sheets):
+    import torch
+
+    from rodi.viz import to_uint8
+
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    imgs = to_uint8(sheets.render(torch.tensor([0, 1, 2]), torch.tensor([0, 10, 20])))
+    for i, img in enumerate(imgs):
+        Image.fromarray(img).save(folder / f"{i}.png")
+    result = CliRunner().invoke(main, ["transfer", "-c", str(trained_run / "checkpoints" / "last.pt"),
+                                       "-a", str(folder), "-p", str(folder / "0.png"), "-p", str(folder / "1.png"),
+                                       "-o", str(tmp_path / "grid.png"), "--matrix"])
+    assert result.exit_code == 0, result.output
+    grid = Image.open(tmp_path / "grid.png")
+    assert grid.size == (3 * 66 + 2, 4 * 66 + 2)  # (1 + 2 poses) columns, (1 + 3 appearances) rows
+
+
+def test_transfer_of_a_corrupt_image_names_the_file(trained_run, tmp_path):
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nthis is not")
+    result = CliRunner().invoke(main, ["transfer", "-c", str(trained_run / "checkpoints" / "last.pt"),
+                                       "-a", str(tmp_path / "broken.png"), "-p", str(tmp_path / "broken.png"),
+                                       "-o", str(tmp_path / "out.png")])
+    assert result.exit_code == 2
+    assert "broken.png" in result.output and "not a readable image" in result.output
+
+
+def test_evaluate_writes_json_and_prints_a_table(trained_run, tmp_path):
+    result = CliRunner().invoke(main, ["evaluate", "-c", str(trained_run / "checkpoints" / "last.pt"),
+                                       "-o", str(tmp_path / "m.json")])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["protocol"] == "sprites" and metrics["step"] == 4 and metrics["num_triplets"] == 16
+    assert 0 < metrics["triplet_mse"]["mean"] <= 4 and 0 < metrics["reconstruction_mse"]["mean"] <= 4
+    assert "triplet MSE" in result.output
+
+
+def test_resume_from_the_command_line(trained_run):
+    result = CliRunner().invoke(main, ["train", "--resume", str(trained_run), "train.max_steps=6", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    metrics = CliRunner().invoke(main, ["evaluate", "-c", str(trained_run / "checkpoints" / "last.pt")])
+    assert "step" in metrics.output and " 6" in metrics.output
+
+
+def test_unknown_key_suggests_the_closest_valid_one():
+    with pytest.raises(ConfigError, match="did you mean 'train.batch_size'"):
+        load_config("sprites", ["train.batch_sise=8"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.batch_size=1", "batch_size must be >= 2"),
+    ("objective.variant=vae", "objective.variant"),
+    ("train.batch_size=many", "batch_size"),
+    ("data.root=/does/not/exist", "not an existing folder"),
+])
+def test_impossible_values_are_refused_before_training(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("sprites", [override])
+
+
+def test_cli_reports_config_errors_in_one_line(tmp_path):
+    result = CliRunner().invoke(main, ["train", "sprites", "train.batch_size=1", f"train.out_dir={tmp_path / 'x'}"])
+    assert result.exit_code == 2 and result.output.startswith("error: ")
+    assert not (tmp_path / "x").exists()
