@@ -44,6 +44,11 @@ def tiny_overrides(tmp_path, **extra) -> list[str]:
         "train.checkpoint_every": 2,
         "train.matrix_size": 2,
         "train.out_dir": str(tmp_path / "run"),
+        "evaluation.probe_train_codes": 40,
+        "evaluation.probe_test_codes": 20,
+        "evaluation.probe_steps": 5,
+        "evaluation.mi_pairs": 16,
+        "evaluation.mi_steps": 5,
     }
     values.update(extra)
     return [f"{k}={v}" for k, v in values.items()]

@@ -95,3 +95,34 @@ def test_cli_reports_config_errors_in_one_line(tmp_path):
     result = CliRunner().invoke(main, ["train", "sprites", "train.batch_size=1", f"train.out_dir={tmp_path / 'x'}"])
     assert result.exit_code == 2 and result.output.startswith("error: ")
     assert not (tmp_path / "x").exists()
+
+
+def test_benchmark_runs_every_variant_and_writes_every_file(tmp_path):
+    from rodi.config import VARIANTS
+
+    out = tmp_path / "bench"
+    args = ["benchmark", "sprites", *tiny_overrides(tmp_path), "--variants", ",".join(VARIANTS),
+            "--budget", "3steps", "--out-dir", str(out), "--no-progress"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    for name in ("results.md", "results.csv", "results.json", "triplet_mse_violins.png",
+                 "transfer_matrices.png", "rodi_training_curves.png"):
+        assert (out / name).is_file(), name
+    rows = json.loads((out / "results.json").read_text())["results"]
+    assert [r["variant"] for r in rows] == list(VARIANTS)
+    assert all(r["step"] == 3 and r["triplet_mse_mean"] > 0 and r["posthoc_mi_nats"] is not None for r in rows)
+    for v in VARIANTS:
+        assert (out / v / "transfer_matrix.png").is_file()
+    # a rerun finds every variant done and only rewrites the comparison
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0 and "| rodi | 3 |" in again.output
+
+
+def test_budget_parsing():
+    from rodi.evaluation.benchmark import budget_overrides
+
+    assert budget_overrides("10m") == ["train.max_minutes=10.0", "train.max_steps=100000000"]
+    assert budget_overrides("90s")[0] == "train.max_minutes=1.5"
+    assert budget_overrides("5000steps") == ["train.max_steps=5000", "train.max_minutes=null"]
+    with pytest.raises(ConfigError, match="budget"):
+        budget_overrides("ten minutes")

@@ -119,10 +119,39 @@ def evaluate(checkpoint, data_root, num_triplets, output, device):
     from rodi.evaluation.report import evaluate_checkpoint, format_table, write_json
     from rodi.training.state import resolve_device
 
+    from rodi.viz import plot_training_curves
+
     metrics = evaluate_checkpoint(checkpoint, data_root, num_triplets, resolve_device(device))
     click.echo(format_table(metrics))
     path = write_json(metrics, output or Path(checkpoint).parent.parent / "metrics.json")
     click.echo(f"wrote {path}")
+    scalars = Path(checkpoint).parent.parent / "scalars.csv"
+    if scalars.is_file() and scalars.stat().st_size > 0:
+        curves = plot_training_curves(scalars, path.with_name("training_curves.png"))
+        click.echo(f"wrote {curves}")
+
+
+@main.command()
+@click.argument("config")
+@click.argument("overrides", nargs=-1)
+@click.option("--variants", default="ae,variational,adversarial,rodi,drnet", show_default=True,
+              help="Comma-separated variants to train and compare.")
+@click.option("--budget", default="10m", show_default=True,
+              help="Per variant: wall clock (90s, 10m, 1h) or steps (5000steps).")
+@click.option("--out-dir", default="runs/benchmark", show_default=True, help="Output folder.")
+@click.option("--data-root", type=click.Path(), default=None, help="Folder of LPC layer sheets.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
+def benchmark(config, overrides, variants, budget, out_dir, data_root, no_progress):
+    """Train every variant with the same data, networks, seed and budget; compare them in one folder
+    (table, violin plot, transfer matrices, rodi's gamma/lambda/I_T curves). Reruns resume."""
+    from rodi.config import load_config
+    from rodi.evaluation.benchmark import run_benchmark
+
+    cfg = load_config(config, _overrides(overrides, data_root))
+    out = run_benchmark(cfg, [v.strip() for v in variants.split(",") if v.strip()], budget, out_dir,
+                        progress=not no_progress)
+    click.echo((out / "results.md").read_text())
+    click.echo(f"outputs: {out.resolve()}")
 
 
 @main.command()

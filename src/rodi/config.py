@@ -15,7 +15,7 @@ from typing import Any, Optional
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-VARIANTS = ("ae", "variational", "adversarial", "rodi")
+VARIANTS = ("ae", "variational", "adversarial", "rodi", "drnet")
 
 
 class ConfigError(ValueError):
@@ -44,7 +44,7 @@ class ModelConfig:
 
 @dataclass
 class ObjectiveConfig:
-    variant: str = "rodi"  # ae | variational | adversarial | rodi
+    variant: str = "rodi"  # ae | variational | adversarial | rodi | drnet
     gamma: float = 1.0  # initial (rodi) or fixed (variational, adversarial) KL weight
     gamma_max: float = 100.0
     gamma_lr: float = 0.01  # l_gamma
@@ -56,6 +56,8 @@ class ObjectiveConfig:
     ema_decay: float = 0.99
     critic_width: int = 512
     critic_blocks: int = 1
+    drnet_similarity: float = 1.0  # DRNET: weight of the appearance-code MSE, relative to pixel MSE
+    drnet_adversarial: float = 0.1  # DRNET: weight of confusing the scene discriminator
 
 
 @dataclass
@@ -82,12 +84,23 @@ class TrainConfig:
 
 
 @dataclass
+class EvaluationConfig:
+    probes: bool = True  # leakage probes and post-hoc MI, where the data has labels
+    probe_train_codes: int = 5000  # codes of training characters the probes learn from
+    probe_test_codes: int = 2000  # codes of held-out characters they are scored on
+    probe_steps: int = 300
+    mi_pairs: int = 4000  # held-out pairs for the post-hoc MI critic (half to train, half to score)
+    mi_steps: int = 1500
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
 
 def bundled_configs() -> list[str]:
@@ -186,6 +199,9 @@ def validate(cfg: Config) -> None:
         (min(cfg.train.log_every, cfg.train.image_every, cfg.train.checkpoint_every) >= 1,
          "train.log_every, image_every and checkpoint_every must be >= 1"),
         (cfg.train.matrix_size >= 1, "train.matrix_size must be >= 1"),
+        (min(cfg.evaluation.probe_train_codes, cfg.evaluation.probe_test_codes) >= 2
+         and cfg.evaluation.mi_pairs >= 4 and min(cfg.evaluation.probe_steps, cfg.evaluation.mi_steps) >= 1,
+         "evaluation: at least 2 probe codes, 4 MI pairs and 1 step each"),
         (cfg.optim.lr > 0 and cfg.optim.critic_lr_factor > 0, "optim.lr and critic_lr_factor must be > 0"),
         (len(cfg.optim.betas) == 2 and all(0 <= b < 1 for b in cfg.optim.betas), "optim.betas must be two numbers in [0, 1)"),
         (cfg.optim.schedule in ("constant", "linear"), "optim.schedule must be 'constant' or 'linear'"),

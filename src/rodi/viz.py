@@ -68,3 +68,75 @@ def save_transfer_matrix(model, appearance: torch.Tensor, pose: torch.Tensor,
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)
     return path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_training_curves(scalars_csv: str | os.PathLike, path: str | os.PathLike,
+                         epsilon: float | None = None) -> Path:
+    """gamma and lambda (top) and I_T, I_T' in nats (bottom) over training steps, from a run's
+    ``scalars.csv``: the picture of the smallest sufficient regularisation being found."""
+    import csv
+
+    with open(scalars_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f"{scalars_csv} holds no logged steps")
+    col = lambda k: [float(r[k]) for r in rows]  # noqa: E731
+    steps = col("step")
+    plt = _pyplot()
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    top.plot(steps, col("gamma"), label="gamma (KL weight)")
+    top.plot(steps, col("lambda"), label="lambda (Lagrange multiplier)")
+    top.set_ylabel("weight")
+    top.legend()
+    bottom.plot(steps, col("mi"), label="I_T (attacked critic)", alpha=0.8)
+    bottom.plot(steps, col("mi_independent"), label="I_T' (independent critic)", alpha=0.8)
+    if epsilon is not None:
+        bottom.axhline(epsilon, color="k", linestyle="--", linewidth=1, label=f"epsilon = {epsilon}")
+    bottom.set_ylabel("mutual information estimate (nats)")
+    bottom.set_xlabel("training step")
+    bottom.legend()
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_violins(errors: dict[str, np.ndarray], path: str | os.PathLike) -> Path:
+    """Violin plot of per-triplet MSE per variant (log scale), as the paper's figure shows it."""
+    plt = _pyplot()
+    names = list(errors)
+    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2, 4))
+    data = [np.log10(np.clip(errors[k], 1e-6, None)) for k in names]
+    ax.violinplot(data, showmedians=True)
+    ax.set_xticks(range(1, len(names) + 1), names)
+    ax.set_ylabel("log10 triplet MSE (pixels in [-1, 1])")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def side_by_side(images: dict[str, str | os.PathLike], path: str | os.PathLike) -> Path:
+    """Put transfer-matrix PNGs next to each other, each titled with its name."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(images), figsize=(4 * len(images), 4.4), squeeze=False)
+    for ax, (name, file) in zip(axes[0], images.items()):
+        ax.imshow(np.asarray(Image.open(file).convert("RGB")), interpolation="nearest")
+        ax.set_title(name)
+        ax.axis("off")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return path

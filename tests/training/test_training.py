@@ -18,14 +18,15 @@ def test_each_variant_trains_a_few_steps(tmp_path, variant):
     assert rows[0].startswith("step,train_seconds,reconstruction,kl,gamma,lambda,mi,mi_independent")
     assert len(rows) == 3
     gamma = state.objective.gamma.item()
-    if variant == "ae":
+    if variant in ("ae", "drnet"):
         assert gamma == 0.0
     elif variant in ("variational", "adversarial"):
         assert gamma == 1.0
     else:
         assert gamma != 1.0  # adapted every step
-    if variant in ("ae", "variational"):
+    if variant in ("ae", "variational", "drnet"):
         assert state.objective.multiplier.item() == 0.0
+    assert ("scene_discriminator" in state.optimizers) == (variant == "drnet")
 
 
 def _params(state: TrainState) -> dict:

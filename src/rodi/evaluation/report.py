@@ -9,26 +9,24 @@ from pathlib import Path
 import torch
 
 from rodi.data.sprites import SpriteSheets
+from rodi.evaluation.probes import (encode_codes, leakage_probes, pair_codes,
+                                    posthoc_mutual_information, summarize_probes)
 from rodi.evaluation.triplets import summarize, triplet_errors
 from rodi.training.state import TrainState
 
 
-def evaluate_checkpoint(checkpoint: str | os.PathLike, data_root: str | None = None,
-                        num_triplets: int | None = None, device: torch.device | None = None) -> dict:
-    """Triplet MSE (mean, median, std) and self-reconstruction MSE of a checkpoint, with its
-    protocol, step and wall-clock training time (seconds).
+def evaluate_state(state: TrainState, sheets: SpriteSheets, num_triplets: int | None = None
+                   ) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Metrics of a trained state and the per-triplet errors behind them.
 
-    Raises:
-        CheckpointError: the checkpoint cannot be read.
-        SpritesDataError: the layer sheets cannot be found.
+    Returns:
+        ``(metrics, errors)``: metrics as in :func:`evaluate_checkpoint`; errors with per-triplet
+        ``transfer`` and ``reconstruction`` MSE, (num_triplets,) each.
     """
-    state = TrainState.from_checkpoint(checkpoint, device)
     cfg = state.cfg
-    sheets = SpriteSheets(cfg.data.protocol, data_root if data_root is not None else cfg.data.root)
     n = num_triplets or cfg.data.num_triplets
     errors = triplet_errors(state.model, sheets, n, cfg.data.triplet_seed)
-    return {
-        "checkpoint": str(checkpoint),
+    metrics = {
         "protocol": cfg.data.protocol,
         "variant": cfg.objective.variant,
         "step": state.step,
@@ -40,6 +38,36 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_root: str | None = N
         "gamma": state.objective.gamma.item(),
         "lambda": state.objective.multiplier.item(),
     }
+    e = cfg.evaluation
+    if e.probes:
+        model = state.model
+        train = encode_codes(model, sheets, "train", e.probe_train_codes, seed=11)
+        test = encode_codes(model, sheets, "test", e.probe_test_codes, seed=12)
+        layers = sheets.protocol.varied
+        detail = leakage_probes(train, test, layers, steps=e.probe_steps)
+        metrics["probes"] = summarize_probes(detail, layers)
+        metrics["probes_per_label"] = detail
+        codes = pair_codes(model, sheets, "test", e.mi_pairs, seed=13)
+        metrics["posthoc_mi_nats"] = posthoc_mutual_information(*codes, steps=e.mi_steps)
+    return metrics, errors
+
+
+def evaluate_checkpoint(checkpoint: str | os.PathLike, data_root: str | None = None,
+                        num_triplets: int | None = None, device: torch.device | None = None) -> dict:
+    """Triplet MSE (mean, median, std; pixels in [-1, 1]) and self-reconstruction MSE of a
+    checkpoint, with its protocol, step and wall-clock training time (seconds); unless the config's
+    ``evaluation.probes`` is off, also the leakage probes' accuracies beside chance and a post-hoc MI
+    estimate in nats.
+
+    Raises:
+        CheckpointError: the checkpoint cannot be read.
+        SpritesDataError: the layer sheets cannot be found.
+    """
+    state = TrainState.from_checkpoint(checkpoint, device)
+    cfg = state.cfg
+    sheets = SpriteSheets(cfg.data.protocol, data_root if data_root is not None else cfg.data.root)
+    metrics, _ = evaluate_state(state, sheets, num_triplets)
+    return {"checkpoint": str(checkpoint), **metrics}
 
 
 def format_table(metrics: dict) -> str:
@@ -55,6 +83,14 @@ def format_table(metrics: dict) -> str:
         ("self-reconstruction MSE", f"mean {r['mean']:.4f}  median {r['median']:.4f}  std {r['std']:.4f}"),
         ("gamma / lambda", f"{metrics['gamma']:.4g} / {metrics['lambda']:.4g}"),
     ]
+    if "probes" in metrics:
+        p = metrics["probes"]
+        for name, label in (("pose_to_appearance", "probe: pose code -> appearance (leak)"),
+                            ("appearance_to_pose", "probe: appearance code -> pose (leak)"),
+                            ("appearance_to_appearance", "probe: appearance code -> appearance"),
+                            ("pose_to_pose", "probe: pose code -> pose")):
+            rows.append((label, f"accuracy {p[name]:.3f}  (chance {p[name + '_chance']:.3f})"))
+        rows.append(("post-hoc MI(pose; appearance)", f"{metrics['posthoc_mi_nats']:.3f} nats"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 

@@ -12,7 +12,10 @@ information than T: the smallest KL weight at which T's estimate can be trusted.
 
 Variants (METHOD.md section 4): ``ae`` deterministic pi, no KL, no constraint; ``variational`` fixed
 gamma; ``adversarial`` fixed gamma plus the MI constraint; ``rodi`` adaptive gamma plus the MI
-constraint. Both critics are trained in every variant, so I_T and I_T' are logged for all of them.
+constraint; ``drnet``, the baseline of Denton & Birodkar (NeurIPS 2017) in the same framework:
+deterministic pi, the appearance codes of both images of a pair pulled together, and a scene
+discriminator on pairs of pose codes (same pair or not) that the pose encoder is trained to confuse.
+Both MI critics are trained in every variant, so I_T and I_T' are logged for all of them.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from torch.func import functional_call
 
 from rodi.config import ObjectiveConfig
 from rodi.models.networks import AppearancePoseModel, SeparableCritic
+
+DETERMINISTIC_POSE = ("ae", "drnet")
 
 
 def derangement(n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
@@ -64,6 +69,21 @@ def update_multiplier(multiplier: float, c: float, mu: float) -> float:
     return max(0.0, multiplier + mu * c)
 
 
+class SceneDiscriminator(nn.Module):
+    """DRNET's scene discriminator C(pi_1, pi_2): one logit that two pose codes come from the same
+    pair (Denton & Birodkar, NeurIPS 2017, section 3). Codes (B, C, h, w) are flattened and
+    concatenated; an MLP of ``width`` units scores them."""
+
+    def __init__(self, code_numel: int, width: int = 512):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2 * code_numel, width), nn.LeakyReLU(0.2),
+                                 nn.Linear(width, width), nn.LeakyReLU(0.2), nn.Linear(width, 1))
+
+    def forward(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        """(B,) logits."""
+        return self.net(torch.cat([first.flatten(1), second.flatten(1)], dim=1)).squeeze(1)
+
+
 def update_gamma(gamma: float, ema_attacked: float, ema_independent: float, cfg: ObjectiveConfig) -> float:
     """gamma <- clip(gamma + l_gamma * (clip(EMA(I_T') - EMA(I_T), 0, 10) - b_gamma), 0, gamma_max)."""
     gap = min(max(ema_independent - ema_attacked, 0.0), 10.0)
@@ -82,17 +102,24 @@ class DisentanglingObjective(nn.Module):
         code_channels: channels of the pose and appearance codes.
     """
 
-    def __init__(self, cfg: ObjectiveConfig, code_channels: int):
+    def __init__(self, cfg: ObjectiveConfig, code_channels: int, code_size: int = 4):
         super().__init__()
         self.cfg = cfg
         self.critic = SeparableCritic(code_channels, code_channels, cfg.critic_width, cfg.critic_blocks)
         self.independent_critic = SeparableCritic(code_channels, code_channels, cfg.critic_width, cfg.critic_blocks)
-        gamma0 = 0.0 if cfg.variant == "ae" else cfg.gamma
+        if cfg.variant == "drnet":
+            self.scene_discriminator = SceneDiscriminator(code_channels * code_size**2, cfg.critic_width)
+        gamma0 = 0.0 if cfg.variant in DETERMINISTIC_POSE else cfg.gamma
         self.register_buffer("gamma", torch.tensor(gamma0, dtype=torch.float64))
         self.register_buffer("multiplier", torch.tensor(cfg.lambda_init, dtype=torch.float64))
         self.register_buffer("ema_mi", torch.tensor(0.0, dtype=torch.float64))
         self.register_buffer("ema_mi_independent", torch.tensor(0.0, dtype=torch.float64))
         self.register_buffer("ema_steps", torch.tensor(0, dtype=torch.long))
+
+    def critics(self) -> dict[str, nn.Module]:
+        """The classifiers with their own optimisers, by name."""
+        names = ("critic", "independent_critic", "scene_discriminator")
+        return {k: getattr(self, k) for k in names if hasattr(self, k)}
 
     @property
     def constrained(self) -> bool:
@@ -124,7 +151,7 @@ class DisentanglingObjective(nn.Module):
         """
         x, x_app = batch["pose_image"], batch["appearance_image"]
         mean, logvar = model.encode_pose(x)
-        if self.cfg.variant == "ae":
+        if self.cfg.variant in DETERMINISTIC_POSE:
             pose = mean
             kl = torch.zeros((), device=x.device)
         else:
@@ -147,6 +174,10 @@ class DisentanglingObjective(nn.Module):
             attacked_joint, _ = functional_call(self.critic, frozen, (pose, appearance_d, s), strict=True)
             constraint = attacked_joint.mean() - self.cfg.epsilon
             penalty = augmented_lagrangian(constraint, self.multiplier.to(constraint.dtype), self.cfg.mu)
+        if self.cfg.variant == "drnet":
+            drnet_loss, scene_loss = self._drnet(model, x, x_app, pose, appearance, s)
+            penalty = penalty + drnet_loss
+            closs = closs + scene_loss
 
         gamma = self.gamma.to(kl.dtype)
         model_loss = reconstruction + gamma * kl + penalty
@@ -162,8 +193,24 @@ class DisentanglingObjective(nn.Module):
             "critic_accuracy": accuracy(joint, marginal),
             "independent_critic_accuracy": accuracy(joint_i, marginal_i),
             "constraint": constraint.detach() if constraint is not None else None,
-            "reconstruction_image": x_hat.detach(),
         }
+
+    def _drnet(self, model: AppearancePoseModel, x: torch.Tensor, x_app: torch.Tensor, pose: torch.Tensor,
+               appearance: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """DRNET's two extra terms: the encoders' loss (appearance similarity plus confusing the
+        scene discriminator, target 0.5), on the scale of the per-pixel MSE the paper used, and
+        the discriminator's own loss on detached pose codes."""
+        similarity = (model.encode_appearance(x) - appearance).square().mean()
+        pose_other = model.encode_pose(x_app)[0]
+        disc = self.scene_discriminator
+        same, different = disc(pose.detach(), pose_other.detach()), disc(pose.detach(), pose_other.detach()[s])
+        scene_loss = 0.5 * (F.binary_cross_entropy_with_logits(same, torch.ones_like(same))
+                            + F.binary_cross_entropy_with_logits(different, torch.zeros_like(different)))
+        frozen = {k: v.detach() for k, v in disc.named_parameters()}
+        confused = functional_call(disc, frozen, (pose, pose_other))
+        adversarial = F.binary_cross_entropy_with_logits(confused, torch.full_like(confused, 0.5))
+        pixels = x[0].numel()
+        return pixels * (self.cfg.drnet_similarity * similarity + self.cfg.drnet_adversarial * adversarial), scene_loss
 
     @torch.no_grad()
     def update(self, out: dict, step: int) -> None:

@@ -17,7 +17,7 @@ import torch
 from rodi import __version__
 from rodi.config import Config, ConfigError, from_dict, to_dict
 from rodi.models.networks import AppearancePoseModel
-from rodi.objectives.disentangling import DisentanglingObjective
+from rodi.objectives.disentangling import DETERMINISTIC_POSE, DisentanglingObjective
 
 FORMAT_VERSION = 1
 
@@ -43,7 +43,7 @@ def resolve_device(name: str) -> torch.device:
 def build_model(cfg: Config) -> AppearancePoseModel:
     m = cfg.model
     return AppearancePoseModel(m.image_size, m.code_channels, m.code_size, m.channels, m.max_channels,
-                               m.blocks, stochastic_pose=cfg.objective.variant != "ae")
+                               m.blocks, stochastic_pose=cfg.objective.variant not in DETERMINISTIC_POSE)
 
 
 class TrainState:
@@ -58,14 +58,12 @@ class TrainState:
         self.cfg = cfg
         self.device = device
         self.model = build_model(cfg).to(device)
-        self.objective = DisentanglingObjective(cfg.objective, cfg.model.code_channels).to(device)
+        self.objective = DisentanglingObjective(cfg.objective, cfg.model.code_channels, cfg.model.code_size).to(device)
         o = cfg.optim
         adam = lambda params, lr: torch.optim.Adam(params, lr=lr, betas=tuple(o.betas))  # noqa: E731
-        self.optimizers = {
-            "model": adam(self.model.parameters(), o.lr),
-            "critic": adam(self.objective.critic.parameters(), o.lr * o.critic_lr_factor),
-            "independent_critic": adam(self.objective.independent_critic.parameters(), o.lr * o.critic_lr_factor),
-        }
+        self.optimizers = {"model": adam(self.model.parameters(), o.lr)}
+        for name, critic in self.objective.critics().items():
+            self.optimizers[name] = adam(critic.parameters(), o.lr * o.critic_lr_factor)
         self.base_lrs = {k: opt.param_groups[0]["lr"] for k, opt in self.optimizers.items()}
         self.step = 0
         self.train_seconds = 0.0

@@ -1,0 +1,138 @@
+"""``rodi benchmark``: every variant trained with the same data, networks, seed and budget, then
+evaluated and compared in one folder (ICCV 2019, Esser et al., section 4.1 and figure 4)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from rodi.config import Config, ConfigError, load_config, to_dict
+from rodi.data.sprites import SpriteSheets
+from rodi.evaluation.report import evaluate_state
+from rodi.training.loop import checkpoint_path, train
+from rodi.training.state import TrainState
+from rodi.viz import plot_training_curves, plot_violins, save_transfer_matrix, side_by_side
+
+COLUMNS = (
+    "variant", "step", "train_minutes", "triplet_mse_mean", "triplet_mse_median", "triplet_mse_std",
+    "reconstruction_mse_mean", "pose_to_appearance", "pose_to_appearance_chance", "appearance_to_pose",
+    "appearance_to_pose_chance", "appearance_to_appearance", "pose_to_pose", "posthoc_mi_nats",
+    "final_gamma", "images_per_s",
+)
+
+
+def budget_overrides(budget: str) -> list[str]:
+    """``90s``, ``10m``/``10min``, ``1h`` (wall clock) or ``5000``/``5000steps`` (steps) as config
+    overrides.
+
+    Raises:
+        ConfigError: for anything else.
+    """
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|steps?)?\s*", budget)
+    if not m:
+        raise ConfigError(f"budget {budget!r} must look like 90s, 10m, 1h or 5000steps")
+    value, unit = float(m.group(1)), m.group(2) or "steps"
+    if unit.startswith("step"):
+        if value != int(value) or value < 1:
+            raise ConfigError(f"a step budget must be a positive whole number, got {budget!r}")
+        return [f"train.max_steps={int(value)}", "train.max_minutes=null"]
+    minutes = {"s": value / 60, "m": value, "min": value, "h": value * 60}[unit]
+    return [f"train.max_minutes={minutes}", "train.max_steps=100000000"]
+
+
+def _median_images_per_s(run_dir: Path) -> float:
+    with (run_dir / "scalars.csv").open(newline="") as f:
+        speeds = sorted(float(r["images_per_s"]) for r in csv.DictReader(f))
+    return speeds[len(speeds) // 2] if speeds else float("nan")
+
+
+def run_benchmark(cfg: Config, variants: list[str], budget: str, out_dir: str | Path,
+                  progress: bool = True) -> Path:
+    """Train and evaluate each variant into ``out_dir/<variant>/``, then write the comparison.
+
+    Writes ``results.md``, ``results.csv``, ``results.json`` (the table), ``triplet_mse_violins.png``,
+    ``transfer_matrices.png`` (all variants side by side, same inputs), ``<variant>/transfer_matrix.png``,
+    and ``rodi_training_curves.png`` when ``rodi`` is among the variants. A variant whose
+    ``metrics.json`` exists is not run again; an interrupted one resumes from its checkpoint.
+
+    Raises:
+        ConfigError: an unknown variant or a malformed budget.
+    """
+    from rodi.config import VARIANTS
+
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown or not variants:
+        raise ConfigError(f"unknown variants {unknown or variants}; choose from {', '.join(VARIANTS)}")
+    out_dir = Path(out_dir)
+    sheets = SpriteSheets(cfg.data.protocol, cfg.data.root)
+    appearance, pose = sheets.fixed_examples(cfg.train.matrix_size, seed=7)
+    results, errors, matrices = [], {}, {}
+    for variant in variants:
+        vdir = out_dir / variant
+        run_dir = vdir / "run"
+        vcfg = load_config(None, [f"objective.variant={variant}", f"train.out_dir={run_dir}",
+                                  *budget_overrides(budget)], base=to_dict(cfg))
+        done = vdir / "metrics.json"
+        if not done.exists():
+            train(vcfg, resume=checkpoint_path(run_dir).exists(), progress=progress)
+            state = TrainState.from_checkpoint(checkpoint_path(run_dir))
+            metrics, errs = evaluate_state(state, sheets)
+            metrics["images_per_s"] = _median_images_per_s(run_dir)
+            np.save(vdir / "triplet_mse.npy", errs["transfer"].numpy())
+            save_transfer_matrix(state.model, appearance["image"], pose["image"], vdir / "transfer_matrix.png")
+            done.write_text(json.dumps(metrics, indent=2) + "\n")
+        metrics = json.loads(done.read_text())
+        results.append(_row(metrics))
+        errors[variant] = np.load(vdir / "triplet_mse.npy")
+        matrices[variant] = vdir / "transfer_matrix.png"
+    _write_tables(results, out_dir, budget)
+    plot_violins(errors, out_dir / "triplet_mse_violins.png")
+    side_by_side(matrices, out_dir / "transfer_matrices.png")
+    if "rodi" in variants:
+        plot_training_curves(out_dir / "rodi" / "run" / "scalars.csv", out_dir / "rodi_training_curves.png",
+                             epsilon=cfg.objective.epsilon)
+    return out_dir
+
+
+def _row(m: dict) -> dict:
+    p = m.get("probes", {})
+    return {
+        "variant": m["variant"], "step": m["step"], "train_minutes": round(m["train_seconds"] / 60, 2),
+        "triplet_mse_mean": m["triplet_mse"]["mean"], "triplet_mse_median": m["triplet_mse"]["median"],
+        "triplet_mse_std": m["triplet_mse"]["std"], "reconstruction_mse_mean": m["reconstruction_mse"]["mean"],
+        **{k: p[k] for k in COLUMNS if k in p},
+        "posthoc_mi_nats": m.get("posthoc_mi_nats"), "final_gamma": m["gamma"],
+        "images_per_s": m.get("images_per_s"),
+    }
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}" if abs(v) < 100 else f"{v:.0f}"
+    return "" if v is None else str(v)
+
+
+def _write_tables(rows: list[dict], out_dir: Path, budget: str) -> None:
+    with (out_dir / "results.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows({k: r.get(k) for k in COLUMNS} for r in rows)
+    (out_dir / "results.json").write_text(json.dumps({"budget": budget, "results": rows}, indent=2) + "\n")
+    lines = [f"Budget per variant: {budget}. Triplet and reconstruction MSE: pixels in [-1, 1]; probes: "
+             "test accuracy (chance in brackets); MI: nats.", "",
+             "| variant | steps | triplet MSE mean | median | std | self-rec. MSE | pose->app. | app.->pose "
+             "| app.->app. | pose->pose | post-hoc MI | final gamma | images/s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        cells = [r["variant"], str(r["step"]), _fmt(r["triplet_mse_mean"]), _fmt(r["triplet_mse_median"]),
+                 _fmt(r["triplet_mse_std"]), _fmt(r["reconstruction_mse_mean"]),
+                 f"{_fmt(r.get('pose_to_appearance'))} ({_fmt(r.get('pose_to_appearance_chance'))})",
+                 f"{_fmt(r.get('appearance_to_pose'))} ({_fmt(r.get('appearance_to_pose_chance'))})",
+                 _fmt(r.get("appearance_to_appearance")), _fmt(r.get("pose_to_pose")),
+                 _fmt(r["posthoc_mi_nats"]), _fmt(r["final_gamma"]), _fmt(r["images_per_s"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    (out_dir / "results.md").write_text("\n".join(lines) + "\n")
