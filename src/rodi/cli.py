@@ -175,3 +175,7 @@ def demo(data_root, out_dir, minutes, no_progress):
     write_json(metrics, run_dir / "metrics.json")
     click.echo(format_table(metrics))
     click.echo(f"outputs (config, checkpoint, transfer matrix, scalars, metrics): {run_dir.resolve()}")
+
+
+if __name__ == "__main__":
+    main()

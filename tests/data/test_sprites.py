@@ -88,3 +88,39 @@ def test_missing_sheets_name_where_rodi_looked(tmp_path, monkeypatch):
 def test_environment_variable_points_at_the_sheets(sheets_root, monkeypatch):
     monkeypatch.setenv("RODI_SPRITES_ROOT", str(sheets_root))
     assert locate_sheets(None) == sheets_root
+
+
+def _serve(folder):
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_sheets_are_downloaded_into_the_cache_and_checked(sheets_root, tmp_path, monkeypatch):
+    import shutil
+
+    served = tmp_path / "served"
+    shutil.copytree(sheets_root, served)
+    server = _serve(served)
+    try:
+        monkeypatch.delenv("RODI_SPRITES_ROOT", raising=False)
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+        monkeypatch.setattr("rodi.data.sprites.DOWNLOAD_BASE_URL", f"http://127.0.0.1:{server.server_port}/")
+        root = locate_sheets(None)
+        assert root == tmp_path / "cache" / "rodi" / "lpc-sprites"
+        assert (root / "hair" / "9.png").read_bytes() == (sheets_root / "hair" / "9.png").read_bytes()
+
+        # a tampered file on the server fails its checksum and is not accepted into the cache
+        shutil.rmtree(root)
+        (served / "hair" / "9.png").write_bytes(b"tampered")
+        with pytest.raises(SpritesDataError, match="download"):
+            locate_sheets(None)
+        assert not (root / "hair" / "9.png").exists()
+    finally:
+        server.shutdown()

@@ -143,8 +143,8 @@ class DisentanglingObjective(nn.Module):
         Returns:
             dict with scalar tensors ``model_loss``, ``critic_loss``, ``reconstruction`` (SSE per
             example), ``kl`` (nats per example), ``penalty``, ``mi`` (I_T, nats), ``mi_independent``
-            (I_T', nats), ``critic_accuracy``, ``independent_critic_accuracy``, and
-            ``reconstruction_image`` (B, 3, H, W).
+            (I_T', nats), ``critic_accuracy``, ``independent_critic_accuracy`` and ``constraint``
+            (I_T - epsilon, or None while the constraint is inactive).
 
         Raises:
             ValueError: for a batch of fewer than two pairs.
@@ -174,13 +174,12 @@ class DisentanglingObjective(nn.Module):
             attacked_joint, _ = functional_call(self.critic, frozen, (pose, appearance_d, s), strict=True)
             constraint = attacked_joint.mean() - self.cfg.epsilon
             penalty = augmented_lagrangian(constraint, self.multiplier.to(constraint.dtype), self.cfg.mu)
-        if self.cfg.variant == "drnet":
-            drnet_loss, scene_loss = self._drnet(model, x, x_app, pose, appearance, s)
-            penalty = penalty + drnet_loss
-            closs = closs + scene_loss
-
         gamma = self.gamma.to(kl.dtype)
         model_loss = reconstruction + gamma * kl + penalty
+        if self.cfg.variant == "drnet":
+            drnet_loss, scene_loss = self._drnet(model, x, x_app, pose, appearance, s)
+            model_loss = model_loss + drnet_loss
+            closs = closs + scene_loss
         accuracy = lambda j, m: 0.5 * ((j > 0).float().mean() + (m < 0).float().mean())  # noqa: E731
         return {
             "model_loss": model_loss,
