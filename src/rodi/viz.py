@@ -101,6 +101,12 @@ def plot_training_curves(scalars_csv: str | os.PathLike, path: str | os.PathLike
     bottom.plot(steps, col("mi_independent"), label="I_T' (independent critic)", alpha=0.8)
     if epsilon is not None:
         bottom.axhline(epsilon, color="k", linestyle="--", linewidth=1, label=f"epsilon = {epsilon}")
+    # the first steps' estimates of untrained critics are far off; keep the scale of the rest
+    settled = np.array([col("mi"), col("mi_independent")])[:, len(rows) // 20:]
+    if settled.size:
+        low, high = np.percentile(settled, [1, 99])
+        pad = 0.1 * (high - low) + 0.05
+        bottom.set_ylim(min(low, 0.0) - pad, max(high, epsilon or 0.0) + pad)
     bottom.set_ylabel("mutual information estimate (nats)")
     bottom.set_xlabel("training step")
     bottom.legend()

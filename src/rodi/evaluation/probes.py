@@ -18,6 +18,7 @@ from rodi.models.networks import AppearancePoseModel, SeparableCritic
 from rodi.objectives.disentangling import critic_loss, derangement
 
 POSE_LABELS = ("action", "direction", "frame")
+CODES = ("pose", "pose_mean", "appearance")
 
 
 @torch.no_grad()
@@ -25,22 +26,36 @@ def encode_codes(model: AppearancePoseModel, sheets, split: str, n: int, seed: i
                  batch_size: int = 500) -> dict[str, torch.Tensor]:
     """Codes and labels of ``n`` random (character, pose) images of ``split``.
 
-    Returns ``pose`` (n, D_pi, posterior mean, flattened), ``appearance`` (n, D_alpha) and one (n,)
-    long tensor per label (the varied layers, action, direction, frame).
+    Returns ``pose`` (n, D_pi): a sample of q(pi | x) as the decoder and critics see it in training
+    (equal to the mean for deterministic variants); ``pose_mean`` (n, D_pi): the posterior mean,
+    as transfer uses it; ``appearance`` (n, D_alpha); and one (n,) long tensor per label (the varied
+    layers, action, direction, frame).
     """
     g = torch.Generator().manual_seed(seed)
     chars = sheets.split(split)
     character = chars[torch.randint(len(chars), (n,), generator=g)]
     pose = torch.randint(sheets.num_poses, (n,), generator=g)
     device = next(model.parameters()).device
-    pose_codes, appearance_codes = [], []
+    samples, means, appearance_codes = [], [], []
     for c, p in zip(character.split(batch_size), pose.split(batch_size)):
         x = sheets.render(c, p).to(device)
-        pose_codes.append(model.encode_pose(x)[0].flatten(1).cpu())
+        sample, mean = _pose_codes(model, x, g)
+        samples.append(sample)
+        means.append(mean)
         appearance_codes.append(model.encode_appearance(x).flatten(1).cpu())
-    out = {"pose": torch.cat(pose_codes), "appearance": torch.cat(appearance_codes)}
+    out = {"pose": torch.cat(samples), "pose_mean": torch.cat(means), "appearance": torch.cat(appearance_codes)}
     out.update({k: v for k, v in sheets.labels(character, pose).items() if k not in ("character", "pose")})
     return out
+
+
+def _pose_codes(model: AppearancePoseModel, x: torch.Tensor, g: torch.Generator
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A posterior sample (the mean for deterministic models) and the mean, flattened, on the CPU."""
+    mean, logvar = model.encode_pose(x)
+    mean, logvar = mean.flatten(1).cpu(), logvar.flatten(1).cpu()
+    if not model.stochastic_pose:
+        return mean, mean
+    return mean + (0.5 * logvar).exp() * torch.randn(mean.shape, generator=g), mean
 
 
 def probe_accuracies(train_x: torch.Tensor, train_y: dict[str, torch.Tensor], test_x: torch.Tensor,
@@ -77,16 +92,16 @@ def probe_accuracies(train_x: torch.Tensor, train_y: dict[str, torch.Tensor], te
 
 def leakage_probes(train: dict, test: dict, appearance_labels: tuple[str, ...],
                    pose_labels: tuple[str, ...] = POSE_LABELS, steps: int = 300) -> dict:
-    """Every (code, label) probe: appearance and pose labels from the pose code and from the
-    appearance code.
+    """Every (code, label) probe: appearance and pose labels from each code (``pose``,
+    ``pose_mean`` where present, ``appearance``).
 
     Args:
         train, test: outputs of :func:`encode_codes` (or any dicts with ``pose``/``appearance``
             codes and long label tensors).
 
     Returns:
-        ``{"pose_code": {label: {"accuracy", "chance"}}, "appearance_code": {...}}`` where chance is
-        the test accuracy of always predicting the most frequent training label.
+        ``{"pose_code": {label: {"accuracy", "chance"}}, "appearance_code": {...}, ...}`` where
+        chance is the test accuracy of always predicting the most frequent training label.
     """
     labels = appearance_labels + pose_labels
     chance = {}
@@ -94,7 +109,7 @@ def leakage_probes(train: dict, test: dict, appearance_labels: tuple[str, ...],
         majority = torch.bincount(train[k]).argmax()
         chance[k] = (test[k] == majority).float().mean().item()
     out: dict = {}
-    for code in ("pose", "appearance"):
+    for code in [c for c in CODES if c in train]:
         acc = probe_accuracies(train[code], {k: train[k] for k in labels}, test[code],
                                {k: test[k] for k in labels}, steps)
         out[f"{code}_code"] = {k: {"accuracy": acc[k], "chance": chance[k]} for k in labels}
@@ -104,10 +119,11 @@ def leakage_probes(train: dict, test: dict, appearance_labels: tuple[str, ...],
 def summarize_probes(probes: dict, appearance_labels: tuple[str, ...],
                      pose_labels: tuple[str, ...] = POSE_LABELS) -> dict[str, float]:
     """Mean accuracy of each (code -> label group) direction: ``pose_to_appearance`` (leak),
-    ``appearance_to_pose`` (leak), ``appearance_to_appearance`` and ``pose_to_pose``, each beside
-    its mean chance level (``..._chance``)."""
+    ``appearance_to_pose`` (leak), ``appearance_to_appearance`` and ``pose_to_pose`` (and
+    ``pose_mean_to_...`` where the posterior mean was probed), each beside its mean chance level
+    (``..._chance``)."""
     out = {}
-    for code in ("pose", "appearance"):
+    for code in [c for c in CODES if f"{c}_code" in probes]:
         for group, labels in (("appearance", appearance_labels), ("pose", pose_labels)):
             entries = [probes[f"{code}_code"][k] for k in labels]
             out[f"{code}_to_{group}"] = sum(e["accuracy"] for e in entries) / len(entries)
@@ -164,13 +180,16 @@ def posthoc_mutual_information(pose: torch.Tensor, appearance: torch.Tensor, ste
 @torch.no_grad()
 def pair_codes(model: AppearancePoseModel, sheets, split: str, n: int, seed: int,
                batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pose codes (posterior mean) of x and appearance codes of x' for ``n`` pairs (x, x') of one
-    character in two poses from ``split``: the pairs whose dependence the method constrains."""
+    """Pose codes of x (a posterior sample, and the mean) and appearance codes of x' for ``n``
+    pairs (x, x') of one character in two poses from ``split``: the pairs whose dependence the
+    method constrains. Returns (samples, means, appearances), each (n, D)."""
     g = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
-    poses, appearances = [], []
+    samples, means, appearances = [], [], []
     for start in range(0, n, batch_size):
         batch = sheets.sample_pairs(min(batch_size, n - start), g, split=split)
-        poses.append(model.encode_pose(batch["pose_image"].to(device))[0].flatten(1).cpu())
+        sample, mean = _pose_codes(model, batch["pose_image"].to(device), g)
+        samples.append(sample)
+        means.append(mean)
         appearances.append(model.encode_appearance(batch["appearance_image"].to(device)).flatten(1).cpu())
-    return torch.cat(poses), torch.cat(appearances)
+    return torch.cat(samples), torch.cat(means), torch.cat(appearances)

@@ -47,8 +47,9 @@ def evaluate_state(state: TrainState, sheets: SpriteSheets, num_triplets: int | 
         detail = leakage_probes(train, test, layers, steps=e.probe_steps)
         metrics["probes"] = summarize_probes(detail, layers)
         metrics["probes_per_label"] = detail
-        codes = pair_codes(model, sheets, "test", e.mi_pairs, seed=13)
-        metrics["posthoc_mi_nats"] = posthoc_mutual_information(*codes, steps=e.mi_steps)
+        samples, means, appearances = pair_codes(model, sheets, "test", e.mi_pairs, seed=13)
+        metrics["posthoc_mi_nats"] = posthoc_mutual_information(samples, appearances, steps=e.mi_steps)
+        metrics["posthoc_mi_mean_nats"] = posthoc_mutual_information(means, appearances, steps=e.mi_steps)
     return metrics, errors
 
 
@@ -85,12 +86,15 @@ def format_table(metrics: dict) -> str:
     ]
     if "probes" in metrics:
         p = metrics["probes"]
-        for name, label in (("pose_to_appearance", "probe: pose code -> appearance (leak)"),
+        for name, label in (("pose_to_appearance", "probe: pose sample -> appearance (leak)"),
+                            ("pose_mean_to_appearance", "probe: pose mean -> appearance (leak)"),
                             ("appearance_to_pose", "probe: appearance code -> pose (leak)"),
                             ("appearance_to_appearance", "probe: appearance code -> appearance"),
-                            ("pose_to_pose", "probe: pose code -> pose")):
+                            ("pose_to_pose", "probe: pose sample -> pose"),
+                            ("pose_mean_to_pose", "probe: pose mean -> pose")):
             rows.append((label, f"accuracy {p[name]:.3f}  (chance {p[name + '_chance']:.3f})"))
-        rows.append(("post-hoc MI(pose; appearance)", f"{metrics['posthoc_mi_nats']:.3f} nats"))
+        rows.append(("post-hoc MI(pose sample; appearance)", f"{metrics['posthoc_mi_nats']:.3f} nats"))
+        rows.append(("post-hoc MI(pose mean; appearance)", f"{metrics['posthoc_mi_mean_nats']:.3f} nats"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
