@@ -137,7 +137,8 @@ def _explain(err: OmegaConfBaseException, source: str) -> ConfigError:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         return ConfigError(f"{source}: unknown key {err.full_key!r}{hint}")
     key = f" at {err.full_key!r}" if getattr(err, "full_key", None) else ""
-    return ConfigError(f"{source}{key}: {err.msg if hasattr(err, 'msg') else err}")
+    message = str(err.msg if getattr(err, "msg", None) else err).splitlines()[0]
+    return ConfigError(f"{source}{key}: {message}")
 
 
 def load_config(name_or_path: Optional[str] = None, overrides: tuple[str, ...] | list[str] = (),

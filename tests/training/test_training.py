@@ -88,7 +88,7 @@ def test_checkpoint_of_another_model_is_refused_with_the_differing_keys(tmp_path
 def test_unreadable_and_foreign_checkpoints_are_clear_errors(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="not a readable rodi checkpoint"):
+    with pytest.raises(CheckpointError, match="is not a rodi checkpoint"):
         read_checkpoint(bad)
     torch.save({"format_version": 99}, tmp_path / "future.pt")
     with pytest.raises(CheckpointError, match="format version 99"):

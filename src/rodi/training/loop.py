@@ -83,7 +83,9 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
 
     budget = cfg.train.max_minutes * 60 if cfg.train.max_minutes else None
     bar = tqdm(total=round(budget) if budget else cfg.train.max_steps, disable=not progress,
-               unit="s" if budget else "step", dynamic_ncols=True,
+               unit="step", dynamic_ncols=True,
+               bar_format=("{l_bar}{bar}| {n_fmt}/{total_fmt} s of budget [{elapsed}<{remaining}{postfix}]"
+                           if budget else None),
                initial=min(round(state.train_seconds), round(budget)) if budget else state.step)
     sums: dict[str, float] = defaultdict(float)
     count, compute_seconds = 0, 0.0

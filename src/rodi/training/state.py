@@ -9,6 +9,7 @@ file, fsync, rename) and read with ``torch.load(weights_only=True)``, so loading
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from pathlib import Path
 
@@ -189,8 +190,12 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"no checkpoint at {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{path} is not a rodi checkpoint: it is not a torch.save file, or it holds "
+                              "objects other than tensors and plain data, which rodi refuses to unpickle") from None
     except Exception as err:  # torch raises several types for truncated or foreign files
-        raise CheckpointError(f"{path} is not a readable rodi checkpoint ({type(err).__name__}: {err})") from err
+        first_line = str(err).splitlines()[0] if str(err) else ""
+        raise CheckpointError(f"{path} is not a readable rodi checkpoint ({type(err).__name__}: {first_line})") from None
     version = state.get("format_version") if isinstance(state, dict) else None
     if version != FORMAT_VERSION:
         raise CheckpointError(f"{path} has checkpoint format version {version!r}; this rodi "
