@@ -79,6 +79,14 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: str | os.PathLike, dpi: int) -> Path:
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def plot_training_curves(scalars_csv: str | os.PathLike, path: str | os.PathLike,
                          epsilon: float | None = None) -> Path:
     """gamma and lambda (top) and I_T, I_T' in nats (bottom) over training steps, from a run's
@@ -110,11 +118,7 @@ def plot_training_curves(scalars_csv: str | os.PathLike, path: str | os.PathLike
     bottom.set_ylabel("mutual information estimate (nats)")
     bottom.set_xlabel("training step")
     bottom.legend()
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, dpi=120)
 
 
 def plot_violins(errors: dict[str, np.ndarray], path: str | os.PathLike) -> Path:
@@ -126,11 +130,7 @@ def plot_violins(errors: dict[str, np.ndarray], path: str | os.PathLike) -> Path
     ax.violinplot(data, showmedians=True)
     ax.set_xticks(range(1, len(names) + 1), names)
     ax.set_ylabel("log10 triplet MSE (pixels in [-1, 1])")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, dpi=120)
 
 
 def side_by_side(images: dict[str, str | os.PathLike], path: str | os.PathLike) -> Path:
@@ -141,8 +141,4 @@ def side_by_side(images: dict[str, str | os.PathLike], path: str | os.PathLike) 
         ax.imshow(np.asarray(Image.open(file).convert("RGB")), interpolation="nearest")
         ax.set_title(name)
         ax.axis("off")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, dpi=150)
