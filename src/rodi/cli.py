@@ -133,7 +133,8 @@ def _report(metrics: dict, path: Path) -> None:
     click.echo(f"wrote {write_json(metrics, path)}")
     scalars = Path(metrics["checkpoint"]).parent.parent / "scalars.csv"
     if scalars.is_file() and len(scalars.read_text().splitlines()) > 1:
-        click.echo(f"wrote {plot_training_curves(scalars, path.with_name('training_curves.png'))}")
+        curves = plot_training_curves(scalars, path.with_name("training_curves.png"), metrics.get("epsilon"))
+        click.echo(f"wrote {curves}")
 
 
 @main.command()

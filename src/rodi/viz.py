@@ -115,7 +115,7 @@ def plot_training_curves(scalars_csv: str | os.PathLike, path: str | os.PathLike
         low, high = np.percentile(settled, [1, 99])
         pad = 0.1 * (high - low) + 0.05
         bottom.set_ylim(min(low, 0.0) - pad, max(high, epsilon or 0.0) + pad)
-    bottom.set_ylabel("mutual information estimate (nats)")
+    bottom.set_ylabel("MI estimate (nats)")
     bottom.set_xlabel("training step")
     bottom.legend()
     return _save(plt, fig, path, dpi=120)

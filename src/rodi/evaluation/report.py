@@ -37,6 +37,7 @@ def evaluate_state(state: TrainState, sheets: SpriteSheets, num_triplets: int | 
         "reconstruction_mse": summarize(errors["reconstruction"]),
         "gamma": state.objective.gamma.item(),
         "lambda": state.objective.multiplier.item(),
+        "epsilon": cfg.objective.epsilon,
     }
     e = cfg.evaluation
     if e.probes:
