@@ -116,19 +116,20 @@ def transfer(checkpoint, appearance, pose, output, matrix, device):
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
 def evaluate(checkpoint, data_root, num_triplets, output, device):
     """Triplet MSE and self-reconstruction MSE on held-out characters (JSON and a table)."""
-    from rodi.evaluation.report import evaluate_checkpoint
     from rodi.training.state import resolve_device
 
-    click.echo("evaluating: 8000 test triplets, leakage probes, post-hoc MI (a few minutes on a CPU) ...")
-    metrics = evaluate_checkpoint(checkpoint, data_root, num_triplets, resolve_device(device))
-    _report(metrics, Path(output) if output else Path(checkpoint).parent.parent / "metrics.json")
+    _evaluate_and_report(checkpoint, data_root, num_triplets, resolve_device(device),
+                         Path(output) if output else Path(checkpoint).parent.parent / "metrics.json")
 
 
-def _report(metrics: dict, path: Path) -> None:
-    """Print the table, write the JSON and, where the run's scalars are beside it, the curves."""
-    from rodi.evaluation.report import format_table, write_json
+def _evaluate_and_report(checkpoint, data_root, num_triplets, device, path: Path) -> None:
+    """Evaluate, print the table, write the JSON and, where the run's scalars are beside the
+    checkpoint, the training curves."""
+    from rodi.evaluation.report import evaluate_checkpoint, format_table, write_json
     from rodi.viz import plot_training_curves
 
+    click.echo("evaluating: test triplets, leakage probes, post-hoc MI (a few minutes on a CPU) ...")
+    metrics = evaluate_checkpoint(checkpoint, data_root, num_triplets, device)
     click.echo(format_table(metrics))
     click.echo(f"wrote {write_json(metrics, path)}")
     scalars = Path(metrics["checkpoint"]).parent.parent / "scalars.csv"
@@ -169,7 +170,6 @@ def benchmark(config, overrides, variants, budget, out_dir, data_root, no_progre
 def demo(data_root, out_dir, minutes, no_progress):
     """Train `rodi` on Sprites for about 10 minutes, evaluate it, and write everything into one folder."""
     from rodi.config import load_config
-    from rodi.evaluation.report import evaluate_checkpoint
     from rodi.training.loop import checkpoint_path, train as run_training
 
     overrides = _overrides((f"train.out_dir={out_dir}",), data_root)
@@ -177,9 +177,7 @@ def demo(data_root, out_dir, minutes, no_progress):
         overrides.append(f"train.max_minutes={minutes}")
     cfg = load_config("demo", overrides)
     run_dir = run_training(cfg, resume=checkpoint_path(out_dir).exists(), progress=not no_progress)
-    click.echo("evaluating: 8000 test triplets, leakage probes, post-hoc MI (a few minutes on a CPU) ...")
-    metrics = evaluate_checkpoint(checkpoint_path(run_dir), cfg.data.root)
-    _report(metrics, run_dir / "metrics.json")
+    _evaluate_and_report(checkpoint_path(run_dir), cfg.data.root, None, None, run_dir / "metrics.json")
     click.echo(f"outputs (config, checkpoint, transfer matrices, scalars, metrics, curves): {run_dir.resolve()}")
 
 
