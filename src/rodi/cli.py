@@ -16,14 +16,14 @@ class _Errors(click.Group):
     def invoke(self, ctx):
         from rodi.config import ConfigError
         from rodi.data.images import ImageReadError
-        from rodi.data.sprites import SpritesDataError
+        from rodi.data.sources import data_errors
         from rodi.training.loop import NonFiniteLossError, RunExistsError
         from rodi.training.state import CheckpointError
 
         try:
             return super().invoke(ctx)
-        except (ConfigError, ImageReadError, SpritesDataError, NonFiniteLossError, RunExistsError,
-                CheckpointError) as err:
+        except (ConfigError, ImageReadError, NonFiniteLossError, RunExistsError, CheckpointError,
+                *data_errors()) as err:
             click.echo(f"error: {err}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
@@ -36,11 +36,30 @@ def main():
     """Unsupervised, robust disentangling of appearance and pose (Esser, Haux & Ommer, ICCV 2019)."""
 
 
-def _overrides(overrides: tuple[str, ...], data_root: str | None) -> list[str]:
+def _overrides(overrides: tuple[str, ...], data_root: str | None, data: str | None = None) -> list[str]:
+    """OVERRIDES plus what ``--data-root`` and ``--data`` say, without overriding an explicit
+    ``data.source=`` or ``data.root=`` among the OVERRIDES."""
+    from rodi.config import SOURCES
+    from rodi.data.sources import guess_source
+
     out = list(overrides)
+    given = {item.split("=", 1)[0] for item in out}
+    if data is not None:
+        if data in SOURCES:
+            source, root = data, None
+        else:
+            source, root = guess_source(data), data
+        if "data.source" not in given:
+            out.append(f"data.source={source}")
+        if root is not None and "data.root" not in given:
+            out.append(f"data.root={root}")
     if data_root is not None:
         out.append(f"data.root={data_root}")
     return out
+
+
+_DATA_HELP = ("The data: 'mocap', 'sprites', or a path to a folder of identities (ROOT/<identity>/<images>), "
+              "a folder of videos (one identity each), a CSV index (identity,path[,split]) or the LPC sheets.")
 
 
 @main.command()
@@ -48,9 +67,10 @@ def _overrides(overrides: tuple[str, ...], data_root: str | None) -> list[str]:
 @click.argument("overrides", nargs=-1)
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), default=None,
               help="Continue the run in this folder exactly where it stopped (its saved config, plus OVERRIDES).")
-@click.option("--data-root", type=click.Path(), default=None, help="Folder of LPC layer sheets (data.root).")
+@click.option("--data", "data", default=None, help=_DATA_HELP)
+@click.option("--data-root", type=click.Path(), default=None, help="Sets data.root (e.g. the folder of LPC layer sheets).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-def train(config, overrides, resume_dir, data_root, no_progress):
+def train(config, overrides, resume_dir, data, data_root, no_progress):
     """Train a model. CONFIG is a YAML file or a bundled name (sprites, demo); OVERRIDES are
     key=value pairs such as objective.variant=ae train.max_minutes=60."""
     from rodi.config import ConfigError, load_config
@@ -61,11 +81,12 @@ def train(config, overrides, resume_dir, data_root, no_progress):
         overrides, config = (config,) + overrides, None
     if resume_dir is not None:
         saved = read_checkpoint(checkpoint_path(resume_dir))["config"]
-        cfg = load_config(config, [f"train.out_dir={resume_dir}"] + _overrides(overrides, data_root), base=saved)
-    elif config is None:
-        raise ConfigError("give a CONFIG (a YAML file or one of the bundled names) or --resume RUN_DIR")
+        cfg = load_config(config, [f"train.out_dir={resume_dir}"] + _overrides(overrides, data_root, data),
+                          base=saved)
+    elif config is None and data is None:
+        raise ConfigError("give a CONFIG (a YAML file or one of the bundled names), --data, or --resume RUN_DIR")
     else:
-        cfg = load_config(config, _overrides(overrides, data_root))
+        cfg = load_config(config, _overrides(overrides, data_root, data))
     run_dir = run_training(cfg, resume=resume_dir is not None, progress=not no_progress)
     click.echo(f"run folder: {run_dir}")
 
@@ -109,7 +130,8 @@ def transfer(checkpoint, appearance, pose, output, matrix, device):
 
 @main.command()
 @click.option("--checkpoint", "-c", required=True, type=click.Path(dir_okay=False), help="A rodi checkpoint.")
-@click.option("--data-root", type=click.Path(), default=None, help="Folder of LPC layer sheets.")
+@click.option("--data-root", type=click.Path(), default=None,
+              help="Where the run's data is on this machine, if not where it was in training (data.root).")
 @click.option("--num-triplets", type=int, default=None, help="Default: the config's data.num_triplets (8000).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
               help="JSON file (default: metrics.json in the run folder).")
@@ -146,15 +168,16 @@ def _evaluate_and_report(checkpoint, data_root, num_triplets, device, path: Path
 @click.option("--budget", default="10m", show_default=True,
               help="Per variant: wall clock (90s, 10m, 1h) or steps (5000steps).")
 @click.option("--out-dir", default="runs/benchmark", show_default=True, help="Output folder.")
-@click.option("--data-root", type=click.Path(), default=None, help="Folder of LPC layer sheets.")
+@click.option("--data", "data", default=None, help=_DATA_HELP)
+@click.option("--data-root", type=click.Path(), default=None, help="Sets data.root (e.g. the folder of LPC layer sheets).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
-def benchmark(config, overrides, variants, budget, out_dir, data_root, no_progress):
+def benchmark(config, overrides, variants, budget, out_dir, data, data_root, no_progress):
     """Train every variant with the same data, networks, seed and budget; compare them in one folder
     (table, violin plot, transfer matrices, rodi's gamma/lambda/I_T curves). Reruns resume."""
     from rodi.config import load_config
     from rodi.evaluation.benchmark import run_benchmark
 
-    cfg = load_config(config, _overrides(overrides, data_root))
+    cfg = load_config(config, _overrides(overrides, data_root, data))
     out = run_benchmark(cfg, [v.strip() for v in variants.split(",") if v.strip()], budget, out_dir,
                         progress=not no_progress)
     click.echo((out / "results.md").read_text())
@@ -162,23 +185,56 @@ def benchmark(config, overrides, variants, budget, out_dir, data_root, no_progre
 
 
 @main.command()
+@click.option("--data", "data", default="mocap", show_default=True, help=_DATA_HELP)
 @click.option("--data-root", type=click.Path(), default=None,
-              help="Folder of LPC layer sheets (default: $RODI_SPRITES_ROOT, the user cache, or a download).")
+              help="Sprites: folder of LPC layer sheets (default: $RODI_SPRITES_ROOT, the user cache, or a download).")
 @click.option("--out-dir", default="runs/demo", show_default=True, help="Output folder.")
 @click.option("--minutes", type=float, default=None, help="Training budget (default: the demo config's, 10).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-def demo(data_root, out_dir, minutes, no_progress):
-    """Train `rodi` on Sprites for about 10 minutes, evaluate it, and write everything into one folder."""
+def demo(data, data_root, out_dir, minutes, no_progress):
+    """Train `rodi` for about 10 minutes (default: the mocap humanoid, which needs nothing but
+    pip), evaluate it, and write everything into one folder."""
     from rodi.config import load_config
     from rodi.training.loop import checkpoint_path, train as run_training
 
-    overrides = _overrides((f"train.out_dir={out_dir}",), data_root)
+    if data_root is not None and data == "mocap":
+        data = "sprites"  # --data-root only makes sense for the sheets
+    overrides = _overrides((f"train.out_dir={out_dir}",), data_root, data)
     if minutes is not None:
         overrides.append(f"train.max_minutes={minutes}")
     cfg = load_config("demo", overrides)
     run_dir = run_training(cfg, resume=checkpoint_path(out_dir).exists(), progress=not no_progress)
     _evaluate_and_report(checkpoint_path(run_dir), cfg.data.root, None, None, run_dir / "metrics.json")
     click.echo(f"outputs (config, checkpoint, transfer matrices, scalars, metrics, curves): {run_dir.resolve()}")
+
+
+@main.group()
+def data():
+    """Look at data before training on it."""
+
+
+@data.command("inspect")
+@click.argument("source_or_path")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default="data-inspect.png", show_default=True,
+              help="Contact sheet PNG of sample training pairs.")
+@click.option("--pairs", type=int, default=8, show_default=True, help="Pairs on the contact sheet.")
+@click.option("--image-size", type=int, default=64, show_default=True, help="Side of the images in pixels.")
+@click.argument("overrides", nargs=-1)
+def inspect(source_or_path, output, pairs, image_size, overrides):
+    """Count identities, images and skipped files of SOURCE_OR_PATH ('mocap', 'sprites' or a path)
+    and write a contact sheet of the pairs the model will see. OVERRIDES are data.* key=value pairs."""
+    from rodi.config import load_config
+    from rodi.data.folders import inspect_source
+    from rodi.data.sources import open_source
+
+    cfg = load_config(None, _overrides(overrides, None, source_or_path) + [f"model.image_size={image_size}"])
+    source = open_source(cfg.data, cfg.model.image_size)
+    summary = inspect_source(source, output, pairs=pairs)
+    for key, value in summary.items():
+        if isinstance(value, list) and len(value) > 5:
+            value = value[:5] + [f"... {len(value) - 5} more"]
+        click.echo(f"{key}: {value}")
+    click.echo(f"wrote {output}")
 
 
 if __name__ == "__main__":

@@ -23,13 +23,27 @@ class ConfigError(ValueError):
     impossible value."""
 
 
+SOURCES = ("sprites", "mocap", "folder", "videos", "index")
+
+
 @dataclass
 class DataConfig:
-    source: str = "sprites"
-    protocol: str = "sprites"  # sprites | sprites-full
-    root: Optional[str] = None  # folder of layer sheets; None: $RODI_SPRITES_ROOT, cache, download
-    num_triplets: int = 8000
+    source: str = "sprites"  # sprites | mocap | folder | videos | index
+    protocol: str = "sprites"  # sprites: sprites | sprites-full
+    # sprites: folder of layer sheets (None: $RODI_SPRITES_ROOT, cache, download);
+    # folder/videos: the folder; index: the CSV file; mocap: unused
+    root: Optional[str] = None
+    num_triplets: int = 8000  # held-out triplets (or same-identity pairs) evaluated
     triplet_seed: int = 0
+    cache_dir: Optional[str] = None  # renders and decoded frames; None: the user cache
+    frame_stride: Optional[int] = None  # videos: every n-th frame (default 1); mocap: default 3
+    time_window: Optional[list] = None  # videos: [start_s, end_s]
+    yaws: int = 8  # mocap: camera directions around the body
+    flip: bool = False  # folder/videos/index: flip each image of a pair independently at random
+    fit: str = "pad"  # folder/videos/index: pad | crop to square
+    background: list = field(default_factory=lambda: [0, 0, 0])  # RGB 0..255 under transparency
+    validation_fraction: float = 0.1  # folder/videos/index: identities held out
+    split_seed: int = 0
 
 
 @dataclass
@@ -180,12 +194,31 @@ def validate(cfg: Config) -> None:
 
     checks = [
         (cfg.objective.variant in VARIANTS, f"objective.variant must be one of {', '.join(VARIANTS)}"),
-        (cfg.data.source == "sprites", "data.source must be 'sprites' (the only source so far)"),
-        (cfg.data.protocol in PROTOCOLS, f"data.protocol must be one of {', '.join(PROTOCOLS)}"),
+        (cfg.data.source in SOURCES, f"data.source must be one of {', '.join(SOURCES)}"),
+        (cfg.data.source != "sprites" or cfg.data.protocol in PROTOCOLS,
+         f"data.protocol must be one of {', '.join(PROTOCOLS)}"),
         (cfg.data.num_triplets >= 1, "data.num_triplets must be >= 1"),
-        (cfg.data.root is None or Path(cfg.data.root).expanduser().is_dir(),
-         f"data.root {cfg.data.root!r} is not an existing folder"),
-        (cfg.model.image_size == 64, "model.image_size must be 64 for the Sprites data"),
+        (cfg.data.root is not None or cfg.data.source in ("sprites", "mocap"),
+         f"data.source={cfg.data.source} needs data.root (or --data PATH)"),
+        (cfg.data.root is None or cfg.data.source == "mocap" or Path(cfg.data.root).expanduser().exists(),
+         f"data.root {cfg.data.root!r} does not exist"),
+        (cfg.data.source != "index" or cfg.data.root is None or Path(cfg.data.root).expanduser().is_file()
+         or not Path(cfg.data.root).expanduser().exists(), f"data.root {cfg.data.root!r} must be a CSV file for data.source=index"),
+        (cfg.data.source not in ("sprites", "folder", "videos") or cfg.data.root is None
+         or Path(cfg.data.root).expanduser().is_dir() or not Path(cfg.data.root).expanduser().exists(),
+         f"data.root {cfg.data.root!r} must be a folder for data.source={cfg.data.source}"),
+        (cfg.data.frame_stride is None or cfg.data.frame_stride >= 1, "data.frame_stride must be >= 1"),
+        (cfg.data.time_window is None or (len(cfg.data.time_window) == 2
+                                          and 0 <= cfg.data.time_window[0] < cfg.data.time_window[1]),
+         "data.time_window must be [start_s, end_s] with 0 <= start_s < end_s"),
+        (cfg.data.yaws >= 1, "data.yaws must be >= 1"),
+        (cfg.data.fit in ("pad", "crop"), "data.fit must be 'pad' or 'crop'"),
+        (len(cfg.data.background) == 3 and all(0 <= v <= 255 for v in cfg.data.background),
+         "data.background must be three numbers in 0..255"),
+        (0 < cfg.data.validation_fraction < 1, "data.validation_fraction must be in (0, 1)"),
+        (cfg.data.source != "sprites" or cfg.model.image_size == 64,
+         "model.image_size must be 64 for the Sprites data"),
+        (cfg.model.image_size >= 8, "model.image_size must be >= 8"),
         (cfg.model.code_size >= 1 and cfg.model.image_size % cfg.model.code_size == 0
          and ((cfg.model.image_size // cfg.model.code_size) & (cfg.model.image_size // cfg.model.code_size - 1)) == 0
          and cfg.model.image_size // cfg.model.code_size >= 2,

@@ -291,9 +291,17 @@ class SpriteSheets:
         )
         self.characters = torch.from_numpy(self.protocol.characters).long()
 
+    pose_attributes = ("action", "direction", "frame")
+    image_size = CELL
+
     @property
     def num_poses(self) -> int:
         return len(self.protocol.poses)
+
+    @property
+    def appearance_attributes(self) -> tuple[str, ...]:
+        """Names of the appearance labels: the layers that vary between characters."""
+        return self.protocol.varied
 
     def render(self, character: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
         """Composite characters in poses.

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from rodi.config import Config, ConfigError, load_config, to_dict
-from rodi.data.sprites import SpriteSheets
+from rodi.data.sources import open_source
 from rodi.evaluation.report import evaluate_state
 from rodi.training.loop import checkpoint_path, train
 from rodi.training.state import TrainState
@@ -68,8 +68,8 @@ def run_benchmark(cfg: Config, variants: list[str], budget: str, out_dir: str | 
     if unknown or not variants:
         raise ConfigError(f"unknown variants {unknown or variants}; choose from {', '.join(VARIANTS)}")
     out_dir = Path(out_dir)
-    sheets = SpriteSheets(cfg.data.protocol, cfg.data.root)
-    appearance, pose = sheets.fixed_examples(cfg.train.matrix_size, seed=7)
+    source = open_source(cfg.data, cfg.model.image_size, progress)
+    appearance, pose = source.fixed_examples(cfg.train.matrix_size, seed=7)
     results, errors, matrices = [], {}, {}
     for variant in variants:
         vdir = out_dir / variant
@@ -80,7 +80,7 @@ def run_benchmark(cfg: Config, variants: list[str], budget: str, out_dir: str | 
         if not done.exists():
             train(vcfg, resume=checkpoint_path(run_dir).exists(), progress=progress)
             state = TrainState.from_checkpoint(checkpoint_path(run_dir))
-            metrics, errs = evaluate_state(state, sheets)
+            metrics, errs = evaluate_state(state, source)
             metrics["images_per_s"] = _median_images_per_s(run_dir)
             np.save(vdir / "triplet_mse.npy", errs["transfer"].numpy())
             save_transfer_matrix(state.model, appearance["image"], pose["image"], vdir / "transfer_matrix.png")

@@ -8,26 +8,33 @@ from pathlib import Path
 
 import torch
 
-from rodi.data.sprites import SpriteSheets
+from rodi.data.sources import open_source
 from rodi.evaluation.probes import (encode_codes, leakage_probes, pair_codes,
                                     posthoc_mutual_information, summarize_probes)
-from rodi.evaluation.triplets import summarize, triplet_errors
+from rodi.evaluation.triplets import pair_errors, summarize, triplet_errors
 from rodi.training.state import TrainState
 
 
-def evaluate_state(state: TrainState, sheets: SpriteSheets, num_triplets: int | None = None
+def evaluate_state(state: TrainState, source, num_triplets: int | None = None
                    ) -> tuple[dict, dict[str, torch.Tensor]]:
-    """Metrics of a trained state and the per-triplet errors behind them.
+    """Metrics of a trained state on a pair source and the per-item errors behind them.
+
+    Sources with exact targets are scored on held-out triplets (``transfer_target: triplets``),
+    user data on held-out same-identity pairs (``transfer_target: pairs``, see
+    :func:`rodi.evaluation.triplets.pair_errors`); the key is ``triplet_mse`` in both cases.
 
     Returns:
-        ``(metrics, errors)``: metrics as in :func:`evaluate_checkpoint`; errors with per-triplet
+        ``(metrics, errors)``: metrics as in :func:`evaluate_checkpoint`; errors with per-item
         ``transfer`` and ``reconstruction`` MSE, (num_triplets,) each.
     """
     cfg = state.cfg
     n = num_triplets or cfg.data.num_triplets
-    errors = triplet_errors(state.model, sheets, n, cfg.data.triplet_seed)
+    exact = hasattr(source, "triplet_indices")
+    errors = (triplet_errors if exact else pair_errors)(state.model, source, n, cfg.data.triplet_seed)
     metrics = {
-        "protocol": cfg.data.protocol,
+        "source": cfg.data.source,
+        "protocol": cfg.data.protocol if cfg.data.source == "sprites" else cfg.data.source,
+        "transfer_target": "triplets" if exact else "pairs",
         "variant": cfg.objective.variant,
         "step": state.step,
         "train_seconds": round(state.train_seconds, 1),
@@ -42,13 +49,14 @@ def evaluate_state(state: TrainState, sheets: SpriteSheets, num_triplets: int | 
     e = cfg.evaluation
     if e.probes:
         model = state.model
-        train = encode_codes(model, sheets, "train", e.probe_train_codes, seed=11)
-        test = encode_codes(model, sheets, "test", e.probe_test_codes, seed=12)
-        layers = sheets.protocol.varied
-        detail = leakage_probes(train, test, layers, steps=e.probe_steps)
-        metrics["probes"] = summarize_probes(detail, layers)
-        metrics["probes_per_label"] = detail
-        samples, means, appearances = pair_codes(model, sheets, "test", e.mi_pairs, seed=13)
+        if hasattr(source, "appearance_attributes"):
+            train = encode_codes(model, source, "train", e.probe_train_codes, seed=11)
+            test = encode_codes(model, source, "test", e.probe_test_codes, seed=12)
+            layers = source.appearance_attributes
+            detail = leakage_probes(train, test, layers, source.pose_attributes, steps=e.probe_steps)
+            metrics["probes"] = summarize_probes(detail, layers, source.pose_attributes)
+            metrics["probes_per_label"] = detail
+        samples, means, appearances = pair_codes(model, source, "test", e.mi_pairs, seed=13)
         metrics["posthoc_mi_nats"] = posthoc_mutual_information(samples, appearances, steps=e.mi_steps)
         metrics["posthoc_mi_mean_nats"] = posthoc_mutual_information(means, appearances, steps=e.mi_steps)
     return metrics, errors
@@ -63,12 +71,13 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_root: str | None = N
 
     Raises:
         CheckpointError: the checkpoint cannot be read.
-        SpritesDataError: the layer sheets cannot be found.
+        SpritesDataError, MocapDataError, PairDataError: the data cannot be opened.
     """
     state = TrainState.from_checkpoint(checkpoint, device)
     cfg = state.cfg
-    sheets = SpriteSheets(cfg.data.protocol, data_root if data_root is not None else cfg.data.root)
-    metrics, _ = evaluate_state(state, sheets, num_triplets)
+    if data_root is not None:
+        cfg.data.root = str(data_root)
+    metrics, _ = evaluate_state(state, open_source(cfg.data, cfg.model.image_size), num_triplets)
     return {"checkpoint": str(checkpoint), **metrics}
 
 
@@ -80,7 +89,7 @@ def format_table(metrics: dict) -> str:
         ("variant", metrics["variant"]),
         ("step", str(metrics["step"])),
         ("training time", f"{metrics['train_seconds'] / 60:.1f} min"),
-        (f"triplet MSE ({metrics['num_triplets']} triplets)",
+        (f"transfer MSE ({metrics['num_triplets']} held-out {metrics.get('transfer_target', 'triplets')})",
          f"mean {t['mean']:.4f}  median {t['median']:.4f}  std {t['std']:.4f}"),
         ("self-reconstruction MSE", f"mean {r['mean']:.4f}  median {r['median']:.4f}  std {r['std']:.4f}"),
         ("gamma / lambda", f"{metrics['gamma']:.4g} / {metrics['lambda']:.4g}"),
@@ -94,6 +103,7 @@ def format_table(metrics: dict) -> str:
                             ("pose_to_pose", "probe: pose sample -> pose"),
                             ("pose_mean_to_pose", "probe: pose mean -> pose")):
             rows.append((label, f"accuracy {p[name]:.3f}  (chance {p[name + '_chance']:.3f})"))
+    if "posthoc_mi_nats" in metrics:
         rows.append(("post-hoc MI(pose sample; appearance)", f"{metrics['posthoc_mi_nats']:.3f} nats"))
         rows.append(("post-hoc MI(pose mean; appearance)", f"{metrics['posthoc_mi_mean_nats']:.3f} nats"))
     width = max(len(k) for k, _ in rows)

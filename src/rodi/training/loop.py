@@ -13,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from rodi.config import Config, to_yaml
-from rodi.data.sprites import SpriteSheets
+from rodi.data.sources import open_source
 from rodi.training.logging import ScalarLogger
 from rodi.training.state import TrainState, resolve_device
 from rodi.viz import save_transfer_matrix
@@ -69,7 +69,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     device = resolve_device(cfg.train.device)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    sheets = SpriteSheets(cfg.data.protocol, cfg.data.root)
+    source = open_source(cfg.data, cfg.model.image_size, progress)
 
     if resume:
         state = TrainState.from_checkpoint(ckpt, device, cfg)
@@ -79,7 +79,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
     logger = ScalarLogger(run_dir, resume_step=state.step if resume else None)
-    appearance, pose = sheets.fixed_examples(cfg.train.matrix_size)
+    appearance, pose = source.fixed_examples(cfg.train.matrix_size)
 
     budget = cfg.train.max_minutes * 60 if cfg.train.max_minutes else None
     bar = tqdm(total=round(budget) if budget else cfg.train.max_steps, disable=not progress,
@@ -99,8 +99,8 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
         while (state.step < cfg.train.max_steps and (budget is None or state.train_seconds < budget)
                and not interrupted):
             started = time.perf_counter()
-            batch = sheets.sample_pairs(b, state.data_generator)
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            batch = source.sample_pairs(b, state.data_generator)
+            batch = {k: batch[k].to(device, non_blocking=True) for k in ("pose_image", "appearance_image")}
             state.apply_schedule()
             out = objective(model, batch, state.step)
             _check_finite(out, state.step)

@@ -1,0 +1,79 @@
+"""One entry point from a config's ``data`` section to a source of image pairs.
+
+Every source offers ``image_size``, ``sample_pairs(batch_size, generator, split)`` and
+``fixed_examples(n, split, seed)``. Sources with exact targets (``sprites``, ``mocap``) also offer
+``triplet_indices``/``triplets`` and labelled renders (``render``, ``labels``, ``split``,
+``appearance_attributes``, ``pose_attributes``); user data (``folder``, ``videos``, ``index``)
+offers ``held_out_pairs`` instead: two images of one held-out identity, the second the exact target
+of transferring the first's appearance into its pose.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rodi.config import DataConfig
+
+
+class DataError(ValueError):
+    """Data cannot be opened: the base of every source's error."""
+
+
+def data_errors() -> tuple[type[Exception], ...]:
+    """The exception types a source raises for bad data (for one-line CLI messages)."""
+    from rodi.data.folders import PairDataError
+    from rodi.data.mocap import MocapDataError
+    from rodi.data.sprites import SpritesDataError
+
+    return DataError, PairDataError, MocapDataError, SpritesDataError
+
+
+def guess_source(path: str | Path) -> str:
+    """``index`` for a CSV file, ``videos`` for a folder of mostly videos, ``sprites`` for a folder
+    of LPC layer sheets, ``folder`` for any other folder.
+
+    Raises:
+        DataError: the path does not exist or is a file that is not a CSV.
+    """
+    from rodi.data.sprites import _looks_like_root
+
+    p = Path(path).expanduser()
+    if p.is_file():
+        if p.suffix.lower() == ".csv":
+            return "index"
+        raise DataError(f"{p}: a data path must be a folder (of identities or videos) or a CSV index file")
+    if not p.is_dir():
+        raise DataError(f"{p}: no such file or folder")
+    if _looks_like_root(p):
+        return "sprites"
+    from rodi.data.folders import VIDEO_SUFFIXES
+
+    files = [f for f in p.rglob("*") if f.is_file()][:2000]
+    videos = sum(f.suffix.lower() in VIDEO_SUFFIXES for f in files)
+    return "videos" if files and videos * 2 > len(files) else "folder"
+
+
+def open_source(data: DataConfig, image_size: int = 64, progress: bool = True):
+    """The pair source a config's ``data`` section describes.
+
+    Raises:
+        SpritesDataError, MocapDataError, PairDataError: the data is missing or unusable.
+    """
+    if data.source == "sprites":
+        from rodi.data.sprites import SpriteSheets
+
+        return SpriteSheets(data.protocol, data.root)
+    if data.source == "mocap":
+        from rodi.data.mocap import MocapHumanoid
+
+        return MocapHumanoid(image_size, data.frame_stride or 3, data.yaws, data.cache_dir, progress)
+    from rodi.data.folders import open_pair_source
+
+    return open_pair_source(
+        data.root, kind=data.source, image_size=image_size, fit=data.fit,
+        background=tuple(int(v) for v in data.background), flip=data.flip,
+        validation_fraction=data.validation_fraction, split_seed=data.split_seed,
+        frame_stride=data.frame_stride or 1,
+        time_window=tuple(data.time_window) if data.time_window else None,
+        cache_dir=data.cache_dir, progress=progress,
+    )
