@@ -93,7 +93,8 @@ def train(config, overrides, resume_dir, data, data_root, no_progress):
 
 
 @main.command()
-@click.option("--checkpoint", "-c", required=True, type=click.Path(dir_okay=False), help="A rodi checkpoint.")
+@click.option("--checkpoint", "-c", required=True, type=click.Path(dir_okay=False),
+              help="A rodi checkpoint (.pt) or exported model (.safetensors).")
 @click.option("--appearance", "-a", multiple=True, required=True,
               help="Image(s) or folder(s) whose appearance is kept.")
 @click.option("--pose", "-p", multiple=True, required=True, help="Image(s) or folder(s) whose pose is kept.")
@@ -107,25 +108,39 @@ def transfer(checkpoint, appearance, pose, output, matrix, device):
     from PIL import Image
 
     from rodi.data.images import expand_image_paths, load_image
-    from rodi.training.state import TrainState, resolve_device
+    from rodi.training.state import load_model, resolve_device
     from rodi.viz import save_transfer_matrix, to_uint8
 
-    state = TrainState.from_checkpoint(checkpoint, resolve_device(device))
-    size = state.cfg.model.image_size
-    dev = state.device
-    apps = torch.stack([load_image(p, size) for p in expand_image_paths(list(appearance))])
-    poses = torch.stack([load_image(p, size) for p in expand_image_paths(list(pose))])
+    dev = resolve_device(device)
+    model, cfg = load_model(checkpoint, dev)
+    size = cfg.model.image_size
+    background = tuple(int(v) for v in cfg.data.background)
+    apps = torch.stack([load_image(p, size, background, cfg.data.fit) for p in expand_image_paths(list(appearance))])
+    poses = torch.stack([load_image(p, size, background, cfg.data.fit) for p in expand_image_paths(list(pose))])
     if matrix:
-        path = save_transfer_matrix(state.model, apps, poses, output)
+        path = save_transfer_matrix(model, apps, poses, output)
     else:
         if len(apps) != 1 or len(poses) != 1:
             raise click.UsageError(f"got {len(apps)} appearance and {len(poses)} pose images; "
                                    "give one of each, or use --matrix for a grid")
-        out = state.model.transfer(apps.to(dev), poses.to(dev))
+        out = model.transfer(apps.to(dev), poses.to(dev))
         path = Path(output)
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(to_uint8(out)[0]).save(path)
     click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.option("--checkpoint", "-c", required=True, type=click.Path(dir_okay=False), help="A rodi checkpoint (.pt).")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Output .safetensors file.")
+def export(checkpoint, output):
+    """Write the encoders and decoder of a checkpoint as safetensors (config in its metadata), for
+    `rodi transfer` and sharing: no critics, optimisers or pickled code."""
+    from rodi.training.state import export_model
+
+    if not output.endswith(".safetensors"):
+        raise click.UsageError(f"--output {output!r} must end in .safetensors")
+    click.echo(f"wrote {export_model(checkpoint, output)}")
 
 
 @main.command()

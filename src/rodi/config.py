@@ -94,6 +94,8 @@ class TrainConfig:
     log_every: int = 25
     image_every: int = 500
     checkpoint_every: int = 500
+    keep_checkpoints: int = 3  # step-XXXXXXX.pt files kept besides last.pt and best.pt
+    validation_items: int = 256  # held-out triplets (or pairs) scored at each checkpoint for best.pt
     matrix_size: int = 6
 
 
@@ -233,6 +235,8 @@ def validate(cfg: Config) -> None:
         (min(cfg.train.log_every, cfg.train.image_every, cfg.train.checkpoint_every) >= 1,
          "train.log_every, image_every and checkpoint_every must be >= 1"),
         (cfg.train.matrix_size >= 1, "train.matrix_size must be >= 1"),
+        (cfg.train.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1"),
+        (cfg.train.validation_items >= 1, "train.validation_items must be >= 1"),
         (min(cfg.evaluation.probe_train_codes, cfg.evaluation.probe_test_codes) >= 2
          and cfg.evaluation.mi_pairs >= 4 and min(cfg.evaluation.probe_steps, cfg.evaluation.mi_steps) >= 1,
          "evaluation: at least 2 probe codes, 4 MI pairs and 1 step each"),

@@ -29,28 +29,20 @@ def data_errors() -> tuple[type[Exception], ...]:
 
 
 def guess_source(path: str | Path) -> str:
-    """``index`` for a CSV file, ``videos`` for a folder of mostly videos, ``sprites`` for a folder
-    of LPC layer sheets, ``folder`` for any other folder.
+    """``sprites`` for a folder of LPC layer sheets, else ``index`` for a CSV file, ``videos`` for a
+    folder of mostly videos, ``folder`` for a folder of identities.
 
     Raises:
-        DataError: the path does not exist or is a file that is not a CSV.
+        PairDataError: the path is missing, a file other than a CSV, or a folder without media.
     """
+    from rodi.data.folders import guess_kind
     from rodi.data.sprites import _looks_like_root
 
     p = Path(path).expanduser()
-    if p.is_file():
-        if p.suffix.lower() == ".csv":
-            return "index"
-        raise DataError(f"{p}: a data path must be a folder (of identities or videos) or a CSV index file")
-    if not p.is_dir():
-        raise DataError(f"{p}: no such file or folder")
-    if _looks_like_root(p):
+    if p.is_dir() and _looks_like_root(p):
         return "sprites"
-    from rodi.data.folders import VIDEO_SUFFIXES
-
-    files = [f for f in p.rglob("*") if f.is_file()][:2000]
-    videos = sum(f.suffix.lower() in VIDEO_SUFFIXES for f in files)
-    return "videos" if files and videos * 2 > len(files) else "folder"
+    kind = guess_kind(p)
+    return "folder" if kind == "identities" else kind
 
 
 def open_source(data: DataConfig, image_size: int = 64, progress: bool = True):
@@ -70,7 +62,7 @@ def open_source(data: DataConfig, image_size: int = 64, progress: bool = True):
     from rodi.data.folders import open_pair_source
 
     return open_pair_source(
-        data.root, kind=data.source, image_size=image_size, fit=data.fit,
+        data.root, kind="identities" if data.source == "folder" else data.source, image_size=image_size, fit=data.fit,
         background=tuple(int(v) for v in data.background), flip=data.flip,
         validation_fraction=data.validation_fraction, split_seed=data.split_seed,
         frame_stride=data.frame_stride or 1,

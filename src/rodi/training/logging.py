@@ -26,21 +26,15 @@ class ScalarLogger:
         from torch.utils.tensorboard import SummaryWriter
 
         self.path = Path(run_dir) / "scalars.csv"
-        if resume_step is not None and self.path.exists():
-            with self.path.open(newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
-            with self.path.open("w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=("step", "train_seconds") + SCALARS)
-                writer.writeheader()
-                writer.writerows(rows)
-        new = not self.path.exists()
-        self._file = self.path.open("a", newline="")
-        self._csv = csv.DictWriter(self._file, fieldnames=("step", "train_seconds") + SCALARS)
-        if new:
-            self._csv.writeheader()
+        self.validation_path = Path(run_dir) / "validation.csv"
+        fields = ("step", "train_seconds") + SCALARS
+        self._file, self._csv = _open_csv(self.path, fields, resume_step)
+        self._val_file, self._val_csv = _open_csv(self.validation_path, ("step", "train_seconds", "val_transfer_mse"),
+                                                  resume_step)
         self._tb = SummaryWriter(str(Path(run_dir) / "tensorboard"))
 
     def log(self, step: int, train_seconds: float, values: dict) -> None:
+        """One row of training scalars (missing ones left empty)."""
         row = {"step": step, "train_seconds": round(train_seconds, 3)}
         row.update({k: values[k] for k in SCALARS if k in values})
         self._csv.writerow(row)
@@ -49,6 +43,38 @@ class ScalarLogger:
             if k in values:
                 self._tb.add_scalar(f"train/{k}", values[k], step)
 
+    def log_validation(self, step: int, train_seconds: float, transfer_mse: float) -> None:
+        """One row of ``validation.csv``: held-out transfer MSE (pixels in [-1, 1]) at a checkpoint."""
+        self._val_csv.writerow({"step": step, "train_seconds": round(train_seconds, 3), "val_transfer_mse": transfer_mse})
+        self._val_file.flush()
+        self._tb.add_scalar("validation/transfer_mse", transfer_mse, step)
+
     def close(self) -> None:
         self._file.close()
+        self._val_file.close()
         self._tb.close()
+
+
+def _open_csv(path: Path, fields: tuple[str, ...], resume_step: int | None):
+    """Open ``path`` for appending. When resuming, keep only complete rows up to ``resume_step``
+    (a run killed mid-write leaves a partial last line; rows after the checkpoint are redone),
+    rewriting the file atomically."""
+    import os
+
+    if resume_step is not None and path.exists():
+        with path.open(newline="") as f:
+            rows = [r for r in csv.DictReader(f)
+                    if None not in r.values() and None not in r and r["step"].isdigit()
+                    and int(r["step"]) <= resume_step]
+        tmp = path.with_name(f".{path.name}.tmp")
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, path)
+    new = not path.exists() or path.stat().st_size == 0
+    file = path.open("a", newline="")
+    writer = csv.DictWriter(file, fieldnames=fields)
+    if new:
+        writer.writeheader()
+    return file, writer

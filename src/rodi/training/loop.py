@@ -3,6 +3,9 @@ quantities, log, draw, checkpoint. Ctrl-C saves a checkpoint before leaving."""
 
 from __future__ import annotations
 
+import json
+import math
+import os
 import signal
 import threading
 import time
@@ -28,16 +31,79 @@ class NonFiniteLossError(RuntimeError):
 
 
 def checkpoint_path(run_dir: str | Path) -> Path:
+    """The checkpoint a run resumes from: ``RUN/checkpoints/last.pt``."""
     return Path(run_dir) / "checkpoints" / "last.pt"
+
+
+def _link_atomically(source: Path, target: Path) -> None:
+    """Make ``target`` name the same file as ``source`` (a hard link, or a copy where links are not
+    supported), replacing ``target`` atomically."""
+    import shutil
+
+    tmp = target.with_name(f".{target.name}.link.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
+def save_checkpoints(state: TrainState, run_dir: Path, keep: int, validation: float | None = None) -> Path:
+    """Write ``checkpoints/step-XXXXXXX.pt`` atomically, point ``last.pt`` at it, and ``best.pt``
+    when ``validation`` (lower is better) beats the best so far; then delete the oldest step files
+    beyond ``keep``, never the one ``best.pt`` names. No file is ever overwritten in place: a reader
+    (or a crash) sees the old file or the new one.
+
+    Returns:
+        The new step file.
+    """
+    folder = run_dir / "checkpoints"
+    step_file = folder / f"step-{state.step:07d}.pt"
+    state.save(step_file)
+    _link_atomically(step_file, folder / "last.pt")
+    record = folder / "best.json"
+    best = json.loads(record.read_text()) if record.is_file() else None
+    if validation is not None and math.isfinite(validation) and (best is None or validation < best["validation"]):
+        _link_atomically(step_file, folder / "best.pt")
+        tmp = record.with_name(".best.json.tmp")
+        tmp.write_text(json.dumps({"step": state.step, "validation": validation}))
+        os.replace(tmp, record)
+        best = {"step": state.step}
+    steps = sorted(folder.glob("step-*.pt"))
+    protected = {f"step-{best['step']:07d}.pt"} if best else set()
+    for old in [f for f in steps if f.name not in protected][:-keep]:
+        old.unlink(missing_ok=True)
+    return step_file
+
+
+@torch.no_grad()
+def validation_error(model, source, n: int, seed: int = 99) -> float:
+    """Mean transfer MSE (pixels in [-1, 1]) on ``n`` fixed held-out triplets, or same-identity pairs
+    for user data: the number ``best.pt`` is chosen by."""
+    from rodi.evaluation.triplets import pair_errors, triplet_errors
+
+    errors = (triplet_errors if hasattr(source, "triplet_indices") else pair_errors)(model, source, n, seed)
+    return errors["transfer"].mean().item()
+
+
+_RESUME_HINT = ("the last good checkpoint is kept; resume it with `rodi train --resume RUN_DIR`, "
+                "for instance with a lower learning rate: `rodi train --resume RUN_DIR optim.lr=1e-4`")
 
 
 def _check_finite(out: dict, step: int) -> None:
     for name in ("reconstruction", "kl", "penalty", "critic_loss"):
         if not torch.isfinite(out[name]):
-            raise NonFiniteLossError(
-                f"loss term {name!r} is {out[name].item()} at step {step}; the last checkpoint is kept. "
-                "Resume it with --resume, for instance with a lower optim.lr"
-            )
+            raise NonFiniteLossError(f"loss term {name!r} is {out[name].item()} at step {step}; {_RESUME_HINT}")
+
+
+def _check_finite_gradients(state: TrainState, step: int) -> None:
+    """Raise before any optimiser steps when a gradient holds NaN or inf, naming the network."""
+    for name, opt in state.optimizers.items():
+        grads = [p.grad for group in opt.param_groups for p in group["params"] if p.grad is not None]
+        if grads and not torch.isfinite(torch.stack(torch._foreach_norm(grads))).all():
+            raise NonFiniteLossError(f"the gradient of the {name} parameters is not finite at step {step}; "
+                                     f"{_RESUME_HINT}")
 
 
 def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
@@ -77,6 +143,8 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
         torch.manual_seed(cfg.train.seed)  # network initialisation depends on the seed only
         state = TrainState(cfg, device)
     run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in (run_dir / "checkpoints").glob(".*.tmp"):  # left by a run killed mid-write
+        stale.unlink(missing_ok=True)
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
     logger = ScalarLogger(run_dir, resume_step=state.step if resume else None)
     appearance, pose = source.fixed_examples(cfg.train.matrix_size)
@@ -107,6 +175,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
             for opt in state.optimizers.values():
                 opt.zero_grad(set_to_none=True)
             (out["model_loss"] + out["critic_loss"]).backward()
+            _check_finite_gradients(state, state.step)
             for opt in state.optimizers.values():
                 opt.step()
             objective.update(out, state.step)
@@ -134,15 +203,22 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
                                      run_dir / "transfer" / f"step-{state.step:07d}.png")
             if state.step % cfg.train.checkpoint_every == 0:
                 state.train_seconds += time.perf_counter() - started
+                validation = validation_error(model, source, cfg.train.validation_items)
+                logger.log_validation(state.step, state.train_seconds, validation)
+                save_checkpoints(state, run_dir, cfg.train.keep_checkpoints, validation)
                 started = time.perf_counter()
-                state.save(ckpt)
             state.train_seconds += time.perf_counter() - started
             bar.update((min(round(state.train_seconds), round(budget)) - bar.n) if budget else 1)
     finally:
         if in_main_thread:
             signal.signal(signal.SIGINT, previous_handler)
         bar.close()
-    state.save(ckpt)
+    if state.step % cfg.train.checkpoint_every != 0 or interrupted:  # not saved at this step yet
+        finished = not interrupted
+        validation = validation_error(model, source, cfg.train.validation_items) if finished else None
+        if validation is not None:
+            logger.log_validation(state.step, state.train_seconds, validation)
+        save_checkpoints(state, run_dir, cfg.train.keep_checkpoints, validation)
     if interrupted:
         logger.close()
         print(f"interrupted at step {state.step}; saved {ckpt}; continue with --resume")

@@ -201,3 +201,76 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"{path} has checkpoint format version {version!r}; this rodi "
                               f"({__version__}) reads version {FORMAT_VERSION}")
     return state
+
+
+EXPORT_FORMAT = "rodi-model"
+
+
+def export_model(checkpoint: str | os.PathLike, output: str | os.PathLike) -> Path:
+    """Write the inference part of a checkpoint (encoders and decoder, no critics, optimisers or
+    RNG states) as a safetensors file whose metadata holds the config (JSON), the format version and
+    the training step. :func:`load_model` and ``rodi transfer`` read it.
+
+    Raises:
+        CheckpointError: the checkpoint cannot be read.
+    """
+    import json
+
+    from safetensors.torch import save_file
+
+    state = read_checkpoint(checkpoint)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {"format": EXPORT_FORMAT, "format_version": str(FORMAT_VERSION), "rodi_version": __version__,
+                "step": str(state["step"]), "config": json.dumps(state["config"])}
+    tensors = {k: v.contiguous() for k, v in state["model"].items()}
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.replace(tmp, output)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return output
+
+
+def load_model(path: str | os.PathLike, device: torch.device | None = None) -> tuple[AppearancePoseModel, Config]:
+    """The model and config of a training checkpoint (``.pt``) or an export (``.safetensors``), in
+    eval mode on ``device`` (default: the CPU). Neither format can run code when read.
+
+    Raises:
+        CheckpointError: unreadable file, another format version, or weights that do not fit the
+            stored config.
+    """
+    import json
+
+    path = Path(path)
+    device = device or torch.device("cpu")
+    if path.suffix != ".safetensors":
+        state = TrainState.from_checkpoint(path, device)
+        state.model.eval()
+        return state.model, state.cfg
+    from safetensors import SafetensorError, safe_open
+
+    if not path.is_file():
+        raise CheckpointError(f"no model file at {path}")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            metadata = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({err})") from None
+    if metadata.get("format") != EXPORT_FORMAT or metadata.get("format_version") != str(FORMAT_VERSION):
+        raise CheckpointError(f"{path} is not a rodi model of format version {FORMAT_VERSION} "
+                              f"(format {metadata.get('format')!r}, version {metadata.get('format_version')!r})")
+    try:
+        cfg = from_dict(json.loads(metadata["config"]))
+    except (KeyError, ValueError, ConfigError) as err:
+        raise CheckpointError(f"{path}: its stored config is unusable ({err})") from None
+    model = build_model(cfg)
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: weights do not fit its config: {str(err).splitlines()[0]}") from None
+    return model.to(device).eval(), cfg
