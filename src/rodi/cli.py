@@ -83,7 +83,7 @@ def train(config, overrides, resume_dir, data, data_root, no_progress):
         saved = read_checkpoint(checkpoint_path(resume_dir))["config"]
         cfg = load_config(config, [f"train.out_dir={resume_dir}"] + _overrides(overrides, data_root, data),
                           base=saved)
-    elif config is None and data is None:
+    elif config is None and data is None and not overrides:
         raise ConfigError("give a CONFIG (a YAML file or one of the bundled names), --data, or --resume RUN_DIR")
     else:
         cfg = load_config(config, _overrides(overrides, data_root, data))
