@@ -28,6 +28,10 @@ class _Errors(click.Group):
             sys.exit(2)
         except KeyboardInterrupt:
             sys.exit(130)
+        except OSError as err:  # a full disk, a read-only or blocked output folder
+            where = f": {err.filename}" if err.filename else ""
+            click.echo(f"error: {err.strerror or err}{where}", err=True)
+            sys.exit(2)
 
 
 @click.group(cls=_Errors)

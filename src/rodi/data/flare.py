@@ -13,7 +13,7 @@ legs       bare, or one of seven trousers, skirts and greaves
 feet       bare, or one of seven sandals and boots
 hands      bare, or one of seven gloves, sleeves and gauntlets
 main_hand  nothing, or one of 18 melee and magic weapons
-off_hand   nothing, or one of four shields and bows... (see ``LAYER_CHOICES``)
+off_hand   nothing, or one of three shields, a slingshot or one of three bows
 ========== ======================================================================================
 
 The male bald head is left out so that every attribute has the same choices for both genders.
@@ -48,6 +48,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -250,8 +251,9 @@ def _download(cache: Path) -> Path:
         if missing:
             raise FlareDataError(f"the flare-game package lacks {', '.join(missing[:3])}")
         cache.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".fantasycore-", dir=cache))
+        staging = cache / f".fantasycore-{os.getpid()}-{secrets.token_hex(4)}"
         try:
+            staging.mkdir()
             for name in needed_files(source):
                 (staging / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source / name, staging / name)
