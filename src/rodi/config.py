@@ -23,14 +23,15 @@ class ConfigError(ValueError):
     impossible value."""
 
 
-SOURCES = ("sprites", "mocap", "folder", "videos", "index")
+SOURCES = ("sprites", "mocap", "flare", "folder", "videos", "index")
 
 
 @dataclass
 class DataConfig:
-    source: str = "sprites"  # sprites | mocap | folder | videos | index
+    source: str = "sprites"  # sprites | mocap | flare | folder | videos | index
     protocol: str = "sprites"  # sprites: sprites | sprites-full
     # sprites: folder of layer sheets (None: $RODI_SPRITES_ROOT, cache, download);
+    # flare: the extracted flare-game package or checkout (None: $RODI_FLARE_ROOT, cache, apt-get);
     # folder/videos: the folder; index: the CSV file; mocap: unused
     root: Optional[str] = None
     num_triplets: int = 8000  # held-out triplets (or same-identity pairs) evaluated
@@ -200,13 +201,13 @@ def validate(cfg: Config) -> None:
         (cfg.data.source != "sprites" or cfg.data.protocol in PROTOCOLS,
          f"data.protocol must be one of {', '.join(PROTOCOLS)}"),
         (cfg.data.num_triplets >= 1, "data.num_triplets must be >= 1"),
-        (cfg.data.root is not None or cfg.data.source in ("sprites", "mocap"),
+        (cfg.data.root is not None or cfg.data.source in ("sprites", "mocap", "flare"),
          f"data.source={cfg.data.source} needs data.root (or --data PATH)"),
         (cfg.data.root is None or cfg.data.source == "mocap" or Path(cfg.data.root).expanduser().exists(),
          f"data.root {cfg.data.root!r} does not exist"),
         (cfg.data.source != "index" or cfg.data.root is None or Path(cfg.data.root).expanduser().is_file()
          or not Path(cfg.data.root).expanduser().exists(), f"data.root {cfg.data.root!r} must be a CSV file for data.source=index"),
-        (cfg.data.source not in ("sprites", "folder", "videos") or cfg.data.root is None
+        (cfg.data.source not in ("sprites", "flare", "folder", "videos") or cfg.data.root is None
          or Path(cfg.data.root).expanduser().is_dir() or not Path(cfg.data.root).expanduser().exists(),
          f"data.root {cfg.data.root!r} must be a folder for data.source={cfg.data.source}"),
         (cfg.data.frame_stride is None or cfg.data.frame_stride >= 1, "data.frame_stride must be >= 1"),

@@ -33,14 +33,15 @@ layers are alpha-composited onto black in the per-direction order of the mod's
 faces west, and last when facing east). The image is the same square box for every character and
 pose: the union of every hero frame's visible pixels, centred, with one output pixel of margin,
 so the crop says nothing about the pose. Every layer frame is area-resampled into that box at the
-output resolution once (premultiplied alpha) and cached; compositing the resampled layers equals
-resampling the full-size composite except at output pixels where a partly transparent edge lies
-over another layer.
+output resolution once (premultiplied alpha) and cached. Compositing the resampled layers equals
+resampling the full-size composite except at output pixels where edges of two layers meet, where
+the lower layer can show through by up to a quarter of its value (at S = 64 about 2% of pixels
+differ by more than 0.05 in [-1, 1], the mean difference is 0.003).
 
 Held-out identities: the humanoid enemies in ``ENEMIES`` have exactly the hero's animations and
 frame counts, so :meth:`FlareHeroes.enemy_images` renders them in the same 272 poses and the same
-box, for a qualitative appearance-transfer test (their weapon swings may be cut at the box edge).
-Goblins (3-frame swing), the skeleton mage (no ``shoot``) and the non-humanoids are left out.
+box (they fit in it), for a qualitative appearance-transfer test. Goblins (3-frame swing), the
+skeleton mage (no ``shoot``) and the non-humanoids are left out.
 """
 
 from __future__ import annotations
@@ -252,12 +253,15 @@ def _download(cache: Path) -> Path:
             raise FlareDataError(f"the flare-game package lacks {', '.join(missing[:3])}")
         cache.mkdir(parents=True, exist_ok=True)
         staging = cache / f".fantasycore-{os.getpid()}-{secrets.token_hex(4)}"
+        stale = cache / f".stale-{staging.name}"
         try:
             staging.mkdir()
             for name in needed_files(source):
                 (staging / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source / name, staging / name)
             shutil.copy2(tmp / "package" / COPYRIGHT_PATH, staging / "copyright")
+            if target.is_dir():  # incomplete, or rodi would have used it
+                os.replace(target, stale)
             try:
                 os.replace(staging, target)
             except OSError:
@@ -265,6 +269,7 @@ def _download(cache: Path) -> Path:
                     raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(stale, ignore_errors=True)
     return target
 
 
@@ -400,7 +405,8 @@ def build_layer_frames(mod: Path, image_size: int, poses: np.ndarray, progress: 
             rgba[..., :3] *= rgba[..., 3:]
             top_row, wy = _area_weights(y, cut.shape[0], box[1], step, image_size)
             left_col, wx = _area_weights(x, cut.shape[1], box[0], step, image_size)
-            tile = np.rint(np.einsum("yh,hwc,xw->yxc", wy, rgba, wx) * 255.0).clip(0, 255).astype(np.uint8)
+            tile = np.tensordot(np.tensordot(wy, rgba, axes=(1, 0)), wx, axes=(1, 1)).transpose(0, 2, 1)
+            tile = np.rint(tile * 255.0).clip(0, 255).astype(np.uint8)
             rows, cols = np.nonzero(tile.any((1, 2)))[0], np.nonzero(tile.any((0, 2)))[0]
             if len(rows) == 0:
                 continue

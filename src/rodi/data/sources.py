@@ -1,7 +1,7 @@
 """One entry point from a config's ``data`` section to a source of image pairs.
 
 Every source offers ``image_size``, ``sample_pairs(batch_size, generator, split)`` and
-``fixed_examples(n, split, seed)``. Sources with exact targets (``sprites``, ``mocap``) also offer
+``fixed_examples(n, split, seed)``. Sources with exact targets (``sprites``, ``mocap``, ``flare``) also offer
 ``triplet_indices``/``triplets`` and labelled renders (``render``, ``labels``, ``split``,
 ``appearance_attributes``, ``pose_attributes``); user data (``folder``, ``videos``, ``index``)
 offers ``held_out_pairs`` instead: two images of one held-out identity, the second the exact target
@@ -21,11 +21,12 @@ class DataError(ValueError):
 
 def data_errors() -> tuple[type[Exception], ...]:
     """The exception types a source raises for bad data (for one-line CLI messages)."""
+    from rodi.data.flare import FlareDataError
     from rodi.data.folders import PairDataError
     from rodi.data.mocap import MocapDataError
     from rodi.data.sprites import SpritesDataError
 
-    return DataError, PairDataError, MocapDataError, SpritesDataError
+    return DataError, PairDataError, MocapDataError, SpritesDataError, FlareDataError
 
 
 def guess_source(path: str | Path) -> str:
@@ -49,12 +50,16 @@ def open_source(data: DataConfig, image_size: int = 64, progress: bool = True):
     """The pair source a config's ``data`` section describes.
 
     Raises:
-        SpritesDataError, MocapDataError, PairDataError: the data is missing or unusable.
+        SpritesDataError, MocapDataError, FlareDataError, PairDataError: the data is missing or unusable.
     """
     if data.source == "sprites":
         from rodi.data.sprites import SpriteSheets
 
         return SpriteSheets(data.protocol, data.root)
+    if data.source == "flare":
+        from rodi.data.flare import FlareHeroes
+
+        return FlareHeroes(image_size, data.root, data.cache_dir, progress)
     if data.source == "mocap":
         from rodi.data.mocap import MocapHumanoid
 
