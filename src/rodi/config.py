@@ -91,6 +91,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: Optional[int] = None  # torch intra-op threads on CPU; None: torch's default
+    precision: str = "32"  # 32 | bf16 (autocast; meant for CUDA)
     out_dir: str = "runs/sprites-rodi"
     log_every: int = 25
     image_every: int = 500
@@ -233,6 +234,7 @@ def validate(cfg: Config) -> None:
         (cfg.train.max_steps >= 1, "train.max_steps must be >= 1"),
         (cfg.train.max_minutes is None or cfg.train.max_minutes > 0, "train.max_minutes must be > 0"),
         (cfg.train.threads is None or cfg.train.threads >= 1, "train.threads must be >= 1"),
+        (cfg.train.precision in ("32", "bf16"), "train.precision must be '32' or 'bf16'"),
         (min(cfg.train.log_every, cfg.train.image_every, cfg.train.checkpoint_every) >= 1,
          "train.log_every, image_every and checkpoint_every must be >= 1"),
         (cfg.train.matrix_size >= 1, "train.matrix_size must be >= 1"),

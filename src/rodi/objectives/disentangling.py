@@ -27,6 +27,7 @@ from torch.func import functional_call
 
 from rodi.config import ObjectiveConfig
 from rodi.models.networks import AppearancePoseModel, SeparableCritic
+from rodi.training.distributed import SINGLE
 
 DETERMINISTIC_POSE = ("ae", "drnet")
 
@@ -115,6 +116,7 @@ class DisentanglingObjective(nn.Module):
         self.register_buffer("ema_mi", torch.tensor(0.0, dtype=torch.float64))
         self.register_buffer("ema_mi_independent", torch.tensor(0.0, dtype=torch.float64))
         self.register_buffer("ema_steps", torch.tensor(0, dtype=torch.long))
+        self.distributed = SINGLE  # set by the training loop under torchrun
 
     def critics(self) -> dict[str, nn.Module]:
         """The classifiers with their own optimisers, by name."""
@@ -150,32 +152,51 @@ class DisentanglingObjective(nn.Module):
             ValueError: for a batch of fewer than two pairs.
         """
         x, x_app = batch["pose_image"], batch["appearance_image"]
+        dd = self.distributed
         mean, logvar = model.encode_pose(x)
         if self.cfg.variant in DETERMINISTIC_POSE:
             pose = mean
             kl = torch.zeros((), device=x.device)
         else:
-            pose = mean + (0.5 * logvar).exp() * torch.randn_like(mean)
+            if dd.enabled:  # this process's slice of the global batch's noise
+                noise = dd.shard(torch.randn((dd.world_size * mean.shape[0],) + mean.shape[1:],
+                                             device=mean.device, dtype=mean.dtype))
+            else:
+                noise = torch.randn_like(mean)
+            pose = mean + (0.5 * logvar).exp() * noise
             kl = kl_standard_normal(mean, logvar).mean()
         appearance = model.encode_appearance(x_app)
         x_hat = model.decode(pose, appearance)
         reconstruction = (x_hat - x).square().flatten(1).sum(1).mean()
 
-        s = derangement(x.shape[0], device=x.device)
-        pose_d, appearance_d = pose.detach(), appearance.detach()
+        # the critics see the detached codes of the whole global batch, the same on every process
+        pose_d, appearance_d = dd.gather(pose), dd.gather(appearance)
+        s = derangement(pose_d.shape[0], device=x.device)
         joint, marginal = self.critic(pose_d, appearance_d, s)
         joint_i, marginal_i = self.independent_critic(pose_d, appearance_d, s)
         closs = critic_loss(joint, marginal) + critic_loss(joint_i, marginal_i)
 
         penalty = torch.zeros((), device=x.device)
+        penalty_loss = penalty
         constraint = None
         if self.constraint_active(step):
             frozen = {k: v.detach() for k, v in self.critic.named_parameters()}
-            attacked_joint, _ = functional_call(self.critic, frozen, (pose, appearance_d, s), strict=True)
+            local_s = s if not dd.enabled else torch.arange(x.shape[0], device=x.device).roll(1)
+            attacked_joint, _ = functional_call(self.critic, frozen, (pose, appearance.detach(), local_s), strict=True)
             constraint = attacked_joint.mean() - self.cfg.epsilon
-            penalty = augmented_lagrangian(constraint, self.multiplier.to(constraint.dtype), self.cfg.mu)
+            multiplier = self.multiplier.to(constraint.dtype)
+            if dd.enabled:
+                # the penalty of the global constraint; its gradient reaches each process's codes
+                # through the linear term slope * c_local, which all-reduce averages to d P / d theta
+                local, constraint = constraint, dd.mean(constraint)
+                penalty = augmented_lagrangian(constraint, multiplier, self.cfg.mu)
+                slope = (self.cfg.mu * constraint + multiplier >= 0).to(local.dtype) * (multiplier + self.cfg.mu * constraint)
+                penalty_loss = slope * local
+            else:
+                penalty = augmented_lagrangian(constraint, multiplier, self.cfg.mu)
+                penalty_loss = penalty
         gamma = self.gamma.to(kl.dtype)
-        model_loss = reconstruction + gamma * kl + penalty
+        model_loss = reconstruction + gamma * kl + penalty_loss
         if self.cfg.variant == "drnet":
             drnet_loss, scene_loss = self._drnet(model, x, x_app, pose, appearance, s)
             model_loss = model_loss + drnet_loss
@@ -186,7 +207,7 @@ class DisentanglingObjective(nn.Module):
             "critic_loss": closs,
             "reconstruction": reconstruction,
             "kl": kl,
-            "penalty": penalty,
+            "penalty": penalty.detach(),
             "mi": joint.mean().detach(),
             "mi_independent": joint_i.mean().detach(),
             "critic_accuracy": accuracy(joint, marginal),
@@ -202,7 +223,9 @@ class DisentanglingObjective(nn.Module):
         similarity = (model.encode_appearance(x) - appearance).square().mean()
         pose_other = model.encode_pose(x_app)[0]
         disc = self.scene_discriminator
-        same, different = disc(pose.detach(), pose_other.detach()), disc(pose.detach(), pose_other.detach()[s])
+        dd = self.distributed
+        pose_d, other_d = dd.gather(pose), dd.gather(pose_other)
+        same, different = disc(pose_d, other_d), disc(pose_d, other_d[s])
         scene_loss = 0.5 * (F.binary_cross_entropy_with_logits(same, torch.ones_like(same))
                             + F.binary_cross_entropy_with_logits(different, torch.zeros_like(different)))
         frozen = {k: v.detach() for k, v in disc.named_parameters()}

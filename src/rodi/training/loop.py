@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from rodi.config import Config, to_yaml
 from rodi.data.sources import open_source
+from rodi.training.distributed import init_from_environment, shutdown
 from rodi.training.logging import ScalarLogger
 from rodi.training.state import TrainState, resolve_device
 from rodi.viz import save_transfer_matrix
@@ -132,7 +133,10 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     if not resume and ckpt.exists():
         raise RunExistsError(f"{run_dir} already holds a run ({ckpt}); continue it with --resume or "
                              "choose another train.out_dir")
-    device = resolve_device(cfg.train.device)
+    dd, device_name = init_from_environment(cfg.train.device)
+    main = dd.is_main
+    progress = progress and main
+    device = resolve_device(device_name)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     source = open_source(cfg.data, cfg.model.image_size, progress)
@@ -142,12 +146,17 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     else:
         torch.manual_seed(cfg.train.seed)  # network initialisation depends on the seed only
         state = TrainState(cfg, device)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in (run_dir / "checkpoints").glob(".*.tmp"):  # left by a run killed mid-write
-        stale.unlink(missing_ok=True)
-    (run_dir / "config.yaml").write_text(to_yaml(cfg))
-    logger = ScalarLogger(run_dir, resume_step=state.step if resume else None)
+    state.objective.distributed = dd
+    if main:  # one process writes
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for stale in (run_dir / "checkpoints").glob(".*.tmp"):  # left by a run killed mid-write
+            stale.unlink(missing_ok=True)
+        (run_dir / "config.yaml").write_text(to_yaml(cfg))
+        logger = ScalarLogger(run_dir, resume_step=state.step if resume else None)
+    else:
+        logger = _NoLogger()
     appearance, pose = source.fixed_examples(cfg.train.matrix_size)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16")
 
     budget = cfg.train.max_minutes * 60 if cfg.train.max_minutes else None
     bar = tqdm(total=round(budget) if budget else cfg.train.max_steps, disable=not progress,
@@ -164,17 +173,21 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     if in_main_thread:  # signal handlers can only be installed there
         previous_handler = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
     try:
-        while (state.step < cfg.train.max_steps and (budget is None or state.train_seconds < budget)
-               and not interrupted):
+        while not dd.any(state.step >= cfg.train.max_steps or bool(interrupted)
+                         or (budget is not None and state.train_seconds >= budget), device):
             started = time.perf_counter()
-            batch = source.sample_pairs(b, state.data_generator)
-            batch = {k: batch[k].to(device, non_blocking=True) for k in ("pose_image", "appearance_image")}
+            # every process draws the global batch and keeps its slice (distributed.py)
+            batch = source.sample_pairs(b * dd.world_size, state.data_generator)
+            batch = {k: dd.shard(batch[k]).to(device, non_blocking=True) for k in ("pose_image", "appearance_image")}
             state.apply_schedule()
-            out = objective(model, batch, state.step)
+            with autocast:
+                out = objective(model, batch, state.step)
             _check_finite(out, state.step)
             for opt in state.optimizers.values():
                 opt.zero_grad(set_to_none=True)
             (out["model_loss"] + out["critic_loss"]).backward()
+            for opt in state.optimizers.values():
+                dd.average_gradients(p for group in opt.param_groups for p in group["params"])
             _check_finite_gradients(state, state.step)
             for opt in state.optimizers.values():
                 opt.step()
@@ -198,10 +211,10 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
                                 img_s=f"{values['images_per_s']:.0f}", refresh=False)
                 sums.clear()
                 count, compute_seconds = 0, 0.0
-            if state.step % cfg.train.image_every == 0:
+            if state.step % cfg.train.image_every == 0 and main:
                 save_transfer_matrix(model, appearance["image"], pose["image"],
                                      run_dir / "transfer" / f"step-{state.step:07d}.png")
-            if state.step % cfg.train.checkpoint_every == 0:
+            if state.step % cfg.train.checkpoint_every == 0 and main:
                 state.train_seconds += time.perf_counter() - started
                 validation = validation_error(model, source, cfg.train.validation_items)
                 logger.log_validation(state.step, state.train_seconds, validation)
@@ -213,17 +226,34 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
         if in_main_thread:
             signal.signal(signal.SIGINT, previous_handler)
         bar.close()
-    if state.step % cfg.train.checkpoint_every != 0 or interrupted:  # not saved at this step yet
+    if main and (state.step % cfg.train.checkpoint_every != 0 or interrupted):  # not saved at this step yet
         finished = not interrupted
         validation = validation_error(model, source, cfg.train.validation_items) if finished else None
         if validation is not None:
             logger.log_validation(state.step, state.train_seconds, validation)
         save_checkpoints(state, run_dir, cfg.train.keep_checkpoints, validation)
+    dd.barrier()
+    shutdown(dd)
     if interrupted:
         logger.close()
-        print(f"interrupted at step {state.step}; saved {ckpt}; continue with --resume")
+        if main:
+            print(f"interrupted at step {state.step}; saved {ckpt}; continue with --resume")
         raise KeyboardInterrupt
-    save_transfer_matrix(model, appearance["image"], pose["image"], run_dir / "transfer_matrix.png", scale=2)
+    if main:
+        save_transfer_matrix(model, appearance["image"], pose["image"], run_dir / "transfer_matrix.png", scale=2)
     logger.close()
     return run_dir
+
+
+class _NoLogger:
+    """What processes other than the first log: nothing."""
+
+    def log(self, *args, **kwargs) -> None:
+        pass
+
+    def log_validation(self, *args, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 

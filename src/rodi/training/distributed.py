@@ -1,0 +1,119 @@
+"""Data-parallel training across processes, launched by ``torchrun`` (torch.distributed).
+
+Every process draws the same global batch of ``world_size * train.batch_size`` pairs with the shared
+data generator and keeps its own slice, so a run on W processes sees exactly the data of a
+single-process run with a W times larger batch. Gradients are averaged with all-reduce. The method's
+global quantities are computed identically on every process: the critics score the pose and
+appearance codes of the whole global batch (gathered, detached), the constraint I_T - epsilon is
+all-reduced before the Lagrange multiplier moves, and the moving averages of I_T and I_T' that set
+gamma come from those global numbers. So lambda and gamma are bitwise the same on every process.
+
+    torchrun --standalone --nproc_per_node 2 -m rodi.cli train sprites   # 2 CPU processes (gloo)
+    torchrun --standalone --nproc_per_node 8 -m rodi.cli train sprites   # 8 GPUs (nccl)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """Where this process sits: ``rank`` in ``world_size`` processes, ``local_rank`` on its machine."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, tensor: torch.Tensor) -> torch.Tensor:
+        """This process's slice of a global batch along dimension 0 (size divisible by world_size)."""
+        if not self.enabled:
+            return tensor
+        n = tensor.shape[0] // self.world_size
+        return tensor[self.rank * n:(self.rank + 1) * n]
+
+    def gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Concatenate every process's (B, ...) tensor in rank order: (world_size * B, ...), without
+        gradient (for the critics, which only ever see detached codes)."""
+        if not self.enabled:
+            return tensor.detach()
+        parts = [torch.empty_like(tensor) for _ in range(self.world_size)]
+        dist.all_gather(parts, tensor.detach().contiguous())
+        return torch.cat(parts)
+
+    def mean(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The mean over processes of a detached tensor (the same result on every process)."""
+        if not self.enabled:
+            return tensor
+        out = tensor.detach().clone()
+        dist.all_reduce(out)
+        return out / self.world_size
+
+    def average_gradients(self, parameters) -> None:
+        """Replace every gradient by its mean over processes, in one flat all-reduce."""
+        if not self.enabled:
+            return
+        grads = [p.grad for p in parameters if p.grad is not None]
+        if not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.world_size
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()
+
+    def any(self, flag: bool, device: torch.device) -> bool:
+        """True on every process when ``flag`` is true on any (to stop all processes at one step)."""
+        if not self.enabled:
+            return flag
+        t = torch.tensor([1.0 if flag else 0.0], device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item() > 0)
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+
+SINGLE = Distributed()
+
+
+def init_from_environment(device_name: str) -> tuple[Distributed, str]:
+    """Join the process group ``torchrun`` describes in the environment (``WORLD_SIZE``, ``RANK``,
+    ``LOCAL_RANK``); a plain ``python``/``rodi`` process stays single.
+
+    Returns:
+        ``(distributed, device_name)``: on CUDA each process takes ``cuda:LOCAL_RANK`` and the
+        ``nccl`` backend; on the CPU, ``gloo``.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return SINGLE, device_name
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        torch.cuda.set_device(local)
+        device_name = f"cuda:{local}"
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return Distributed(rank, world, local), device_name
+
+
+def shutdown(distributed: Distributed) -> None:
+    """Leave the process group (after the last collective)."""
+    if distributed.enabled and dist.is_initialized():
+        dist.destroy_process_group()
