@@ -8,6 +8,7 @@ achieved FLOP/s, the sustained FLOP/s of a large float32 matmul on the same devi
 
     python benchmarks/throughput.py sprites --data-root ../shared/data/lpc-sprites
     python benchmarks/throughput.py demo --batch-size 64 train.threads=2
+    python benchmarks/throughput.py sprites train.device=cuda train.precision=bf16 --batch-size 256
 
 Extra arguments are config overrides (key=value). Images are counted as 2 per pair.
 """
@@ -26,9 +27,10 @@ from rodi.data.sources import open_source
 from rodi.training.state import TrainState, resolve_device
 
 
-def matmul_flops_per_second(device: torch.device, n: int = 2048, seconds: float = 3.0) -> float:
-    """Sustained float32 FLOP/s of an n x n matmul, repeated for about ``seconds``."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+def matmul_flops_per_second(device: torch.device, n: int = 2048, seconds: float = 3.0,
+                            dtype: torch.dtype = torch.float32) -> float:
+    """Sustained FLOP/s of an n x n matmul in ``dtype``, repeated for about ``seconds``."""
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     torch.mm(a, b)
     _sync(device)
     count, start = 0, time.perf_counter()
@@ -48,7 +50,9 @@ def _sync(device: torch.device) -> None:
 
 
 def _step(state: TrainState, batch: dict, step: int) -> None:
-    out = state.objective(state.model, batch, step)
+    bf16 = state.cfg.train.precision == "bf16"
+    with torch.autocast(state.device.type, dtype=torch.bfloat16, enabled=bf16):
+        out = state.objective(state.model, batch, step)
     for opt in state.optimizers.values():
         opt.zero_grad(set_to_none=True)
     (out["model_loss"] + out["critic_loss"]).backward()
@@ -104,7 +108,9 @@ def main() -> None:
         _step(state, batch(), step)
     _sync(device)
     seconds = (time.perf_counter() - start) / args.steps
-    peak = matmul_flops_per_second(device)
+    bf16 = cfg.train.precision == "bf16"
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    peak = matmul_flops_per_second(device, n=8192 if device.type == "cuda" else 2048, dtype=dtype)
     achieved = flops_per_step / seconds
     params = sum(p.numel() for p in state.model.parameters())
     print(f"config {args.config}, variant {cfg.objective.variant}, batch {b} pairs, image {cfg.model.image_size} px, "
@@ -113,8 +119,11 @@ def main() -> None:
     print(f"training:              {2 * b / seconds:9.0f} images/s ({seconds * 1000:.0f} ms per step)")
     print(f"FLOPs per step:        {flops_per_step / 1e9:9.2f} GFLOP (forward + backward, critics included)")
     print(f"achieved:              {achieved / 1e9:9.1f} GFLOP/s")
-    print(f"float32 matmul:        {peak / 1e9:9.1f} GFLOP/s (2048 x 2048, same device)")
+    side = 8192 if device.type == "cuda" else 2048
+    print(f"{'bf16' if bf16 else 'float32'} matmul:        {peak / 1e9:9.1f} GFLOP/s ({side} x {side}, same device)")
     print(f"model FLOP utilisation {100 * achieved / peak:9.1f} %")
+    if device.type == "cuda":
+        print(f"peak GPU memory:       {torch.cuda.max_memory_allocated(device) / 2**30:9.2f} GiB")
 
 
 if __name__ == "__main__":
