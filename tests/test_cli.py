@@ -65,7 +65,7 @@ def test_evaluate_writes_json_and_prints_a_table(trained_run, tmp_path):
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics["protocol"] == "sprites" and metrics["step"] == 4 and metrics["num_triplets"] == 16
     assert 0 < metrics["triplet_mse"]["mean"] <= 4 and 0 < metrics["reconstruction_mse"]["mean"] <= 4
-    assert "triplet MSE" in result.output
+    assert "transfer MSE (16 held-out triplets)" in result.output
 
 
 def test_resume_from_the_command_line(trained_run):
@@ -84,7 +84,7 @@ def test_unknown_key_suggests_the_closest_valid_one():
     ("train.batch_size=1", "batch_size must be >= 2"),
     ("objective.variant=vae", "objective.variant"),
     ("train.batch_size=many", "batch_size"),
-    ("data.root=/does/not/exist", "not an existing folder"),
+    ("data.root=/does/not/exist", "does not exist"),
 ])
 def test_impossible_values_are_refused_before_training(override, message):
     with pytest.raises(ConfigError, match=message):

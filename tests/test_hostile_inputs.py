@@ -119,3 +119,19 @@ def test_configuration_errors_are_caught_before_anything_is_written(tmp_path, ov
     result = CliRunner().invoke(main, ["train", "sprites", *tiny_overrides(tmp_path), override])
     assert result.exit_code == 2 and message in result.output, result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_a_checkpoint_written_on_a_gpu_machine_loads_on_the_cpu(tmp_path):
+    from rodi.config import load_config
+    from rodi.training.loop import checkpoint_path, train
+
+    train(load_config("sprites", tiny_overrides(tmp_path)), progress=False)
+    state = torch.load(checkpoint_path(tmp_path / "run"), weights_only=True)
+    state["config"]["train"]["device"] = "cuda"  # as saved by a run on a GPU
+    torch.save(state, tmp_path / "gpu.pt")
+    loaded = TrainState.from_checkpoint(tmp_path / "gpu.pt")
+    assert loaded.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    Image.new("RGB", (64, 64)).save(tmp_path / "a.png")
+    result = CliRunner().invoke(main, ["transfer", "-c", str(tmp_path / "gpu.pt"), "-a", str(tmp_path / "a.png"),
+                                       "-p", str(tmp_path / "a.png"), "-o", str(tmp_path / "o.png")])
+    assert result.exit_code == 0, result.output

@@ -172,7 +172,8 @@ class DisentanglingObjective(nn.Module):
         # the critics see the detached codes of the whole global batch, the same on every process
         pose_d, appearance_d = dd.gather(pose), dd.gather(appearance)
         s = derangement(pose_d.shape[0], device=x.device)
-        joint, marginal = self.critic(pose_d, appearance_d, s)
+        fp, ga = self.critic.features(pose_d, appearance_d)
+        joint, marginal = (fp * ga).sum(1), (fp * ga[s]).sum(1)
         joint_i, marginal_i = self.independent_critic(pose_d, appearance_d, s)
         closs = critic_loss(joint, marginal) + critic_loss(joint_i, marginal_i)
 
@@ -180,9 +181,11 @@ class DisentanglingObjective(nn.Module):
         penalty_loss = penalty
         constraint = None
         if self.constraint_active(step):
-            frozen = {k: v.detach() for k, v in self.critic.named_parameters()}
-            local_s = s if not dd.enabled else torch.arange(x.shape[0], device=x.device).roll(1)
-            attacked_joint, _ = functional_call(self.critic, frozen, (pose, appearance.detach(), local_s), strict=True)
+            # T(pi_i, alpha_i) with T fixed: f through frozen parameters, g(alpha) reused from T's
+            # own forward above (detached inputs and parameters give the same values)
+            frozen = {k: v.detach() for k, v in self.critic.f.named_parameters()}
+            attacked_f = functional_call(self.critic.f, frozen, (pose,), strict=True).flatten(1)
+            attacked_joint = (attacked_f * dd.shard(ga.detach())).sum(1)
             constraint = attacked_joint.mean() - self.cfg.epsilon
             multiplier = self.multiplier.to(constraint.dtype)
             if dd.enabled:
