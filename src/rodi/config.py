@@ -92,6 +92,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: Optional[int] = None  # torch intra-op threads on CPU; None: torch's default
     precision: str = "32"  # 32 | bf16 (autocast; meant for CUDA)
+    compile: bool = False  # torch.compile the encoders and decoder (opt-in; a minute of compiling first)
     out_dir: str = "runs/sprites-rodi"
     log_every: int = 25
     image_every: int = 500

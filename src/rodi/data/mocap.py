@@ -60,9 +60,9 @@ POSE_ATTRIBUTES = ("action", "direction", "frame")
 NUM_APPEARANCES = 4000
 SPLIT_SEED = 20191027
 FRAME_BINS = 8  # the ``frame`` label: phase of the clip in eighths
-CAMERA_DISTANCE = 2.7  # metres, looking horizontally at 0.9 m above the ground
+CAMERA_DISTANCE = 2.3  # metres, looking horizontally at the pelvis (the camera follows it)
 CAMERA_FOV = 45.0  # degrees
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 class MocapDataError(RuntimeError):
@@ -152,8 +152,9 @@ def render_poses(image_size: int, frame_stride: int = 3, yaws: int = 8,
     """Render every (clip, frame, yaw) with pybullet's TinyRenderer at 2 x ``image_size``.
 
     Frames are taken every ``frame_stride``-th frame of each clip (30 frames per second), the
-    camera circles the humanoid in ``yaws`` equal steps, and the root's horizontal translation is
-    removed so the body stays centred (its height is kept).
+    camera circles the humanoid in ``yaws`` equal steps at the height of the pelvis, which it
+    follows, and the root's horizontal translation is removed, so the body stays centred and fills
+    the frame whether it stands, crawls or jumps.
 
     Raises:
         MocapDataError: pybullet cannot load the humanoid or a clip.
@@ -204,7 +205,7 @@ def render_poses(image_size: int, frame_stride: int = 3, yaws: int = 8,
             points = np.asarray(points, dtype=np.float64)
             for y in range(yaws):
                 view = pb.computeViewMatrixFromYawPitchRoll(
-                    [0.0, 0.9, 0.0], CAMERA_DISTANCE, 360.0 * y / yaws, 0.0, 0.0, upAxisIndex=1)
+                    [0.0, float(f[2]), 0.0], CAMERA_DISTANCE, 360.0 * y / yaws, 0.0, 0.0, upAxisIndex=1)
                 _, _, rgba, _, seg = pb.getCameraImage(
                     size, size, view, proj, renderer=pb.ER_TINY_RENDERER,
                     flags=pb.ER_SEGMENTATION_MASK_OBJECT_AND_LINKINDEX, shadow=0,

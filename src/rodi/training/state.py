@@ -59,6 +59,9 @@ class TrainState:
         self.cfg = cfg
         self.device = device
         self.model = build_model(cfg).to(device)
+        if cfg.train.compile:  # in place: parameter names and checkpoints stay the same
+            for part in (self.model.pose_encoder, self.model.appearance_encoder, self.model.decoder):
+                part.compile()
         self.objective = DisentanglingObjective(cfg.objective, cfg.model.code_channels, cfg.model.code_size).to(device)
         o = cfg.optim
         adam = lambda params, lr: torch.optim.Adam(params, lr=lr, betas=tuple(o.betas))  # noqa: E731
