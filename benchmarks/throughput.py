@@ -23,8 +23,15 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from rodi.config import load_config
-from rodi.data.sources import open_source
 from rodi.training.state import TrainState, resolve_device
+
+try:
+    from rodi.data.sources import open_source
+except ImportError:  # rodi before its data sources (for before/after comparisons): Sprites only
+    from rodi.data.sprites import SpriteSheets
+
+    def open_source(data, image_size=64):
+        return SpriteSheets(data.protocol, data.root)
 
 
 def matmul_flops_per_second(device: torch.device, n: int = 2048, seconds: float = 3.0,
@@ -50,7 +57,7 @@ def _sync(device: torch.device) -> None:
 
 
 def _step(state: TrainState, batch: dict, step: int) -> None:
-    bf16 = state.cfg.train.precision == "bf16"
+    bf16 = getattr(state.cfg.train, "precision", "32") == "bf16"
     with torch.autocast(state.device.type, dtype=torch.bfloat16, enabled=bf16):
         out = state.objective(state.model, batch, step)
     for opt in state.optimizers.values():
@@ -68,7 +75,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="pairs per step (default: the config's)")
     parser.add_argument("--steps", type=int, default=30, help="timed training steps")
     parser.add_argument("--data-root", default=None)
-    args = parser.parse_args()
+    args, extra = parser.parse_known_args()
+    args.overrides += extra  # key=value pairs given after the options
     overrides = [f"train.out_dir={tempfile.mkdtemp(prefix='rodi-throughput-')}", *args.overrides]
     if args.batch_size:
         overrides.append(f"train.batch_size={args.batch_size}")
@@ -108,7 +116,7 @@ def main() -> None:
         _step(state, batch(), step)
     _sync(device)
     seconds = (time.perf_counter() - start) / args.steps
-    bf16 = cfg.train.precision == "bf16"
+    bf16 = getattr(cfg.train, "precision", "32") == "bf16"
     dtype = torch.bfloat16 if bf16 else torch.float32
     peak = matmul_flops_per_second(device, n=8192 if device.type == "cuda" else 2048, dtype=dtype)
     achieved = flops_per_step / seconds
