@@ -38,6 +38,9 @@ class _Errors(click.Group):
 @click.version_option(__version__, prog_name="rodi")
 def main():
     """Unsupervised, robust disentangling of appearance and pose (Esser, Haux & Ommer, ICCV 2019)."""
+    import warnings
+
+    warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
 
 
 def _overrides(overrides: tuple[str, ...], data_root: str | None, data: str | None = None) -> list[str]:
@@ -57,6 +60,9 @@ def _overrides(overrides: tuple[str, ...], data_root: str | None, data: str | No
             out.append(f"data.source={source}")
         if root is not None and "data.root" not in given:
             out.append(f"data.root={root}")
+        if "train.out_dir" not in given:  # not the bundled config's folder, named for other data
+            name = Path(root).expanduser().resolve().name if root is not None else source
+            out.insert(0, f"train.out_dir=runs/{name or source}")
     if data_root is not None:
         out.append(f"data.root={data_root}")
     return out
@@ -85,7 +91,7 @@ def train(config, overrides, resume_dir, data, data_root, no_progress):
         overrides, config = (config,) + overrides, None
     if resume_dir is not None:
         saved = read_checkpoint(checkpoint_path(resume_dir))["config"]
-        cfg = load_config(config, [f"train.out_dir={resume_dir}"] + _overrides(overrides, data_root, data),
+        cfg = load_config(config, _overrides((f"train.out_dir={resume_dir}", *overrides), data_root, data),
                           base=saved)
     elif config is None and data is None and not overrides:
         raise ConfigError("give a CONFIG (a YAML file or one of the bundled names), --data, or --resume RUN_DIR")
@@ -169,8 +175,16 @@ def _evaluate_and_report(checkpoint, data_root, num_triplets, device, path: Path
     from rodi.evaluation.report import evaluate_checkpoint, format_table, write_json
     from rodi.viz import plot_training_curves
 
-    click.echo("evaluating: test triplets, leakage probes, post-hoc MI (a few minutes on a CPU) ...")
-    metrics = evaluate_checkpoint(checkpoint, data_root, num_triplets, device)
+    from rodi.data.sources import data_errors
+
+    click.echo("evaluating: held-out transfers, leakage probes where there are labels, post-hoc MI "
+               "(a few minutes on a CPU) ...")
+    try:
+        metrics = evaluate_checkpoint(checkpoint, data_root, num_triplets, device)
+    except data_errors() as err:
+        if data_root is not None:
+            raise
+        raise type(err)(f"{err} (the run's data.root; give --data-root if the data is elsewhere now)") from None
     click.echo(format_table(metrics))
     click.echo(f"wrote {write_json(metrics, path)}")
     scalars = Path(metrics["checkpoint"]).parent.parent / "scalars.csv"
@@ -238,15 +252,16 @@ def data():
               help="Contact sheet PNG of sample training pairs.")
 @click.option("--pairs", type=int, default=8, show_default=True, help="Pairs on the contact sheet.")
 @click.option("--image-size", type=int, default=64, show_default=True, help="Side of the images in pixels.")
+@click.option("--data-root", type=click.Path(), default=None, help="Sets data.root (e.g. the folder of LPC layer sheets).")
 @click.argument("overrides", nargs=-1)
-def inspect(source_or_path, output, pairs, image_size, overrides):
+def inspect(source_or_path, output, pairs, image_size, data_root, overrides):
     """Count identities, images and skipped files of SOURCE_OR_PATH ('mocap', 'sprites' or a path)
     and write a contact sheet of the pairs the model will see. OVERRIDES are data.* key=value pairs."""
     from rodi.config import load_config
     from rodi.data.folders import inspect_source
     from rodi.data.sources import open_source
 
-    cfg = load_config(None, _overrides(overrides, None, source_or_path) + [f"model.image_size={image_size}"])
+    cfg = load_config(None, _overrides(overrides, data_root, source_or_path) + [f"model.image_size={image_size}"])
     source = open_source(cfg.data, cfg.model.image_size)
     summary = inspect_source(source, output, pairs=pairs)
     for key, value in summary.items():

@@ -361,7 +361,7 @@ class PairImages:
             if self._partly_read:
                 counts += f", {len(self._partly_read)} read only in part"
             examples = "; ".join(f"{p} ({why})" for p, why in problems[:_EXAMPLES_IN_WARNINGS])
-            warnings.warn(f"{self.root}: {counts}, e.g. {examples}. summary() lists them all",
+            warnings.warn(f"{self.root}: {counts}, e.g. {examples}. `rodi data inspect` (or summary()) lists them all",
                           PairDataWarning, stacklevel=4)
         if self._single:
             names = ", ".join(repr(n) for n in self._single[:_EXAMPLES_IN_WARNINGS])

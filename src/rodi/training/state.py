@@ -198,7 +198,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
                               "objects other than tensors and plain data, which rodi refuses to unpickle") from None
     except Exception as err:  # torch raises several types for truncated or foreign files
         first_line = str(err).splitlines()[0] if str(err) else ""
-        raise CheckpointError(f"{path} is not a readable rodi checkpoint ({type(err).__name__}: {first_line})") from None
+        detail = ("not a file written by torch.save" if isinstance(err, (KeyError, EOFError)) or not first_line
+                  else f"{type(err).__name__}: {first_line}")
+        raise CheckpointError(f"{path} is not a readable rodi checkpoint ({detail})") from None
     version = state.get("format_version") if isinstance(state, dict) else None
     if version != FORMAT_VERSION:
         raise CheckpointError(f"{path} has checkpoint format version {version!r}; this rodi "
