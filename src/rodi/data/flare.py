@@ -53,13 +53,14 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+from rodi.data.rendered import LabelledCharacters, cached_arrays
 
 GENDERS = ("male", "female")
 BARE_HEAD = {"male": "head_short", "female": "head_long"}
@@ -444,26 +445,9 @@ def cached_layer_frames(mod: Path, image_size: int, poses: np.ndarray,
     and written atomically; an unreadable one is built again."""
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     path = cache / f"layers-{image_size}-{_cache_key(mod, image_size)}.npz"
-    if path.is_file():
-        try:
-            with np.load(path) as z:
-                return LayerFrames(z["pixels"], z["frames"], z["hero"], z["enemy"], z["box"])
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-            pass  # unreadable cache: build again and replace it
-    frames = build_layer_frames(mod, image_size, poses, progress)
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, pixels=frames.pixels, frames=frames.frames, hero=frames.hero,
-                     enemy=frames.enemy, box=frames.box)
-        os.replace(tmp, path)
-    except OSError as err:
-        import warnings
-
-        warnings.warn(f"could not cache the Flare layer frames in {cache} ({err}); they will be "
-                      "built again next time", stacklevel=2)
-    return frames
+    arrays = cached_arrays(path, lambda: vars(build_layer_frames(mod, image_size, poses, progress)),
+                           "the Flare layer frames")
+    return LayerFrames(arrays["pixels"], arrays["frames"], arrays["hero"], arrays["enemy"], arrays["box"])
 
 
 def character_table(n: int = NUM_CHARACTERS, seed: int = SPLIT_SEED) -> np.ndarray:
@@ -479,7 +463,7 @@ def character_table(n: int = NUM_CHARACTERS, seed: int = SPLIT_SEED) -> np.ndarr
     return np.stack(np.unravel_index(codes, sizes), axis=1).astype(np.int64)
 
 
-class FlareHeroes:
+class FlareHeroes(LabelledCharacters):
     """Flare heroes composed from their layers; the interface of
     :class:`rodi.data.mocap.MocapHumanoid` without keypoints.
 
@@ -598,59 +582,3 @@ class FlareHeroes:
         ``pose`` ((B,) long), (B, 3, S, S) float32 in [-1, 1] in the heroes' box."""
         return self._composite(self._enemy[enemy.long(), pose.long()].unsqueeze(1))
 
-    def labels(self, character: torch.Tensor, pose: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Appearance attributes (one (B,) long choice index per ``appearance_attributes`` name)
-        and pose labels ``action`` (index into ``ACTIONS``), ``direction`` (0-7) and ``frame``
-        (index within the action), plus ``character`` and ``pose``."""
-        out = {name: self.characters[character, i] for i, name in enumerate(self.appearance_attributes)}
-        pl = self.pose_labels[pose]
-        out.update(action=pl[:, 0], direction=pl[:, 1], frame=pl[:, 2], character=character, pose=pose)
-        return out
-
-    def sample_pairs(self, batch_size: int, generator: torch.Generator, split: str = "train") -> dict:
-        """Training pairs: one character, two different poses.
-
-        Returns ``pose_image`` and ``appearance_image`` ((B, 3, S, S) in [-1, 1]) and their labels,
-        prefixed ``pose_`` and ``appearance_``.
-        """
-        chars = self.split(split)
-        character = chars[torch.randint(len(chars), (batch_size,), generator=generator)]
-        pose = torch.randint(self.num_poses, (batch_size,), generator=generator)
-        other = (pose + torch.randint(1, self.num_poses, (batch_size,), generator=generator)) % self.num_poses
-        batch = {"pose_image": self.render(character, pose), "appearance_image": self.render(character, other)}
-        batch.update({f"pose_{k}": v for k, v in self.labels(character, pose).items()})
-        batch.update({f"appearance_{k}": v for k, v in self.labels(character, other).items()})
-        return batch
-
-    def triplet_indices(self, n: int = 8000, seed: int = 0, split: str = "test") -> torch.Tensor:
-        """Fixed triplets as (n, 4) long: character A, character B != A, pose p, pose q != p. The
-        appearance input is A in q, the pose input B in p, the target A in p."""
-        g = torch.Generator().manual_seed(seed)
-        chars = self.split(split)
-        if len(chars) < 2:
-            raise ValueError("triplets need at least two characters in the split")
-        a = torch.randint(len(chars), (n,), generator=g)
-        b = (a + torch.randint(1, len(chars), (n,), generator=g)) % len(chars)
-        p = torch.randint(self.num_poses, (n,), generator=g)
-        q = (p + torch.randint(1, self.num_poses, (n,), generator=g)) % self.num_poses
-        return torch.stack([chars[a], chars[b], p, q], dim=1)
-
-    def triplets(self, indices: torch.Tensor) -> dict:
-        """Render triplets from :meth:`triplet_indices` rows: ``appearance_image`` (A in q),
-        ``pose_image`` (B in p), ``target`` (A in p), (B, 3, S, S) in [-1, 1], with the inputs'
-        labels."""
-        a, b, p, q = indices.unbind(1)
-        batch = {"appearance_image": self.render(a, q), "pose_image": self.render(b, p),
-                 "target": self.render(a, p)}
-        batch.update({f"appearance_{k}": v for k, v in self.labels(a, q).items()})
-        batch.update({f"pose_{k}": v for k, v in self.labels(b, p).items()})
-        return batch
-
-    def fixed_examples(self, n: int, split: str = "test", seed: int = 1) -> tuple[dict, dict]:
-        """``n`` appearance inputs and ``n`` pose inputs from distinct held-out characters, for
-        transfer matrices that stay the same over a run."""
-        g = torch.Generator().manual_seed(seed)
-        chars = self.split(split)
-        pick = chars[torch.randperm(len(chars), generator=g)[: 2 * n] % len(chars)]
-        poses = torch.randint(self.num_poses, (2 * n,), generator=g)
-        return ({"image": self.render(pick[:n], poses[:n])}, {"image": self.render(pick[n:], poses[n:])})

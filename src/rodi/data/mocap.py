@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import sys
-import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from rodi.data.rendered import LabelledCharacters, cached_arrays
 
 CLIPS = ("walk", "run", "jump", "punch", "spin", "dance_a", "cartwheel", "backflip", "crawl",
          "roll", "getup_facedown", "kick", "spinkick", "dance_b", "getup_faceup")
@@ -241,26 +242,9 @@ def cached_poses(image_size: int, frame_stride: int = 3, yaws: int = 8,
     """
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = cache / f"poses-{image_size}-{_cache_key(image_size, frame_stride, yaws, CLIPS)}.npz"
-    if path.is_file():
-        try:
-            with np.load(path) as z:
-                return MocapPoses(z["parts"], z["shading"], z["keypoints"], z["labels"])
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-            pass  # unreadable cache: render again and replace it
-    poses = render_poses(image_size, frame_stride, yaws, CLIPS, progress)
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, parts=poses.parts, shading=poses.shading, keypoints=poses.keypoints,
-                     labels=poses.labels)
-        os.replace(tmp, path)
-    except OSError as err:
-        import warnings
-
-        warnings.warn(f"could not cache mocap renders in {cache} ({err}); they will be rendered "
-                      "again next time", stacklevel=2)
-    return poses
+    arrays = cached_arrays(path, lambda: vars(render_poses(image_size, frame_stride, yaws, CLIPS, progress)),
+                           "mocap renders")
+    return MocapPoses(arrays["parts"], arrays["shading"], arrays["keypoints"], arrays["labels"])
 
 
 def appearance_table(n: int = NUM_APPEARANCES, seed: int = SPLIT_SEED) -> np.ndarray:
@@ -275,7 +259,7 @@ def appearance_table(n: int = NUM_APPEARANCES, seed: int = SPLIT_SEED) -> np.nda
     return table.astype(np.int64)
 
 
-class MocapHumanoid:
+class MocapHumanoid(LabelledCharacters):
     """Appearances painted on cached renders of the humanoid; the interface of
     :class:`rodi.data.sprites.SpriteSheets` (characters are appearances), plus keypoints.
 
@@ -377,7 +361,7 @@ class MocapHumanoid:
             on the appearance's background, box-filtered from twice the resolution.
         """
         character, pose = character.long(), pose.long()
-        n, s = len(pose), self.image_size
+        n = len(pose)
         parts, shading = self._scaled(pose, self._attribute(character, "scale"))
         colours = self.region_colours(character).add_(1.0)  # (B, R + 1, 3) in [0, 2], background last
         rgb = F.embedding(parts + (torch.arange(n) * (len(REGIONS) + 1)).view(-1, 1, 1), colours.flatten(0, 1))
@@ -392,66 +376,17 @@ class MocapHumanoid:
         centre = self.image_size / 2
         return (self.pose_keypoints[pose.long()] - centre) * scale + centre
 
-    def labels(self, character: torch.Tensor, pose: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Appearance attributes (one (B,) long per ``ATTRIBUTES`` name) and pose labels:
-        ``action`` (clip), ``direction`` (yaw index), ``frame`` (phase bin of the clip)."""
-        out = {name: self.characters[character, i] for i, name in enumerate(self.appearance_attributes)}
-        pl = self.pose_labels[pose]
-        out.update(action=pl[:, 0], direction=pl[:, 1], frame=pl[:, 2], character=character, pose=pose)
-        return out
-
     def _random_poses(self, split: str, n: int, generator: torch.Generator) -> torch.Tensor:
         poses = self.pose_split(split)
         return poses[torch.randint(len(poses), (n,), generator=generator)]
 
-    def sample_pairs(self, batch_size: int, generator: torch.Generator, split: str = "train") -> dict:
-        """Training pairs: one appearance, two independently drawn poses of the split's clips.
+    def _pose_pairs(self, n: int, split: str, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two independent poses of the split's clips (test poses come from held-out clips)."""
+        return self._random_poses(split, n, generator), self._random_poses(split, n, generator)
 
-        Returns ``pose_image`` and ``appearance_image`` ((B, 3, S, S) in [-1, 1]), their
-        keypoints ((B, 15, 2) pixels) and labels, prefixed ``pose_`` and ``appearance_``.
-        """
-        chars = self.split(split)
-        character = chars[torch.randint(len(chars), (batch_size,), generator=generator)]
-        pose = self._random_poses(split, batch_size, generator)
-        other = self._random_poses(split, batch_size, generator)
-        batch = {"pose_image": self.render(character, pose), "appearance_image": self.render(character, other),
-                 "pose_keypoints": self.keypoints(character, pose),
-                 "appearance_keypoints": self.keypoints(character, other)}
-        batch.update({f"pose_{k}": v for k, v in self.labels(character, pose).items()})
-        batch.update({f"appearance_{k}": v for k, v in self.labels(character, other).items()})
-        return batch
+    def _example_poses(self, n: int, split: str, generator: torch.Generator) -> torch.Tensor:
+        return self._random_poses(split, n, generator)
 
-    def triplet_indices(self, n: int = 8000, seed: int = 0, split: str = "test") -> torch.Tensor:
-        """Fixed test triplets as (n, 4) long: appearance A, appearance B != A, pose p, pose q,
-        all from held-out appearances and held-out clips. The appearance input is A in q, the pose
-        input B in p, the target A in p."""
-        g = torch.Generator().manual_seed(seed)
-        chars = self.split(split)
-        if len(chars) < 2:
-            raise ValueError("triplets need at least two appearances in the split")
-        a = torch.randint(len(chars), (n,), generator=g)
-        b = (a + torch.randint(1, len(chars), (n,), generator=g)) % len(chars)
-        p = self._random_poses(split, n, g)
-        q = self._random_poses(split, n, g)
-        return torch.stack([chars[a], chars[b], p, q], dim=1)
+    def _extras(self, character: torch.Tensor, pose: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"keypoints": self.keypoints(character, pose)}
 
-    def triplets(self, indices: torch.Tensor) -> dict:
-        """Render triplets from :meth:`triplet_indices` rows: ``appearance_image`` (A in q),
-        ``pose_image`` (B in p), ``target`` (A in p), (B, 3, S, S) in [-1, 1], with the inputs'
-        labels and keypoints, and ``target_keypoints``."""
-        a, b, p, q = indices.unbind(1)
-        batch = {"appearance_image": self.render(a, q), "pose_image": self.render(b, p),
-                 "target": self.render(a, p), "target_keypoints": self.keypoints(a, p),
-                 "pose_keypoints": self.keypoints(b, p), "appearance_keypoints": self.keypoints(a, q)}
-        batch.update({f"appearance_{k}": v for k, v in self.labels(a, q).items()})
-        batch.update({f"pose_{k}": v for k, v in self.labels(b, p).items()})
-        return batch
-
-    def fixed_examples(self, n: int, split: str = "test", seed: int = 1) -> tuple[dict, dict]:
-        """``n`` appearance inputs and ``n`` pose inputs from distinct held-out appearances, for
-        transfer matrices that stay the same over a run."""
-        g = torch.Generator().manual_seed(seed)
-        chars = self.split(split)
-        pick = chars[torch.randperm(len(chars), generator=g)[: 2 * n] % len(chars)]
-        poses = self._random_poses(split, 2 * n, g)
-        return ({"image": self.render(pick[:n], poses[:n])}, {"image": self.render(pick[n:], poses[n:])})

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from rodi.data.rendered import LabelledCharacters
 from PIL import Image
 
 CELL = 64
@@ -260,7 +262,7 @@ def _load_sheet(path: Path) -> np.ndarray:
     return rgba.reshape(21, CELL, 13, CELL, 4).transpose(0, 2, 1, 3, 4)
 
 
-class SpriteSheets:
+class SpriteSheets(LabelledCharacters):
     """The layer cells of one protocol, held as uint8 tensors, and an exact compositor.
 
     Args:
@@ -291,7 +293,6 @@ class SpriteSheets:
         )
         self.characters = torch.from_numpy(self.protocol.characters).long()
 
-    pose_attributes = ("action", "direction", "frame")
     image_size = CELL
 
     @property
@@ -326,77 +327,11 @@ class SpriteSheets:
             out = torch.addcmul(out * (1.0 - alpha), rgba[:, :3], alpha)
         return out.mul_(2.0).sub_(1.0)
 
-    def labels(self, character: torch.Tensor, pose: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Attribute and pose labels: one (B,) long tensor per varied layer, ``action``,
-        ``direction`` and ``frame``."""
-        choices = self.characters[character]
-        out = {layer: choices[:, i] for i, layer in enumerate(self.protocol.varied)}
-        pl = self.pose_labels[pose]
-        out.update(action=pl[:, 0], direction=pl[:, 1], frame=pl[:, 2], character=character, pose=pose)
-        return out
-
     def split(self, name: str) -> torch.Tensor:
         """Character indices of split ``train`` or ``test``."""
         if name not in ("train", "test"):
             raise ValueError(f"unknown split {name!r}; use 'train' or 'test'")
         return torch.from_numpy(getattr(self.protocol, name)).long()
 
-    def sample_pairs(self, batch_size: int, generator: torch.Generator, split: str = "train") -> dict:
-        """Training pairs: one character, two different poses.
-
-        Returns a dict with ``pose_image`` (x, whose pose is encoded) and ``appearance_image`` (x',
-        whose appearance is encoded), both (B, 3, 64, 64) in [-1, 1], and their labels prefixed
-        ``pose_`` and ``appearance_``.
-        """
-        chars = self.split(split)
-        character = chars[torch.randint(len(chars), (batch_size,), generator=generator)]
-        pose = torch.randint(self.num_poses, (batch_size,), generator=generator)
-        shift = torch.randint(1, self.num_poses, (batch_size,), generator=generator)
-        other = (pose + shift) % self.num_poses
-        batch = {"pose_image": self.render(character, pose), "appearance_image": self.render(character, other)}
-        batch.update({f"pose_{k}": v for k, v in self.labels(character, pose).items()})
-        batch.update({f"appearance_{k}": v for k, v in self.labels(character, other).items()})
-        return batch
-
-    def triplet_indices(self, n: int = 8000, seed: int = 0, split: str = "test") -> torch.Tensor:
-        """Fixed test triplets as (n, 4) long: character A, character B != A, pose p, pose q != p.
-
-        The appearance input is A in pose q, the pose input B in pose p, the target A in pose p.
-        """
-        g = torch.Generator().manual_seed(seed)
-        chars = self.split(split)
-        if len(chars) < 2:
-            raise ValueError("triplets need at least two characters in the split")
-        a = torch.randint(len(chars), (n,), generator=g)
-        b = (a + torch.randint(1, len(chars), (n,), generator=g)) % len(chars)
-        p = torch.randint(self.num_poses, (n,), generator=g)
-        q = (p + torch.randint(1, self.num_poses, (n,), generator=g)) % self.num_poses
-        return torch.stack([chars[a], chars[b], p, q], dim=1)
-
-    def triplets(self, indices: torch.Tensor) -> dict:
-        """Render triplets from :meth:`triplet_indices` rows.
-
-        Returns ``appearance_image`` (A in q), ``pose_image`` (B in p) and ``target`` (A in p),
-        each (B, 3, 64, 64) in [-1, 1], plus the labels of the appearance and pose inputs.
-        """
-        a, b, p, q = indices.unbind(1)
-        batch = {
-            "appearance_image": self.render(a, q),
-            "pose_image": self.render(b, p),
-            "target": self.render(a, p),
-        }
-        batch.update({f"appearance_{k}": v for k, v in self.labels(a, q).items()})
-        batch.update({f"pose_{k}": v for k, v in self.labels(b, p).items()})
-        return batch
-
-    def fixed_examples(self, n: int, split: str = "test", seed: int = 1) -> tuple[dict, dict]:
-        """``n`` appearance inputs and ``n`` pose inputs from distinct held-out characters, for
-        transfer matrices that stay the same over a run."""
-        g = torch.Generator().manual_seed(seed)
-        chars = self.split(split)
-        pick = chars[torch.randperm(len(chars), generator=g)[: 2 * n]]
-        poses = torch.randperm(self.num_poses, generator=g)[: 2 * n] % self.num_poses
-        return (
-            {"image": self.render(pick[:n], poses[:n])},
-            {"image": self.render(pick[n:], poses[n:])},
-        )
+    def _example_poses(self, n: int, split: str, generator: torch.Generator) -> torch.Tensor:
+        return torch.randperm(self.num_poses, generator=generator)[:n] % self.num_poses

@@ -1,0 +1,133 @@
+"""What every source that renders labelled characters exactly (``sprites``, ``mocap``, ``flare``)
+shares: labels, training pairs, test triplets with exact targets, fixed examples, and an atomic
+on-disk cache for what is expensive to prepare.
+
+A subclass provides ``render(character, pose)``, ``split(name)``, ``num_poses``, ``characters``
+((N, len(appearance_attributes)) long choices) and ``pose_labels`` ((P, 3) long action, direction,
+frame), and may override the pose-drawing hooks.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+POSE_ATTRIBUTES = ("action", "direction", "frame")
+
+
+def cached_arrays(path: Path, build: Callable[[], dict[str, np.ndarray]], what: str) -> dict[str, np.ndarray]:
+    """The arrays stored in ``path`` (.npz), else ``build()``'s, saved there for next time.
+
+    The file is written to a temporary name and renamed, so a killed build leaves nothing that is
+    later trusted; an unreadable file is built again and replaced; a cache folder that cannot be
+    written only gives a warning naming ``what``.
+    """
+    if path.is_file():
+        try:
+            with np.load(path) as z:
+                return {k: z[k] for k in z.files}
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            pass  # unreadable cache: build again and replace it
+    arrays = build()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except OSError as err:
+        warnings.warn(f"could not cache {what} in {path.parent} ({err}); they will be prepared again "
+                      "next time", stacklevel=3)
+    return arrays
+
+
+class LabelledCharacters:
+    """Pairs, triplets and labels of a source that renders any character in any pose."""
+
+    pose_attributes = POSE_ATTRIBUTES
+    appearance_attributes: tuple[str, ...] = ()
+
+    def labels(self, character: torch.Tensor, pose: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One (B,) long tensor per appearance attribute, ``action``, ``direction``, ``frame``,
+        ``character`` and ``pose``."""
+        out = {name: self.characters[character, i] for i, name in enumerate(self.appearance_attributes)}
+        pl = self.pose_labels[pose]
+        out.update(action=pl[:, 0], direction=pl[:, 1], frame=pl[:, 2], character=character, pose=pose)
+        return out
+
+    def _pose_pairs(self, n: int, split: str, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(p, q): ``n`` pairs of poses, by default uniform over all poses with q != p."""
+        p = torch.randint(self.num_poses, (n,), generator=generator)
+        q = (p + torch.randint(1, self.num_poses, (n,), generator=generator)) % self.num_poses
+        return p, q
+
+    def _example_poses(self, n: int, split: str, generator: torch.Generator) -> torch.Tensor:
+        """``n`` poses for :meth:`fixed_examples`, by default uniform over all poses."""
+        return torch.randint(self.num_poses, (n,), generator=generator)
+
+    def _extras(self, character: torch.Tensor, pose: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-image values beyond the labels (e.g. keypoints), prefixed like the labels."""
+        return {}
+
+    def _described(self, prefix: str, character: torch.Tensor, pose: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = {**self._extras(character, pose), **self.labels(character, pose)}
+        return {f"{prefix}_{k}": v for k, v in out.items()}
+
+    def sample_pairs(self, batch_size: int, generator: torch.Generator, split: str = "train") -> dict:
+        """Training pairs: one character of ``split``, two poses.
+
+        Returns ``pose_image`` (x, whose pose is encoded) and ``appearance_image`` (x', whose
+        appearance is encoded), both (B, 3, S, S) float32 in [-1, 1], and their labels (and
+        extras) prefixed ``pose_`` and ``appearance_``.
+        """
+        chars = self.split(split)
+        character = chars[torch.randint(len(chars), (batch_size,), generator=generator)]
+        pose, other = self._pose_pairs(batch_size, split, generator)
+        batch = {"pose_image": self.render(character, pose), "appearance_image": self.render(character, other)}
+        batch.update(self._described("pose", character, pose))
+        batch.update(self._described("appearance", character, other))
+        return batch
+
+    def triplet_indices(self, n: int = 8000, seed: int = 0, split: str = "test") -> torch.Tensor:
+        """Fixed test triplets as (n, 4) long: character A, character B != A, pose p, pose q.
+        The appearance input is A in q, the pose input B in p, the target A in p.
+
+        Raises:
+            ValueError: the split holds fewer than two characters.
+        """
+        g = torch.Generator().manual_seed(seed)
+        chars = self.split(split)
+        if len(chars) < 2:
+            raise ValueError("triplets need at least two characters in the split")
+        a = torch.randint(len(chars), (n,), generator=g)
+        b = (a + torch.randint(1, len(chars), (n,), generator=g)) % len(chars)
+        p, q = self._pose_pairs(n, split, g)
+        return torch.stack([chars[a], chars[b], p, q], dim=1)
+
+    def triplets(self, indices: torch.Tensor) -> dict:
+        """Render triplets from :meth:`triplet_indices` rows: ``appearance_image`` (A in q),
+        ``pose_image`` (B in p) and ``target`` (A in p), each (B, 3, S, S) in [-1, 1], with the
+        inputs' labels (and extras; ``target_`` extras too)."""
+        a, b, p, q = indices.unbind(1)
+        batch = {"appearance_image": self.render(a, q), "pose_image": self.render(b, p),
+                 "target": self.render(a, p)}
+        batch.update({f"target_{k}": v for k, v in self._extras(a, p).items()})
+        batch.update(self._described("appearance", a, q))
+        batch.update(self._described("pose", b, p))
+        return batch
+
+    def fixed_examples(self, n: int, split: str = "test", seed: int = 1) -> tuple[dict, dict]:
+        """``n`` appearance inputs and ``n`` pose inputs (``{"image": (n, 3, S, S)}`` each) from
+        distinct characters of ``split``, the same every call: transfer matrices comparable over
+        a run."""
+        g = torch.Generator().manual_seed(seed)
+        chars = self.split(split)
+        pick = chars[torch.randperm(len(chars), generator=g)[: 2 * n] % len(chars)]
+        poses = self._example_poses(2 * n, split, g)
+        return ({"image": self.render(pick[:n], poses[:n])}, {"image": self.render(pick[n:], poses[n:])})
