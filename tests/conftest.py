@@ -27,6 +27,14 @@ def sheets(sheets_root):
     return SpriteSheets("sprites", sheets_root)
 
 
+@pytest.fixture(scope="session")
+def humanoid(tmp_path_factory):
+    """A small mocap source (every 40th frame, 2 camera yaws, 64 px) rendered once per test session."""
+    from rodi.data.mocap import MocapHumanoid
+
+    return MocapHumanoid(64, frame_stride=40, yaws=2, cache_dir=tmp_path_factory.mktemp("mocap"), progress=False)
+
+
 def tiny_overrides(tmp_path, **extra) -> list[str]:
     """A config small enough for a few CPU steps in a test."""
     values = {
@@ -49,6 +57,9 @@ def tiny_overrides(tmp_path, **extra) -> list[str]:
         "evaluation.probe_steps": 5,
         "evaluation.mi_pairs": 16,
         "evaluation.mi_steps": 5,
+        "evaluation.judge_steps": 3,
+        "evaluation.judge_batch_size": 4,
+        "data.cache_dir": str(tmp_path / "cache"),
     }
     values.update(extra)
     return [f"{k}={v}" for k, v in values.items()]

@@ -1,4 +1,6 @@
+import base64
 import json
+from html.parser import HTMLParser
 
 import numpy as np
 import pytest
@@ -58,14 +60,50 @@ def test_transfer_of_a_corrupt_image_names_the_file(trained_run, tmp_path):
     assert "broken.png" in result.output and "not a readable image" in result.output
 
 
-def test_evaluate_writes_json_and_prints_a_table(trained_run, tmp_path):
+def test_evaluate_writes_a_report_folder_and_prints_a_table(trained_run, tmp_path):
     result = CliRunner().invoke(main, ["evaluate", "-c", str(trained_run / "checkpoints" / "last.pt"),
-                                       "-o", str(tmp_path / "m.json")])
+                                       "-o", str(tmp_path / "report")])
     assert result.exit_code == 0, result.output
-    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert (tmp_path / "report" / "report.html").is_file()
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert metrics["protocol"] == "sprites" and metrics["step"] == 4 and metrics["num_triplets"] == 16
     assert 0 < metrics["triplet_mse"]["mean"] <= 4 and 0 < metrics["reconstruction_mse"]["mean"] <= 4
     assert "transfer MSE (16 held-out triplets)" in result.output
+    assert set(metrics["pose_accuracy"]) == {"action", "direction", "frame"}  # sprites: labels, no keypoints
+    assert 0 <= metrics["appearance_retention"]["mean"]["ceiling"] <= 1
+
+
+class _Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images, self.links, self.figcaptions, self.tables, self.text = [], [], 0, 0, []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.images += [a] if tag == "img" else []
+        self.links += [a["href"]] if tag == "a" else []
+        self.figcaptions += tag == "figcaption"
+        self.tables += tag == "table"
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_the_html_report_opens_and_names_every_figure_it_links(trained_run, tmp_path):
+    result = CliRunner().invoke(main, ["evaluate", "-c", str(trained_run / "checkpoints" / "last.pt"),
+                                       "-o", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    page = _Page()
+    page.feed((tmp_path / "report" / "report.html").read_text(encoding="utf-8"))
+    names = {"transfer matrix", "interpolation", "training curves"}
+    assert {img["alt"].split(":")[0] for img in page.images} == names and page.figcaptions == len(names)
+    for img in page.images:
+        assert base64.b64decode(img["src"].removeprefix("data:image/png;base64,"))[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(page.links) == len(names) and all((tmp_path / "report" / link).is_file() for link in page.links)
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    text = " ".join(page.text)
+    assert page.tables >= 4 and f"{metrics['triplet_mse']['mean']:.4f}" in text
+    assert f"{metrics['appearance_retention']['mean']['ceiling']:.4f}" in text
 
 
 def test_resume_from_the_command_line(trained_run):
@@ -111,8 +149,10 @@ def test_benchmark_runs_every_variant_and_writes_every_file(tmp_path):
     rows = json.loads((out / "results.json").read_text())["results"]
     assert [r["variant"] for r in rows] == list(VARIANTS)
     assert all(r["step"] == 3 and r["triplet_mse_mean"] > 0 and r["posthoc_mi_nats"] is not None for r in rows)
+    assert all(0 < r["ssim_mean"] <= 1 and 0 <= r["appearance_retention"] <= 1 for r in rows)  # the report's metrics
+    assert "| *ceiling* |" in result.output and "| *floor* |" in result.output
     for v in VARIANTS:
-        assert (out / v / "transfer_matrix.png").is_file()
+        assert (out / v / "report" / "report.html").is_file() and (out / v / "report" / "transfer_matrix.png").is_file()
     # a rerun finds every variant done and only rewrites the comparison
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 0 and "| rodi | 3 |" in again.output

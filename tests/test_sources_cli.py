@@ -28,7 +28,7 @@ def _identity_folder(root, identities=4, images=5):
 def _folder_overrides(tmp_path):
     drop = ("data.root=", "data.num_triplets=")
     return [o for o in tiny_overrides(tmp_path) if not o.startswith(drop)] + [
-        "data.num_triplets=8", f"data.cache_dir={tmp_path / 'cache'}", "data.validation_fraction=0.25"]
+        "data.num_triplets=8", "data.validation_fraction=0.25"]
 
 
 def test_train_and_evaluate_on_a_folder_of_identities(tmp_path):
@@ -39,10 +39,11 @@ def test_train_and_evaluate_on_a_folder_of_identities(tmp_path):
     ckpt = tmp_path / "run" / "checkpoints" / "last.pt"
     result = runner.invoke(main, ["evaluate", "-c", str(ckpt)])
     assert result.exit_code == 0, result.output
-    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "run" / "reports" / "step-0000004" / "metrics.json").read_text())
     assert metrics["source"] == "folder" and metrics["transfer_target"] == "pairs"
     assert metrics["num_triplets"] == 8 and np.isfinite(metrics["triplet_mse"]["mean"])
     assert "probes" not in metrics and np.isfinite(metrics["posthoc_mi_nats"])  # no labels, MI still
+    assert "pose_accuracy" not in metrics and 0 < metrics["image_quality"]["ssim"]["mean"] <= 1  # no judge
 
 
 def test_a_folder_with_one_identity_is_a_clear_error_and_leaves_no_run(tmp_path):
@@ -57,8 +58,7 @@ def test_a_folder_with_one_identity_is_a_clear_error_and_leaves_no_run(tmp_path)
 def mocap_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("mocap")
     overrides = [o for o in tiny_overrides(tmp) if not o.startswith("data.root=")] + [
-        "data.source=mocap", "data.frame_stride=60", "data.yaws=2", f"data.cache_dir={tmp / 'cache'}",
-        "model.image_size=32"]
+        "data.source=mocap", "data.frame_stride=60", "data.yaws=2", "model.image_size=32"]
     result = CliRunner().invoke(main, ["train", *overrides, "--no-progress"])
     assert result.exit_code == 0, result.output
     return tmp / "run"
@@ -67,8 +67,10 @@ def mocap_run(tmp_path_factory):
 def test_mocap_evaluation_has_exact_triplets_and_probes(mocap_run):
     result = CliRunner().invoke(main, ["evaluate", "-c", str(mocap_run / "checkpoints" / "last.pt")])
     assert result.exit_code == 0, result.output
-    metrics = json.loads((mocap_run / "metrics.json").read_text())
+    metrics = json.loads((mocap_run / "reports" / "step-0000004" / "metrics.json").read_text())
     assert metrics["transfer_target"] == "triplets"
+    assert set(metrics["pose_accuracy"]) >= {"pck@0.05", "pck@0.1", "pixel_error", "action"}
+    assert set(metrics["appearance_retention"]) >= {"skin", "scale", "mean"}
     assert {"skin", "shirt", "background", "scale"} <= set(metrics["probes_per_label"]["pose_code"])
     assert 0 <= metrics["probes"]["pose_to_appearance"] <= 1
 

@@ -158,39 +158,39 @@ def export(checkpoint, output):
 @click.option("--data-root", type=click.Path(), default=None,
               help="Where the run's data is on this machine, if not where it was in training (data.root).")
 @click.option("--num-triplets", type=int, default=None, help="Default: the config's data.num_triplets (8000).")
-@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
-              help="JSON file (default: metrics.json in the run folder).")
+@click.option("--output", "-o", type=click.Path(file_okay=False), default=None,
+              help="Report folder (default: reports/step-NNNNNNN in the run folder).")
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
 def evaluate(checkpoint, data_root, num_triplets, output, device):
-    """Triplet MSE and self-reconstruction MSE on held-out characters (JSON and a table)."""
+    """Score a checkpoint on held-out data and write its report: metrics.json and a self-contained
+    report.html (transfer error, SSIM/PSNR, pose accuracy and appearance retention with ceilings,
+    leakage probes, transfer matrix, interpolation, training curves)."""
     from rodi.training.state import resolve_device
 
-    _evaluate_and_report(checkpoint, data_root, num_triplets, resolve_device(device),
-                         Path(output) if output else Path(checkpoint).parent.parent / "metrics.json")
+    _evaluate_and_report(checkpoint, data_root, num_triplets, resolve_device(device), output)
 
 
-def _evaluate_and_report(checkpoint, data_root, num_triplets, device, path: Path) -> None:
-    """Evaluate, print the table, write the JSON and, where the run's scalars are beside the
-    checkpoint, the training curves."""
-    from rodi.evaluation.report import evaluate_checkpoint, format_table, write_json
-    from rodi.viz import plot_training_curves
-
+def _evaluate_and_report(checkpoint, data_root, num_triplets, device, report_dir) -> Path:
+    """Evaluate, print the table and write the report (default: RUN/reports/step-NNNNNNN)."""
     from rodi.data.sources import data_errors
+    from rodi.evaluation.report import evaluate_checkpoint, format_table
+    from rodi.training.state import read_checkpoint
 
-    click.echo("evaluating: held-out transfers, leakage probes where there are labels, post-hoc MI "
+    if report_dir is None:
+        step = read_checkpoint(checkpoint)["step"]
+        report_dir = Path(checkpoint).parent.parent / "reports" / f"step-{step:07d}"
+    click.echo("evaluating: held-out transfers, judges of pose and appearance where renders are exact "
+               "(trained once per dataset), leakage probes where there are labels, post-hoc MI "
                "(a few minutes on a CPU) ...")
     try:
-        metrics = evaluate_checkpoint(checkpoint, data_root, num_triplets, device)
+        metrics = evaluate_checkpoint(checkpoint, data_root, num_triplets, device, report_dir)
     except data_errors() as err:
         if data_root is not None:
             raise
         raise type(err)(f"{err} (the run's data.root; give --data-root if the data is elsewhere now)") from None
     click.echo(format_table(metrics))
-    click.echo(f"wrote {write_json(metrics, path)}")
-    scalars = Path(metrics["checkpoint"]).parent.parent / "scalars.csv"
-    if scalars.is_file() and len(scalars.read_text().splitlines()) > 1:
-        curves = plot_training_curves(scalars, path.with_name("training_curves.png"), metrics.get("epsilon"))
-        click.echo(f"wrote {curves}")
+    click.echo(f"wrote {Path(report_dir) / 'report.html'} and metrics.json beside it")
+    return Path(report_dir)
 
 
 @main.command()
@@ -237,8 +237,9 @@ def demo(data, data_root, out_dir, minutes, no_progress):
         overrides.append(f"train.max_minutes={minutes}")
     cfg = load_config("demo", overrides)
     run_dir = run_training(cfg, resume=checkpoint_path(out_dir).exists(), progress=not no_progress)
-    _evaluate_and_report(checkpoint_path(run_dir), cfg.data.root, None, None, run_dir / "metrics.json")
-    click.echo(f"outputs (config, checkpoint, transfer matrices, scalars, metrics, curves): {run_dir.resolve()}")
+    report = _evaluate_and_report(checkpoint_path(run_dir), cfg.data.root, None, None, None)
+    click.echo(f"outputs (config, checkpoints, transfer matrices, scalars; report in {report.relative_to(run_dir)}): "
+               f"{run_dir.resolve()}")
 
 
 @main.group()

@@ -110,6 +110,9 @@ class EvaluationConfig:
     probe_steps: int = 300
     mi_pairs: int = 4000  # held-out pairs for the post-hoc MI critic (half to train, half to score)
     mi_steps: int = 1500
+    judges: bool = True  # pose accuracy and appearance retention of transfers, where renders are exact
+    judge_steps: int = 6000  # training steps of the judge (once per dataset, then cached)
+    judge_batch_size: int = 32
 
 
 @dataclass
@@ -244,6 +247,8 @@ def validate(cfg: Config) -> None:
         (min(cfg.evaluation.probe_train_codes, cfg.evaluation.probe_test_codes) >= 2
          and cfg.evaluation.mi_pairs >= 4 and min(cfg.evaluation.probe_steps, cfg.evaluation.mi_steps) >= 1,
          "evaluation: at least 2 probe codes, 4 MI pairs and 1 step each"),
+        (min(cfg.evaluation.judge_steps, cfg.evaluation.judge_batch_size) >= 1,
+         "evaluation.judge_steps and judge_batch_size must be >= 1"),
         (cfg.optim.lr > 0 and cfg.optim.critic_lr_factor > 0, "optim.lr and critic_lr_factor must be > 0"),
         (len(cfg.optim.betas) == 2 and all(0 <= b < 1 for b in cfg.optim.betas), "optim.betas must be two numbers in [0, 1)"),
         (cfg.optim.schedule in ("constant", "linear"), "optim.schedule must be 'constant' or 'linear'"),

@@ -8,11 +8,6 @@ from rodi.data import mocap
 from rodi.data.mocap import ATTRIBUTES, CLIPS, KEYPOINTS, TEST_CLIPS, MocapHumanoid
 
 
-@pytest.fixture(scope="module")
-def humanoid(tmp_path_factory):
-    return MocapHumanoid(64, frame_stride=40, yaws=2, cache_dir=tmp_path_factory.mktemp("mocap"), progress=False)
-
-
 def test_pairs_share_appearance_and_come_from_training_clips(humanoid):
     batch = humanoid.sample_pairs(16, torch.Generator().manual_seed(0))
     assert batch["pose_image"].shape == batch["appearance_image"].shape == (16, 3, 64, 64)

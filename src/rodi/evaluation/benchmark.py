@@ -12,14 +12,15 @@ import numpy as np
 
 from rodi.config import Config, ConfigError, load_config, to_dict
 from rodi.data.sources import open_source
-from rodi.evaluation.report import evaluate_state
+from rodi.evaluation.report import evaluate_state, write_report
 from rodi.training.loop import checkpoint_path, train
 from rodi.training.state import TrainState
-from rodi.viz import plot_training_curves, plot_violins, save_transfer_matrix, side_by_side
+from rodi.viz import plot_training_curves, plot_violins, side_by_side
 
 COLUMNS = (
     "variant", "step", "train_minutes", "triplet_mse_mean", "triplet_mse_median", "triplet_mse_std",
-    "reconstruction_mse_mean", "pose_to_appearance", "pose_to_appearance_chance", "pose_mean_to_appearance",
+    "reconstruction_mse_mean", "ssim_mean", "psnr_db_mean", "pose_pck@0.05", "pose_pck@0.1",
+    "pose_pixel_error", "pose_label_accuracy", "appearance_retention", "pose_to_appearance", "pose_to_appearance_chance", "pose_mean_to_appearance",
     "appearance_to_pose", "appearance_to_pose_chance", "appearance_to_appearance", "pose_to_pose",
     "pose_mean_to_pose", "posthoc_mi_nats", "posthoc_mi_mean_nats", "final_gamma", "images_per_s",
 )
@@ -54,10 +55,12 @@ def run_benchmark(cfg: Config, variants: list[str], budget: str, out_dir: str | 
                   progress: bool = True) -> Path:
     """Train and evaluate each variant into ``out_dir/<variant>/``, then write the comparison.
 
-    Writes ``results.md``, ``results.csv``, ``results.json`` (the table), ``triplet_mse_violins.png``,
-    ``transfer_matrices.png`` (all variants side by side, same inputs), ``<variant>/transfer_matrix.png``,
-    and ``rodi_training_curves.png`` when ``rodi`` is among the variants. A variant whose
-    ``metrics.json`` exists is not run again; an interrupted one resumes from its checkpoint.
+    Writes ``results.md``, ``results.csv``, ``results.json`` (the table, with the judges' ceilings
+    and floors where the data has exact renders), ``triplet_mse_violins.png``,
+    ``transfer_matrices.png`` (all variants side by side, same inputs), each variant's report
+    (``<variant>/report/``: the page and metrics of ``rodi evaluate``), and
+    ``rodi_training_curves.png`` when ``rodi`` is among the variants. A variant whose
+    ``report/metrics.json`` exists is not run again; an interrupted one resumes from its checkpoint.
 
     Raises:
         ConfigError: an unknown variant or a malformed budget.
@@ -69,27 +72,27 @@ def run_benchmark(cfg: Config, variants: list[str], budget: str, out_dir: str | 
         raise ConfigError(f"unknown variants {unknown or variants}; choose from {', '.join(VARIANTS)}")
     out_dir = Path(out_dir)
     source = open_source(cfg.data, cfg.model.image_size, progress)
-    appearance, pose = source.fixed_examples(cfg.train.matrix_size, seed=7)
-    results, errors, matrices = [], {}, {}
+    results, errors, matrices, bounds = [], {}, {}, {}
     for variant in variants:
         vdir = out_dir / variant
         run_dir = vdir / "run"
         vcfg = load_config(None, [f"objective.variant={variant}", f"train.out_dir={run_dir}",
                                   *budget_overrides(budget)], base=to_dict(cfg))
-        done = vdir / "metrics.json"
+        done = vdir / "report" / "metrics.json"
         if not done.exists():
             train(vcfg, resume=checkpoint_path(run_dir).exists(), progress=progress)
             state = TrainState.from_checkpoint(checkpoint_path(run_dir))
-            metrics, errs = evaluate_state(state, source)
-            metrics["images_per_s"] = _median_images_per_s(run_dir)
+            metrics, errs = evaluate_state(state, source, progress=progress)
+            metrics = {"checkpoint": str(checkpoint_path(run_dir)), **metrics,
+                       "images_per_s": _median_images_per_s(run_dir)}
             np.save(vdir / "triplet_mse.npy", errs["transfer"].numpy())
-            save_transfer_matrix(state.model, appearance["image"], pose["image"], vdir / "transfer_matrix.png")
-            done.write_text(json.dumps(metrics, indent=2) + "\n")
+            write_report(state, source, metrics, vdir / "report", run_dir / "scalars.csv")
         metrics = json.loads(done.read_text())
         results.append(_row(metrics))
+        bounds = _bounds(metrics) or bounds
         errors[variant] = np.load(vdir / "triplet_mse.npy")
-        matrices[variant] = vdir / "transfer_matrix.png"
-    _write_tables(results, out_dir, budget)
+        matrices[variant] = vdir / "report" / "transfer_matrix.png"
+    _write_tables(results, out_dir, budget, bounds)
     plot_violins(errors, out_dir / "triplet_mse_violins.png")
     side_by_side(matrices, out_dir / "transfer_matrices.png")
     if "rodi" in variants:
@@ -98,12 +101,34 @@ def run_benchmark(cfg: Config, variants: list[str], budget: str, out_dir: str | 
     return out_dir
 
 
+def _judged(m: dict, scored: str) -> dict:
+    """The judged columns of one variant: ``transfer`` scores, or the judge's ``ceiling``/``floor``."""
+    pose, look = m.get("pose_accuracy", {}), m.get("appearance_retention", {})
+    labels = [v[scored] for k, v in pose.items() if not k.startswith(("pck@", "pixel_error"))]
+    return {
+        "pose_pck@0.05": pose.get("pck@0.05", {}).get(scored), "pose_pck@0.1": pose.get("pck@0.1", {}).get(scored),
+        "pose_pixel_error": pose.get("pixel_error", {}).get(scored),
+        "pose_label_accuracy": sum(labels) / len(labels) if labels else None,
+        "appearance_retention": look.get("mean", {}).get(scored),
+    }
+
+
+def _bounds(m: dict) -> dict:
+    """The judge's ceiling and floor (the same for every variant: same triplets, same judge)."""
+    if "pose_accuracy" not in m:
+        return {}
+    return {"ceiling": _judged(m, "ceiling"), "floor": _judged(m, "floor")}
+
+
 def _row(m: dict) -> dict:
     p = m.get("probes", {})
+    q = m.get("image_quality", {})
     return {
         "variant": m["variant"], "step": m["step"], "train_minutes": round(m["train_seconds"] / 60, 2),
         "triplet_mse_mean": m["triplet_mse"]["mean"], "triplet_mse_median": m["triplet_mse"]["median"],
         "triplet_mse_std": m["triplet_mse"]["std"], "reconstruction_mse_mean": m["reconstruction_mse"]["mean"],
+        "ssim_mean": q.get("ssim", {}).get("mean"), "psnr_db_mean": q.get("psnr_db", {}).get("mean"),
+        **_judged(m, "transfer"),
         **{k: p[k] for k in COLUMNS if k in p},
         "posthoc_mi_nats": m.get("posthoc_mi_nats"), "posthoc_mi_mean_nats": m.get("posthoc_mi_mean_nats"),
         "final_gamma": m["gamma"],
@@ -117,12 +142,13 @@ def _fmt(v) -> str:
     return "" if v is None else str(v)
 
 
-def _write_tables(rows: list[dict], out_dir: Path, budget: str) -> None:
+def _write_tables(rows: list[dict], out_dir: Path, budget: str, bounds: dict) -> None:
     with (out_dir / "results.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows({k: r.get(k) for k in COLUMNS} for r in rows)
-    (out_dir / "results.json").write_text(json.dumps({"budget": budget, "results": rows}, indent=2) + "\n")
+    (out_dir / "results.json").write_text(
+        json.dumps({"budget": budget, "results": rows, "judge": bounds}, indent=2) + "\n")
     lines = [f"Budget per variant: {budget}. Triplet and reconstruction MSE: pixels in [-1, 1]; probes: "
              "test accuracy on held-out characters (chance in brackets), pose code as a posterior sample "
              "/ as the posterior mean; post-hoc MI(pose; appearance) in nats, sample / mean.", "",
@@ -140,5 +166,15 @@ def _write_tables(rows: list[dict], out_dir: Path, budget: str) -> None:
                  f"{_fmt(r.get('pose_to_pose'))} / {_fmt(r.get('pose_mean_to_pose'))}",
                  f"{_fmt(r['posthoc_mi_nats'])} / {_fmt(r.get('posthoc_mi_mean_nats'))}",
                  _fmt(r["final_gamma"]), _fmt(r["images_per_s"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    judged = ("pose_pck@0.05", "pose_pck@0.1", "pose_pixel_error", "pose_label_accuracy", "appearance_retention")
+    lines += ["", "Transfers against exact targets: SSIM and PSNR (dB); pose accuracy (PCK at 0.05 and 0.1 of "
+              "the image side, mean keypoint error in pixels, mean accuracy of the pose labels) and appearance "
+              "retention (mean attribute accuracy) as a judge trained on exact renders reads them. Ceiling: the "
+              "judge on the exact targets; floor: on the input that should not show through.", "",
+              "| variant | SSIM | PSNR | PCK@0.05 | PCK@0.1 | keypoint error (px) | pose labels | appearance retention |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in rows + [{"variant": f"*{k}*", **v} for k, v in bounds.items()]:
+        cells = [r["variant"], _fmt(r.get("ssim_mean")), _fmt(r.get("psnr_db_mean")), *(_fmt(r.get(k)) for k in judged)]
         lines.append("| " + " | ".join(cells) + " |")
     (out_dir / "results.md").write_text("\n".join(lines) + "\n")

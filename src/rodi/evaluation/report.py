@@ -11,17 +11,21 @@ import torch
 from rodi.data.sources import open_source
 from rodi.evaluation.probes import (encode_codes, leakage_probes, pair_codes,
                                     posthoc_mutual_information, summarize_probes)
+from rodi.evaluation.judges import load_or_train_judge, supports_judges
 from rodi.evaluation.triplets import pair_errors, summarize, triplet_errors
 from rodi.training.state import TrainState
 
 
-def evaluate_state(state: TrainState, source, num_triplets: int | None = None
+def evaluate_state(state: TrainState, source, num_triplets: int | None = None, progress: bool = True
                    ) -> tuple[dict, dict[str, torch.Tensor]]:
     """Metrics of a trained state on a pair source and the per-item errors behind them.
 
     Sources with exact targets are scored on held-out triplets (``transfer_target: triplets``),
     user data on held-out same-identity pairs (``transfer_target: pairs``, see
-    :func:`rodi.evaluation.triplets.pair_errors`); the key is ``triplet_mse`` in both cases.
+    :func:`rodi.evaluation.triplets.pair_errors`); the key is ``triplet_mse`` in both cases, with
+    SSIM and PSNR beside it. Sources that render labelled characters exactly are also judged
+    (``evaluation.judges``): pose accuracy and appearance retention of the transfers, each with the
+    judge's ceiling and floor (see :mod:`rodi.evaluation.judges` and :func:`summarize_judged`).
 
     Returns:
         ``(metrics, errors)``: metrics as in :func:`evaluate_checkpoint`; errors with per-item
@@ -30,7 +34,15 @@ def evaluate_state(state: TrainState, source, num_triplets: int | None = None
     cfg = state.cfg
     n = num_triplets or cfg.data.num_triplets
     exact = hasattr(source, "triplet_indices")
-    errors = (triplet_errors if exact else pair_errors)(state.model, source, n, cfg.data.triplet_seed)
+    e = cfg.evaluation
+    judge = None
+    if exact and e.judges and supports_judges(source):
+        cache = Path(cfg.data.cache_dir) / "judges" if cfg.data.cache_dir else None
+        judge = load_or_train_judge(source, e.judge_steps, e.judge_batch_size, cache_dir=cache, progress=progress)
+    if exact:
+        errors = triplet_errors(state.model, source, n, cfg.data.triplet_seed, judge=judge)
+    else:
+        errors = pair_errors(state.model, source, n, cfg.data.triplet_seed)
     metrics = {
         "source": cfg.data.source,
         "protocol": cfg.data.protocol if cfg.data.source == "sprites" else cfg.data.source,
@@ -42,11 +54,14 @@ def evaluate_state(state: TrainState, source, num_triplets: int | None = None
         "triplet_seed": cfg.data.triplet_seed,
         "triplet_mse": summarize(errors["transfer"]),
         "reconstruction_mse": summarize(errors["reconstruction"]),
+        "image_quality": {"ssim": summarize(errors["ssim"]), "psnr_db": summarize(errors["psnr"])},
         "gamma": state.objective.gamma.item(),
         "lambda": state.objective.multiplier.item(),
         "epsilon": cfg.objective.epsilon,
     }
-    e = cfg.evaluation
+    if judge is not None:
+        metrics.update(summarize_judged(errors))
+        metrics["judge_train_steps"] = judge.train_steps
     if e.probes:
         model = state.model
         if hasattr(source, "appearance_attributes"):
@@ -62,12 +77,70 @@ def evaluate_state(state: TrainState, source, num_triplets: int | None = None
     return metrics, errors
 
 
+def summarize_judged(errors: dict[str, torch.Tensor]) -> dict:
+    """Means of the judged per-triplet scores (keys ``<group>/<metric>/<scored>``).
+
+    Returns:
+        ``pose_accuracy``: per metric (``pck@0.05``, ``pck@0.1`` in [0, 1], ``pixel_error`` in
+        pixels, then one accuracy per pose label) a dict of ``transfer``, ``ceiling`` and ``floor``;
+        ``appearance_retention``: the same per appearance attribute, and ``mean`` over attributes.
+    """
+    out = {"pose_accuracy": {}, "appearance_retention": {}}
+    for key, values in errors.items():
+        if key.count("/") != 2:
+            continue
+        group, metric, scored = key.split("/")
+        name = "pose_accuracy" if group == "pose" else "appearance_retention"
+        out[name].setdefault(metric, {})[scored] = values.double().mean().item()
+    attributes = list(out["appearance_retention"].values())
+    if attributes:
+        out["appearance_retention"]["mean"] = {s: sum(a[s] for a in attributes) / len(attributes)
+                                               for s in ("transfer", "ceiling", "floor")}
+    return out
+
+
+def write_report(state: TrainState, source, metrics: dict, out_dir: str | os.PathLike,
+                 scalars_csv: str | os.PathLike | None = None) -> Path:
+    """Write one checkpoint's report into ``out_dir``: ``metrics.json`` for machines, and for
+    people ``report.html`` (self-contained; see :func:`rodi.evaluation.html.write_html`) with the
+    figures beside it: ``transfer_matrix.png``, ``interpolation.png`` (along pose and along
+    appearance) and, given the run's ``scalars.csv``, ``training_curves.png`` (gamma, lambda, I_T).
+
+    Returns:
+        The HTML page's path.
+
+    Raises:
+        OSError: the folder cannot be written.
+    """
+    from rodi.evaluation.html import write_html
+    from rodi.viz import plot_training_curves, save_interpolation, save_transfer_matrix
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(metrics, out / "metrics.json")
+    appearance, pose = (x["image"] for x in source.fixed_examples(state.cfg.train.matrix_size, seed=7))
+    figures = [("transfer matrix", save_transfer_matrix(state.model, appearance, pose, out / "transfer_matrix.png", 2),
+                "held-out appearance inputs head the rows and pose inputs the columns; cell (i, j) renders "
+                "appearance i in pose j (posterior mean)"),
+               ("interpolation", save_interpolation(state.model, appearance[:2], pose[:2], out / "interpolation.png"),
+                "along each row the pose code walks linearly from the first to the last column's pose input; "
+                "down each column the appearance code walks from the first to the last row's appearance input")]
+    if scalars_csv is not None and Path(scalars_csv).is_file() and len(Path(scalars_csv).read_text().splitlines()) > 1:
+        curves = plot_training_curves(scalars_csv, out / "training_curves.png", metrics.get("epsilon"))
+        figures.append(("training curves", curves, "gamma (KL weight) and lambda (Lagrange multiplier), and the "
+                        "critics' mutual-information estimates I_T and I_T' in nats, over training steps"))
+    return write_html(metrics, figures, out / "report.html")
+
+
 def evaluate_checkpoint(checkpoint: str | os.PathLike, data_root: str | None = None,
-                        num_triplets: int | None = None, device: torch.device | None = None) -> dict:
+                        num_triplets: int | None = None, device: torch.device | None = None,
+                        report_dir: str | os.PathLike | None = None, progress: bool = True) -> dict:
     """Triplet MSE (mean, median, std; pixels in [-1, 1]) and self-reconstruction MSE of a
     checkpoint, with its protocol, step and wall-clock training time (seconds); unless the config's
     ``evaluation.probes`` is off, also the leakage probes' accuracies beside chance and a post-hoc MI
-    estimate in nats.
+    estimate in nats; where the data renders labelled characters exactly, SSIM/PSNR, pose accuracy
+    and appearance retention with their ceilings (see :func:`evaluate_state`). With ``report_dir``,
+    also writes the report there (:func:`write_report`).
 
     Raises:
         CheckpointError: the checkpoint cannot be read.
@@ -77,8 +150,12 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_root: str | None = N
     cfg = state.cfg
     if data_root is not None:
         cfg.data.root = str(data_root)
-    metrics, _ = evaluate_state(state, open_source(cfg.data, cfg.model.image_size), num_triplets)
-    return {"checkpoint": str(checkpoint), **metrics}
+    source = open_source(cfg.data, cfg.model.image_size, progress)
+    metrics, _ = evaluate_state(state, source, num_triplets, progress)
+    metrics = {"checkpoint": str(checkpoint), **metrics}
+    if report_dir is not None:
+        write_report(state, source, metrics, report_dir, Path(checkpoint).parent.parent / "scalars.csv")
+    return metrics
 
 
 def format_table(metrics: dict) -> str:
@@ -94,6 +171,13 @@ def format_table(metrics: dict) -> str:
         ("self-reconstruction MSE", f"mean {r['mean']:.4f}  median {r['median']:.4f}  std {r['std']:.4f}"),
         ("gamma / lambda", f"{metrics['gamma']:.4g} / {metrics['lambda']:.4g}"),
     ]
+    if "image_quality" in metrics:
+        q = metrics["image_quality"]
+        rows.append(("transfer SSIM / PSNR", f"{q['ssim']['mean']:.4f} / {q['psnr_db']['mean']:.2f} dB"))
+    for group, label in (("pose_accuracy", "pose"), ("appearance_retention", "appearance")):
+        for name, v in metrics.get(group, {}).items():
+            rows.append((f"{label}: {name} (floor / transfer / ceiling)",
+                         f"{v['floor']:.3f} / {v['transfer']:.3f} / {v['ceiling']:.3f}"))
     if "probes" in metrics:
         p = metrics["probes"]
         for name, label in (("pose_to_appearance", "probe: pose sample -> appearance (leak)"),

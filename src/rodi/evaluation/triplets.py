@@ -3,35 +3,71 @@ section 4.1; METHOD.md section 6)."""
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 import torch
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from rodi.models.networks import AppearancePoseModel
+
+MAX_PSNR_DB = 100.0  # stands in for the infinite PSNR of an exact copy, so summaries stay finite
+
+
+def image_quality(images: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-image MSE, SSIM and PSNR (torchmetrics; Wang et al. 2004 with an 11-pixel Gaussian
+    window) of (B, 3, H, W) images against targets, pixels in [-1, 1] (data range 2).
+
+    Returns:
+        ``mse``: (B,); ``ssim``: (B,) in [-1, 1], 1 for an exact copy; ``psnr``: (B,) in dB, at
+        most ``MAX_PSNR_DB``.
+    """
+    images, targets = images.float(), targets.float()
+    return {
+        "mse": (images - targets).square().flatten(1).mean(1),
+        "ssim": structural_similarity_index_measure(images, targets, data_range=2.0, reduction="none"),
+        "psnr": peak_signal_noise_ratio(images, targets, data_range=2.0, reduction="none",
+                                        dim=(1, 2, 3)).clamp(max=MAX_PSNR_DB),
+    }
 
 
 @torch.no_grad()
 def triplet_errors(model: AppearancePoseModel, sheets, num_triplets: int = 8000,
-                   seed: int = 0, batch_size: int = 250) -> dict[str, torch.Tensor]:
+                   seed: int = 0, batch_size: int = 250, judge=None) -> dict[str, torch.Tensor]:
     """Per-triplet errors on held-out characters of a source with exact targets (``sprites``,
-    ``mocap``), pixels in [-1, 1], posterior mean for pi.
+    ``mocap``, ``flare``), pixels in [-1, 1], posterior mean for pi.
 
     For each triplet: appearance input = character A in pose q, pose input = character B != A in
     pose p, target = A in pose p rendered from the sheets.
 
+    Args:
+        judge: a :class:`rodi.evaluation.judges.Judge` of the source, or None.
+
     Returns:
         ``transfer``: (num_triplets,) MSE between D(mean pi(pose input), alpha(appearance input))
-        and the target; ``reconstruction``: (num_triplets,) MSE of D(mean pi(x), alpha(x)) against x
-        for the appearance inputs x.
+        and the target, with ``ssim`` and ``psnr`` (dB) of the same pairs (see
+        :func:`image_quality`); ``reconstruction``: (num_triplets,) MSE of D(mean pi(x), alpha(x))
+        against x for the appearance inputs x; with a judge, also the per-triplet scores of
+        :func:`rodi.evaluation.judges.judge_transfers`.
     """
+    from rodi.evaluation.judges import judge_transfers
+
     device = next(model.parameters()).device
     indices = sheets.triplet_indices(num_triplets, seed)
-    transfer, reconstruction = [], []
+    scores = defaultdict(list)
     for chunk in indices.split(batch_size):
-        t = {k: v.to(device) for k, v in sheets.triplets(chunk).items()}
-        out = model.transfer(t["appearance_image"], t["pose_image"])
-        transfer.append((out - t["target"]).square().flatten(1).mean(1).cpu())
-        rec = model.transfer(t["appearance_image"], t["appearance_image"])
-        reconstruction.append((rec - t["appearance_image"]).square().flatten(1).mean(1).cpu())
-    return {"transfer": torch.cat(transfer), "reconstruction": torch.cat(reconstruction)}
+        batch = sheets.triplets(chunk)
+        app, pose, target = (batch[k].to(device) for k in ("appearance_image", "pose_image", "target"))
+        out = model.transfer(app, pose)
+        quality = image_quality(out, target)
+        scores["transfer"].append(quality.pop("mse").cpu())
+        for k, v in quality.items():
+            scores[k].append(v.cpu())
+        rec = model.transfer(app, app)
+        scores["reconstruction"].append((rec - app).square().flatten(1).mean(1).cpu())
+        if judge is not None:
+            for k, v in judge_transfers(judge, batch, out.cpu()).items():
+                scores[k].append(v)
+    return {k: torch.cat(v) for k, v in scores.items()}
 
 
 @torch.no_grad()
@@ -43,16 +79,20 @@ def pair_errors(model: AppearancePoseModel, source, n: int = 8000, seed: int = 0
     appearance of x' into the pose of x: ``transfer`` is the (n,) MSE of D(mean pi(x), alpha(x'))
     against x, ``reconstruction`` the (n,) MSE of D(mean pi(x'), alpha(x')) against x'; pixels in
     [-1, 1]. Unlike triplets, the pose input shares the appearance, so leakage goes unpunished: use
-    it beside the post-hoc MI, not alone.
+    it beside the post-hoc MI, not alone. ``ssim`` and ``psnr`` (dB) compare the same images as
+    ``transfer`` (see :func:`image_quality`).
     """
     device = next(model.parameters()).device
     pairs = source.held_out_pairs(n, seed=seed)
-    transfer, reconstruction = [], []
+    scores = defaultdict(list)
     for app, pose in zip(pairs["appearance_image"].split(batch_size), pairs["pose_image"].split(batch_size)):
         app, pose = app.to(device), pose.to(device)
-        transfer.append((model.transfer(app, pose) - pose).square().flatten(1).mean(1).cpu())
-        reconstruction.append((model.transfer(app, app) - app).square().flatten(1).mean(1).cpu())
-    return {"transfer": torch.cat(transfer), "reconstruction": torch.cat(reconstruction)}
+        quality = image_quality(model.transfer(app, pose), pose)
+        scores["transfer"].append(quality.pop("mse").cpu())
+        for k, v in quality.items():
+            scores[k].append(v.cpu())
+        scores["reconstruction"].append((model.transfer(app, app) - app).square().flatten(1).mean(1).cpu())
+    return {k: torch.cat(v) for k, v in scores.items()}
 
 
 def summarize(errors: torch.Tensor) -> dict[str, float]:

@@ -1,0 +1,111 @@
+"""The evaluation report for people: one self-contained HTML page per checkpoint (figures embedded,
+and linked as the PNG files beside it)."""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+from jinja2 import Environment
+
+PROBES = (("pose_to_appearance", "pose sample -> appearance", "leak: chance is best"),
+          ("pose_mean_to_appearance", "pose mean -> appearance", "leak: chance is best"),
+          ("appearance_to_pose", "appearance -> pose", "leak: chance is best"),
+          ("appearance_to_appearance", "appearance -> appearance", "information kept: high is best"),
+          ("pose_to_pose", "pose sample -> pose", "information kept: high is best"),
+          ("pose_mean_to_pose", "pose mean -> pose", "information kept: high is best"))
+
+_TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>rodi report: {{ m.variant }} on {{ m.protocol }}, step {{ m.step }}</title>
+<style>
+body { font-family: system-ui, sans-serif; max-width: 70em; margin: 2em auto; padding: 0 1em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+figure { margin: 1em 0 2em; } figure img { max-width: 100%; image-rendering: pixelated; }
+.note { color: #555; font-size: 0.9em; }
+</style></head><body>
+<h1>rodi report: {{ m.variant }} on {{ m.protocol }}, step {{ m.step }}</h1>
+<p>Checkpoint <code>{{ m.checkpoint }}</code>; {{ "%.1f"|format(m.train_seconds / 60) }} min of training;
+gamma {{ "%.4g"|format(m.gamma) }}, lambda {{ "%.4g"|format(m.lambda) }} (epsilon {{ m.epsilon }}).</p>
+
+<h2>Transfer on {{ m.num_triplets }} held-out {{ m.transfer_target }}</h2>
+<p class="note">Pixels in [-1, 1]. {% if m.transfer_target == "pairs" %}User data has no third image:
+the pose input is also the target, so leakage goes unpunished here; read it beside the probes.{% else %}
+Appearance of A in pose q, pose of B in pose p, compared with the exact render of A in pose p.{% endif %}</p>
+<table><tr><th>measure</th><th>mean</th><th>median</th><th>std</th></tr>
+{% for name, key, s in quality %}<tr><td>{{ name }}</td><td>{{ fmt(s.mean) }}</td><td>{{ fmt(s.median) }}</td><td>{{ fmt(s.std) }}</td></tr>
+{% endfor %}</table>
+
+{% if m.pose_accuracy %}
+<h2>Pose accuracy of transfers</h2>
+<p class="note">A judge trained on exact renders ({{ m.judge_train_steps }} steps) reads the pose of each transfer.
+Ceiling: the judge on the exact targets. Floor: the judge on the appearance input, whose pose is wrong.
+PCK: fraction of keypoints within 0.05 or 0.1 of the image side of the target's keypoints; pixel error in pixels (lower is better);
+labels: accuracy against the pose input's label.</p>
+<table><tr><th>measure</th><th>floor</th><th>transfer</th><th>ceiling</th></tr>
+{% for name, v in m.pose_accuracy.items() %}<tr><td>{{ name }}</td><td>{{ fmt(v.floor) }}</td><td><b>{{ fmt(v.transfer) }}</b></td><td>{{ fmt(v.ceiling) }}</td></tr>
+{% endfor %}</table>
+<h2>Appearance retention of transfers</h2>
+<p class="note">Accuracy of the judge's attribute predictions on each transfer against the appearance input's attributes.
+Ceiling: the judge on the exact targets. Floor: the judge on the pose input, whose appearance is wrong.</p>
+<table><tr><th>attribute</th><th>floor</th><th>transfer</th><th>ceiling</th></tr>
+{% for name, v in m.appearance_retention.items() %}<tr><td>{{ name }}</td><td>{{ fmt(v.floor) }}</td><td><b>{{ fmt(v.transfer) }}</b></td><td>{{ fmt(v.ceiling) }}</td></tr>
+{% endfor %}</table>
+{% endif %}
+
+{% if m.probes or m.posthoc_mi_nats is not none %}
+<h2>Leakage probes and mutual information</h2>
+<p class="note">Probes: classifiers trained on codes of training appearances, scored on held-out ones.
+Post-hoc MI: a critic trained after the fact on frozen codes, in nats.</p>
+<table><tr><th>probe</th><th>accuracy</th><th>chance</th><th>reading</th></tr>
+{% for key, name, reading in probes if key in m.probes %}<tr><td>{{ name }}</td><td>{{ fmt(m.probes[key]) }}</td><td>{{ fmt(m.probes[key + "_chance"]) }}</td><td>{{ reading }}</td></tr>
+{% endfor %}
+{% if m.posthoc_mi_nats is not none %}<tr><td>post-hoc MI(pose sample; appearance)</td><td>{{ fmt(m.posthoc_mi_nats) }} nats</td><td>0</td><td>leak</td></tr>
+<tr><td>post-hoc MI(pose mean; appearance)</td><td>{{ fmt(m.posthoc_mi_mean_nats) }} nats</td><td>0</td><td>leak</td></tr>{% endif %}
+</table>
+{% endif %}
+
+<h2>Figures</h2>
+{% for f in figures %}<figure id="{{ f.name }}"><img src="data:image/png;base64,{{ f.data }}" alt="{{ f.name }}: {{ f.caption }}">
+<figcaption><b>{{ f.name }}</b> (<a href="{{ f.file }}">{{ f.file }}</a>): {{ f.caption }}</figcaption></figure>
+{% endfor %}
+</body></html>
+"""
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return ""
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def write_html(metrics: dict, figures: list[tuple[str, str | os.PathLike, str]], path: str | os.PathLike) -> Path:
+    """Write the report page.
+
+    Args:
+        metrics: as :func:`rodi.evaluation.report.evaluate_checkpoint` returns them.
+        figures: (name, PNG path, caption) per figure; each PNG is embedded and linked by its path
+            relative to the page.
+        path: the HTML file to write (atomically: a temporary name, then renamed).
+
+    Raises:
+        OSError: a figure cannot be read or the page cannot be written.
+    """
+    path = Path(path)
+    figs = [{"name": name, "caption": caption, "file": os.path.relpath(file, path.parent),
+             "data": base64.b64encode(Path(file).read_bytes()).decode("ascii")} for name, file, caption in figures]
+    quality = [("transfer MSE", "triplet_mse", metrics["triplet_mse"]),
+               ("self-reconstruction MSE", "reconstruction_mse", metrics["reconstruction_mse"])]
+    if "image_quality" in metrics:
+        quality += [("transfer SSIM (1 is exact)", "ssim", metrics["image_quality"]["ssim"]),
+                    ("transfer PSNR (dB)", "psnr_db", metrics["image_quality"]["psnr_db"])]
+    page = Environment(autoescape=True).from_string(_TEMPLATE).render(
+        m={"probes": {}, "posthoc_mi_nats": None, "pose_accuracy": None, **metrics}, figures=figs,
+        quality=quality, probes=PROBES, fmt=_fmt)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,114 @@
+"""Judged metrics mean what they say: with a perfect judge, a transfer that copies the pose input
+scores at the ceiling on pose and at the floor on appearance, one that copies the appearance input the
+other way round; a trained judge learns from renders; image quality is perfect for a copy and falls
+with noise; the judge is cached, not retrained."""
+
+import pytest
+import torch
+from torch import nn
+
+from rodi.evaluation import judges
+from rodi.evaluation.judges import load_or_train_judge
+from rodi.evaluation.report import summarize_judged
+from rodi.evaluation.triplets import MAX_PSNR_DB, image_quality, triplet_errors
+
+
+class _Copy(nn.Module):
+    """A 'model' whose transfer returns one of its inputs unchanged."""
+
+    def __init__(self, which: str):
+        super().__init__()
+        self.which = which
+        self.unused = nn.Parameter(torch.zeros(1))
+
+    def transfer(self, appearance_image, pose_image):
+        return pose_image if self.which == "pose" else appearance_image
+
+
+class _LookupJudge:
+    """A perfect judge of the images of some triplets: it looks each image up by its bytes."""
+
+    has_keypoints = True
+
+    def __init__(self, source, batch: dict):
+        self.pose_labels, self.appearance_labels = source.pose_attributes, source.appearance_attributes
+        self.truth = {}
+        for image, app, pose, keypoints in (("appearance_image", "appearance", "appearance", "appearance_keypoints"),
+                                            ("pose_image", "pose", "pose", "pose_keypoints"),
+                                            ("target", "appearance", "pose", "target_keypoints")):
+            for i, x in enumerate(batch[image]):
+                labels = {k: batch[f"{app}_{k}"][i] for k in self.appearance_labels}
+                labels.update({k: batch[f"{pose}_{k}"][i] for k in self.pose_labels})
+                self.truth[x.numpy().tobytes()] = {**labels, "keypoints": batch[keypoints][i]}
+
+    def predict(self, images):
+        found = [self.truth[x.numpy().tobytes()] for x in images]
+        return {k: torch.stack([f[k] for f in found]) for k in found[0]}
+
+
+@pytest.fixture(scope="module")
+def scores(humanoid):
+    judge = _LookupJudge(humanoid, humanoid.triplets(humanoid.triplet_indices(300, seed=3)))
+    return {which: summarize_judged(triplet_errors(_Copy(which), humanoid, 300, seed=3, judge=judge))
+            for which in ("pose", "appearance")}
+
+
+def test_a_perfect_judge_scores_the_exact_targets_perfectly(scores):
+    pose, look = scores["pose"]["pose_accuracy"], scores["pose"]["appearance_retention"]
+    assert all(v["ceiling"] == 1 for k, v in pose.items() if k != "pixel_error")
+    assert pose["pixel_error"]["ceiling"] == 0 and look["mean"]["ceiling"] == 1
+
+
+def test_copying_the_pose_input_scores_at_the_pose_ceiling_and_the_appearance_floor(scores):
+    pose, look = scores["pose"]["pose_accuracy"], scores["pose"]["appearance_retention"]
+    for label in ("action", "direction", "frame"):
+        assert pose[label]["transfer"] == pose[label]["ceiling"] == 1
+    # the pose input shows the target's pose on another body: keypoints differ only by the body scale
+    assert pose["pck@0.1"]["transfer"] > 0.9 and pose["pck@0.1"]["transfer"] > pose["pck@0.1"]["floor"] + 0.4
+    assert look["mean"]["transfer"] == look["mean"]["floor"] < 0.4  # only attributes A and B share by chance
+
+
+def test_copying_the_appearance_input_scores_at_the_pose_floor_and_the_appearance_ceiling(scores):
+    pose, look = scores["appearance"]["pose_accuracy"], scores["appearance"]["appearance_retention"]
+    for name, v in pose.items():
+        assert v["transfer"] == v["floor"]
+    assert pose["pck@0.1"]["transfer"] < 0.6 and pose["pixel_error"]["transfer"] > 3
+    assert look["mean"]["transfer"] == look["mean"]["ceiling"] == 1
+
+
+def test_a_trained_judge_learns_from_exact_renders(tmp_path):
+    from rodi.data.mocap import MocapHumanoid
+
+    small = MocapHumanoid(32, frame_stride=40, yaws=2, cache_dir=tmp_path, progress=False)
+    judge = judges.train_judge(small, steps=100, batch_size=16)
+    batch = small.triplets(small.triplet_indices(200, seed=1))
+    target, other = judge.predict(batch["target"]), judge.predict(batch["pose_image"])
+    assert target["keypoints"].shape == (200, 15, 2)
+    # the background colour is learnt first; B's background rarely matches A's
+    assert (target["background"] == batch["appearance_background"]).float().mean() > 0.9
+    assert (other["background"] == batch["appearance_background"]).float().mean() < 0.4
+
+
+def test_image_quality_is_perfect_for_a_copy_and_falls_with_noise():
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    same = image_quality(x, x)
+    assert torch.all(same["mse"] == 0) and torch.allclose(same["ssim"], torch.ones(4))
+    assert torch.all(same["psnr"] == MAX_PSNR_DB)
+    g = torch.Generator().manual_seed(1)
+    little, much = (image_quality((x + s * torch.randn(x.shape, generator=g)).clamp(-1, 1), x) for s in (0.05, 0.5))
+    assert torch.all(much["ssim"] < little["ssim"]) and torch.all(little["ssim"] < 1)
+    assert torch.all(much["psnr"] < little["psnr"]) and torch.all(little["psnr"] > 20)
+
+
+def test_the_judge_is_cached_and_not_trained_again(humanoid, tmp_path, monkeypatch):
+    first = load_or_train_judge(humanoid, steps=2, batch_size=4, cache_dir=tmp_path, progress=False)
+    assert len(list(tmp_path.glob("*.npz"))) == 1
+    monkeypatch.setattr(judges, "train_judge", lambda *a, **k: pytest.fail("trained again"))
+    second = load_or_train_judge(humanoid, steps=2, batch_size=4, cache_dir=tmp_path, progress=False)
+    x = humanoid.render(torch.tensor([0, 1]), torch.tensor([0, 1]))
+    assert torch.equal(first.net(x)["keypoints"], second.net(x)["keypoints"])
+
+
+def test_a_source_without_exact_renders_gets_a_clear_error():
+    with pytest.raises(ValueError, match="no exact renders"):
+        judges.train_judge(object(), steps=1)
