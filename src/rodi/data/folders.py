@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 
 from rodi.data.images import FITS, IMAGE_SUFFIXES, ImageReadError, prepare_image
 from rodi.data.video import VIDEO_SUFFIXES, VideoReadError, probe_video, video_frames
+
 KINDS = ("identities", "videos", "index")
 SPLITS = ("train", "test")
 SPLIT_NAMES = {"train": "train", "test": "test", "validation": "test", "val": "test"}
