@@ -8,6 +8,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+# mkstemp creates files readable by their owner only; a finished output should have the permissions
+# any other new file gets. The umask can only be read by setting it, so it is read once, at import,
+# before any thread of ours could create a file meanwhile.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 @contextmanager
 def replacing(path: str | os.PathLike, durable: bool = False) -> Iterator[Path]:
@@ -27,6 +33,7 @@ def replacing(path: str | os.PathLike, durable: bool = False) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)
         yield Path(tmp)
         if durable:
             _fsync(tmp)
