@@ -19,14 +19,13 @@ class _Errors(click.Group):
         from rodi.data.sources import data_errors
         from rodi.data.video import VideoReadError
         from rodi.media import VideoWriteError
-        from rodi.retarget import InputLimitError
         from rodi.training.loop import NonFiniteLossError, RunExistsError
         from rodi.training.state import CheckpointError
 
         try:
             return super().invoke(ctx)
-        except (ConfigError, ImageReadError, VideoReadError, VideoWriteError, InputLimitError, NonFiniteLossError,
-                RunExistsError, CheckpointError, *data_errors()) as err:
+        except (ConfigError, ImageReadError, VideoReadError, VideoWriteError, NonFiniteLossError, RunExistsError,
+                CheckpointError, *data_errors()) as err:
             click.echo(f"error: {err}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
@@ -195,6 +194,30 @@ def interpolate(checkpoint, appearance, pose, output, steps, walk, walk_frames, 
     click.echo(f"wrote {renderer.save_interpolation_grid(apps, poses, output, steps, scale)}")
     if walk is not None:
         click.echo(f"wrote {renderer.save_walk(apps, poses, walk, walk_frames, fps, scale)}")
+
+
+@main.command()
+@click.option("--checkpoint", "-c", required=True, type=click.Path(dir_okay=False), help=_CHECKPOINT_HELP)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; 0.0.0.0 makes the app reachable from other machines.")
+@click.option("--port", type=click.IntRange(1, 65535), default=7860, show_default=True)
+@click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=20, show_default=True,
+              help="Largest file accepted.")
+@click.option("--max-video-frames", type=click.IntRange(min=1), default=300, show_default=True,
+              help="Longest pose video accepted.")
+@click.option("--examples", type=click.IntRange(min=0), default=4, show_default=True,
+              help="Example pairs from the checkpoint's data (0: none).")
+@click.option("--data-root", type=click.Path(), default=None,
+              help="Where the checkpoint's data is on this machine, if not where it was in training (data.root).")
+@click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+def serve(checkpoint, host, port, max_upload_mb, max_video_frames, examples, data_root, device):
+    """A demo in the browser (Gradio): transfer between two images with interpolation sliders, and
+    retargeting to a pose video. Serves until Ctrl-C."""
+    from rodi.serve import Limits, serve as run_server
+    from rodi.training.state import resolve_device
+
+    run_server(checkpoint, host, port, resolve_device(device), Limits(max_upload_mb, max_video_frames), examples,
+               data_root)
 
 
 @main.command()

@@ -21,15 +21,16 @@ import torch
 from tqdm.auto import tqdm
 
 from rodi.data.images import load_image, prepare_image, to_tensor
-from rodi.data.video import VideoInfo, is_video, probe_video, video_frames
+from rodi.data.video import VideoInfo, VideoReadError, is_video, probe_video, video_frames
 from rodi.media import check_video_output, video_writer
 from rodi.viz import interpolation_grid, save_png, to_uint8
 
 FALLBACK_RATE = Fraction(25)
 
 
-class InputLimitError(ValueError):
-    """An input is larger than the caller allows (``rodi serve``'s limit on video length)."""
+class InputLimitError(VideoReadError):
+    """A video is longer than the caller allows (``rodi serve``'s limit); ``path`` and ``reason``
+    as for :class:`~rodi.data.video.VideoReadError`, so it is refused the same way."""
 
 
 @dataclass(frozen=True)
@@ -206,8 +207,7 @@ class Renderer:
         info = probe_video(path)
         if max_frames is not None and info.frames > max_frames:
             rate = f" ({float(info.frames / info.rate):.1f} s)" if info.rate else ""
-            raise InputLimitError(f"{Path(path).name}: {info.frames} frames{rate}; at most {max_frames} "
-                                  "frames are allowed here")
+            raise InputLimitError(path, f"{info.frames} frames{rate}; at most {max_frames} frames are allowed here")
         return info
 
     def appearance(self, path: str | os.PathLike, max_frames: int | None = None
