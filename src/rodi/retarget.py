@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from rodi.data.images import load_image, prepare_image, to_tensor
 from rodi.data.video import VideoInfo, VideoReadError, is_video, probe_video, video_frames
-from rodi.media import check_video_output, video_writer
+from rodi.media import VideoWriteError, check_video_output, video_writer
 from rodi.viz import interpolation_grid, save_png, to_uint8
 
 FALLBACK_RATE = Fraction(25)
@@ -271,9 +271,12 @@ class Renderer:
             ImageReadError, VideoReadError: an input is missing or unreadable, or the pose video
                 has no frames.
             InputLimitError: a video has more than ``max_frames`` frames.
-            VideoWriteError: the output suffix is not supported or H.264 is not available.
+            VideoWriteError: the output suffix is not supported, H.264 is not available, or the
+                output is one of the inputs.
         """
         check_video_output(output)
+        if any(Path(output).resolve() == Path(p).resolve() for p in (appearance, pose_video)):
+            raise VideoWriteError(f"{output}: is also an input; write the result to another file")
         info = self.check_video(pose_video, max_frames)
         code, app_frames = self.appearance(appearance, max_frames)
         rate = info.rate
