@@ -1,5 +1,6 @@
 """Using a trained model on files: transfers, motion retargeting to video, and interpolation in code
-space (ICCV 2019, Esser et al., section 4: the transfer and interpolation figures and videos).
+space (ICCV 2019, Esser et al.: the transfers, interpolations and videos the paper shows; METHOD.md
+section 1).
 
 :class:`Renderer` holds a model and the preprocessing of its training data (image size, background,
 square fit), so a file is prepared exactly as the model saw its training images; ``rodi transfer``,
