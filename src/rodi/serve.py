@@ -150,7 +150,7 @@ def build_app(renderer: Renderer, limits: Limits, outputs: Path, examples: list[
     ``pose-video``, ``retarget``, ``video-result``.
 
     Args:
-        examples: (appearance, pose) image files offered under the transfer inputs.
+        examples: (appearance, pose) image files offered as inputs (the appearances for videos too).
     """
     import gradio as gr
 
@@ -189,6 +189,9 @@ def build_app(renderer: Renderer, limits: Limits, outputs: Path, examples: list[
                 video_result = gr.Video(label="Retargeted", elem_id="video-result", interactive=False)
             side_by_side = gr.Checkbox(label="Side by side: pose | appearance | result")
             retarget = gr.Button("Retarget", variant="primary", elem_id="retarget")
+            if examples:
+                gr.Examples(examples=[[a] for a, _ in examples], inputs=[video_appearance],
+                            label="Appearances from the checkpoint's data")
         # Gradio's own preprocessing would decode images itself (and convert them, ignoring the
         # training background under transparency); rodi reads the uploaded files instead.
         transfer.click(handlers.transfer, [appearance, pose], result, preprocess=False).success(
