@@ -1,8 +1,9 @@
 """Write the first frames of a video next to each other as one PNG (a strip), e.g. to show a
-retargeted video in a document that cannot play it; with ``--frames 1`` it extracts the first frame.
+retargeted video in a document that cannot play it; with ``--frames 1`` it extracts one frame.
 
     python benchmarks/video_strip.py retarget.mp4 -o strip.png --frames 8
     python benchmarks/video_strip.py side-by-side.mp4 -o strip.png --frames 8 --vertical
+    python benchmarks/video_strip.py dance.mp4 -o frame30.png --frames 1 --start 30
 
 Prints the file written and the frames' size.
 """
@@ -23,11 +24,12 @@ def main() -> None:
     parser.add_argument("video")
     parser.add_argument("-o", "--output", required=True)
     parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--start", type=int, default=0, help="frames to skip first")
     parser.add_argument("--gap", type=int, default=4, help="white pixels between frames")
     parser.add_argument("--vertical", action="store_true", help="frames one below the other (for wide frames)")
     args = parser.parse_args()
     with av.open(args.video) as container:
-        frames = [f.to_ndarray(format="rgb24") for f in islice(container.decode(video=0), args.frames)]
+        frames = [f.to_ndarray(format="rgb24") for f in islice(container.decode(video=0), args.start, args.start + args.frames)]
     h, w = frames[0].shape[:2]
     axis = 0 if args.vertical else 1
     gap = np.full((args.gap, w, 3) if args.vertical else (h, args.gap, 3), 255, np.uint8)
