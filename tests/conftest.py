@@ -63,3 +63,32 @@ def tiny_overrides(tmp_path, **extra) -> list[str]:
     }
     values.update(extra)
     return [f"{k}={v}" for k, v in values.items()]
+
+
+def write_video(path, frames, rate=12, codec="mpeg4", pix_fmt="yuv420p") -> None:
+    """Write (N, H, W, 3) uint8 frames as a video at ``rate`` frames per second (container from the
+    suffix; ``codec="ffv1", pix_fmt="bgr0"`` in .mkv is lossless)."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = pix_fmt
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """An untrained checkpoint of the tiny test config (Sprites, 64 x 64): written in a fraction of a
+    second, for tests of what is done with a model rather than of what it learnt."""
+    import torch
+
+    from rodi.config import load_config
+    from rodi.training.state import TrainState
+
+    tmp = tmp_path_factory.mktemp("tiny-checkpoint")
+    torch.manual_seed(0)
+    return TrainState(load_config("sprites", tiny_overrides(tmp)), torch.device("cpu")).save(tmp / "tiny.pt")

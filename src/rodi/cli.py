@@ -17,13 +17,15 @@ class _Errors(click.Group):
         from rodi.config import ConfigError
         from rodi.data.images import ImageReadError
         from rodi.data.sources import data_errors
+        from rodi.data.video import VideoReadError
+        from rodi.media import VideoWriteError
         from rodi.training.loop import NonFiniteLossError, RunExistsError
         from rodi.training.state import CheckpointError
 
         try:
             return super().invoke(ctx)
-        except (ConfigError, ImageReadError, NonFiniteLossError, RunExistsError, CheckpointError,
-                *data_errors()) as err:
+        except (ConfigError, ImageReadError, VideoReadError, VideoWriteError, NonFiniteLossError, RunExistsError,
+                CheckpointError, *data_errors()) as err:
             click.echo(f"error: {err}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
@@ -101,10 +103,12 @@ def train(config, overrides, resume_dir, data, data_root, no_progress):
     click.echo(f"run folder: {run_dir}")
 
 
+_CHECKPOINT_HELP = "A rodi checkpoint (.pt) or exported model (.safetensors)."
+_SCALE_HELP = "Each pixel of the model's renders becomes SCALE x SCALE pixels (nearest neighbour)."
+
 
 @main.command()
-@click.option("--checkpoint", "-c", required=True, type=click.Path(dir_okay=False),
-              help="A rodi checkpoint (.pt) or exported model (.safetensors).")
+@click.option("--checkpoint", "-c", required=True, type=click.Path(dir_okay=False), help=_CHECKPOINT_HELP)
 @click.option("--appearance", "-a", multiple=True, required=True,
               help="Image(s) or folder(s) whose appearance is kept.")
 @click.option("--pose", "-p", multiple=True, required=True, help="Image(s) or folder(s) whose pose is kept.")
@@ -114,30 +118,106 @@ def train(config, overrides, resume_dir, data, data_root, no_progress):
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
 def transfer(checkpoint, appearance, pose, output, matrix, device):
     """Render the appearance of one image in the pose of another (posterior mean of pi)."""
-    import torch
-    from PIL import Image
+    from rodi.data.images import expand_image_paths
+    from rodi.retarget import Renderer
+    from rodi.training.state import resolve_device
+    from rodi.viz import save_png, save_transfer_matrix, to_uint8
 
-    from rodi.data.images import expand_image_paths, load_image
-    from rodi.training.state import load_model, resolve_device
-    from rodi.viz import save_transfer_matrix, to_uint8
-
-    dev = resolve_device(device)
-    model, cfg = load_model(checkpoint, dev)
-    size = cfg.model.image_size
-    background = tuple(int(v) for v in cfg.data.background)
-    apps = torch.stack([load_image(p, size, background, cfg.data.fit) for p in expand_image_paths(list(appearance))])
-    poses = torch.stack([load_image(p, size, background, cfg.data.fit) for p in expand_image_paths(list(pose))])
+    renderer = Renderer.from_checkpoint(checkpoint, resolve_device(device))
+    apps = renderer.images(expand_image_paths(list(appearance)))
+    poses = renderer.images(expand_image_paths(list(pose)))
     if matrix:
-        path = save_transfer_matrix(model, apps, poses, output)
+        path = save_transfer_matrix(renderer.model, apps, poses, output)
     else:
         if len(apps) != 1 or len(poses) != 1:
             raise click.UsageError(f"got {len(apps)} appearance and {len(poses)} pose images; "
                                    "give one of each, or use --matrix for a grid")
-        out = model.transfer(apps.to(dev), poses.to(dev))
-        path = Path(output)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(to_uint8(out)[0]).save(path)
+        path = save_png(to_uint8(renderer.model.transfer(apps, poses))[0], output)
     click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.option("--checkpoint", "-c", required=True, type=click.Path(dir_okay=False), help=_CHECKPOINT_HELP)
+@click.option("--appearance", "-a", required=True,
+              help="Image whose appearance is kept, or a video whose frames' appearance codes are averaged.")
+@click.option("--pose-video", "-p", required=True, help="Video whose every frame gives the pose.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
+              help="Output video: .mp4, .mov or .mkv (H.264) or .gif.")
+@click.option("--side-by-side", is_flag=True, help="Each frame shows pose frame | appearance | result.")
+@click.option("--scale", type=click.IntRange(1, 16), default=4, show_default=True, help=_SCALE_HELP)
+@click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def retarget(checkpoint, appearance, pose_video, output, side_by_side, scale, device, no_progress):
+    """Motion retargeting: the appearance of one image (or video) in the pose of every frame of
+    another video, written at that video's frame rate."""
+    from rodi.media import check_video_output
+    from rodi.retarget import Renderer
+    from rodi.training.state import resolve_device
+
+    check_video_output(output)  # before the model is loaded
+    renderer = Renderer.from_checkpoint(checkpoint, resolve_device(device))
+    result = renderer.retarget(appearance, pose_video, output, side_by_side=side_by_side, scale=scale,
+                               progress=not no_progress)
+    click.echo(f"wrote {result.path}: {result.frames} frames at {float(result.rate):g} fps "
+               f"(appearance from {result.appearance_frames} frame(s))")
+
+
+@main.command()
+@click.option("--checkpoint", "-c", required=True, type=click.Path(dir_okay=False), help=_CHECKPOINT_HELP)
+@click.option("--appearance", "-a", multiple=True, required=True,
+              help="Given twice: the images whose appearance is at the top and at the bottom.")
+@click.option("--pose", "-p", multiple=True, required=True,
+              help="Given twice: the images whose pose is at the left and at the right.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Output grid PNG.")
+@click.option("--steps", type=click.IntRange(min=2), default=7, show_default=True, help="Renders per side of the grid.")
+@click.option("--walk", type=click.Path(dir_okay=False), default=None,
+              help="Also write a looping walk around the grid's edge: .gif, or .mp4/.mov/.mkv (H.264).")
+@click.option("--walk-frames", type=click.IntRange(min=1), default=12, show_default=True,
+              help="Frames per side of the walk.")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=12, show_default=True,
+              help="Frame rate of the walk.")
+@click.option("--scale", type=click.IntRange(1, 16), default=2, show_default=True, help=_SCALE_HELP)
+@click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+def interpolate(checkpoint, appearance, pose, output, steps, walk, walk_frames, fps, scale, device):
+    """Interpolation figure: a grid walking linearly between two appearance codes down the rows and
+    two pose codes across the columns; corners are the plain transfers."""
+    from rodi.media import check_video_output
+    from rodi.retarget import Renderer
+    from rodi.training.state import resolve_device
+
+    if len(appearance) != 2 or len(pose) != 2:
+        raise click.UsageError(f"give --appearance twice and --pose twice (got {len(appearance)} and {len(pose)})")
+    if walk is not None:
+        check_video_output(walk)
+    renderer = Renderer.from_checkpoint(checkpoint, resolve_device(device))
+    apps, poses = renderer.images(appearance), renderer.images(pose)
+    click.echo(f"wrote {renderer.save_interpolation_grid(apps, poses, output, steps, scale)}")
+    if walk is not None:
+        click.echo(f"wrote {renderer.save_walk(apps, poses, walk, walk_frames, fps, scale)}")
+
+
+@main.command()
+@click.option("--checkpoint", "-c", required=True, type=click.Path(dir_okay=False), help=_CHECKPOINT_HELP)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; 0.0.0.0 makes the app reachable from other machines.")
+@click.option("--port", type=click.IntRange(1, 65535), default=7860, show_default=True)
+@click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=20, show_default=True,
+              help="Largest file accepted.")
+@click.option("--max-video-frames", type=click.IntRange(min=1), default=300, show_default=True,
+              help="Longest pose video accepted.")
+@click.option("--examples", type=click.IntRange(min=0), default=4, show_default=True,
+              help="Example pairs from the checkpoint's data (0: none).")
+@click.option("--data-root", type=click.Path(), default=None,
+              help="Where the checkpoint's data is on this machine, if not where it was in training (data.root).")
+@click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+def serve(checkpoint, host, port, max_upload_mb, max_video_frames, examples, data_root, device):
+    """A demo in the browser (Gradio): transfer between two images with interpolation sliders, and
+    retargeting to a pose video. Serves until Ctrl-C."""
+    from rodi.serve import Limits, serve as run_server
+    from rodi.training.state import resolve_device
+
+    run_server(checkpoint, host, port, resolve_device(device), Limits(max_upload_mb, max_video_frames), examples,
+               data_root)
 
 
 @main.command()

@@ -1,4 +1,4 @@
-"""Pictures of a model: transfer matrices."""
+"""Pictures of a model: transfer matrices, interpolation grids, plots."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+
+from rodi.atomic import replacing
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -56,18 +58,40 @@ def transfer_matrix(model, appearance: torch.Tensor, pose: torch.Tensor) -> torc
     return model.transfer(app, pos).reshape(n, m, *appearance.shape[1:])
 
 
+def interpolation_grid(appearance: torch.Tensor, pose: torch.Tensor, cells: torch.Tensor, pad: int = 2) -> np.ndarray:
+    """Lay out an interpolation figure as one (H', W', 3) uint8 picture, as :func:`transfer_grid`
+    does: the first column shows ``appearance[0]`` beside the top row of renders and
+    ``appearance[1]`` beside the bottom row, the first row ``pose[0]`` above the left column and
+    ``pose[1]`` above the right column; headers between them are blank (white).
+
+    Args:
+        appearance: (2, 3, H, W) the appearance inputs in [-1, 1].
+        pose: (2, 3, H, W) the pose inputs in [-1, 1].
+        cells: (N, M, 3, H, W) renders in [-1, 1], N, M >= 2.
+    """
+    n, m = cells.shape[:2]
+    white = torch.ones_like(appearance[:1])
+    rows = torch.cat([appearance[:1], white.expand(n - 2, -1, -1, -1), appearance[1:]])
+    columns = torch.cat([pose[:1], white.expand(m - 2, -1, -1, -1), pose[1:]])
+    return transfer_grid(rows, columns, cells, pad)
+
+
+def save_png(picture: np.ndarray, path: str | os.PathLike, scale: int = 1) -> Path:
+    """Write an (H, W, 3) uint8 picture as a PNG atomically, each pixel as ``scale`` x ``scale``."""
+    image = Image.fromarray(picture)
+    if scale > 1:
+        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+    with replacing(path) as tmp:
+        image.save(tmp, format="PNG")
+    return Path(path)
+
+
 def save_transfer_matrix(model, appearance: torch.Tensor, pose: torch.Tensor,
                          path: str | os.PathLike, scale: int = 1) -> Path:
     """Render and save a transfer matrix PNG (see :func:`transfer_grid`)."""
     device = next(model.parameters()).device
     grid = transfer_grid(appearance, pose, transfer_matrix(model, appearance.to(device), pose.to(device)))
-    image = Image.fromarray(grid)
-    if scale > 1:
-        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
-    return path
+    return save_png(grid, path, scale)
 
 
 @torch.no_grad()

@@ -14,6 +14,8 @@ from rodi.data.folders import (
 )
 from rodi.data.images import load_image
 
+from conftest import write_video
+
 S = 16
 
 
@@ -37,22 +39,12 @@ def make_identities(root, names=("anna", "ben", "cleo"), per=4):
     return root
 
 
-def write_video(path, frames=12, rate=12, size=32) -> None:
+def write_moving_square(path, frames=12, rate=12, size=32) -> None:
     """Frames of a white square moving right by 2 pixels a frame."""
-    import av
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w", format="mp4") as container:
-        stream = container.add_stream("mpeg4", rate=rate)
-        stream.width = stream.height = size
-        stream.pix_fmt = "yuv420p"
-        for i in range(frames):
-            a = np.zeros((size, size, 3), dtype=np.uint8)
-            a[4:12, 2 * i:2 * i + 8] = 255
-            for packet in stream.encode(av.VideoFrame.from_ndarray(a, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    a = np.zeros((frames, size, size, 3), dtype=np.uint8)
+    for i in range(frames):
+        a[i, 4:12, 2 * i:2 * i + 8] = 255
+    write_video(path, a, rate)
 
 
 @pytest.fixture
@@ -338,9 +330,9 @@ def test_index_file_errors_name_the_problem(people, opts):
 @pytest.fixture
 def videos(tmp_path):
     root = tmp_path / "videos"
-    write_video(root / "walk.mp4")
-    write_video(root / "nested" / "run one.MP4")
-    write_video(root / "jump.mp4", frames=6)
+    write_moving_square(root / "walk.mp4")
+    write_moving_square(root / "nested" / "run one.MP4")
+    write_moving_square(root / "jump.mp4", frames=6)
     return root
 
 

@@ -42,9 +42,9 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from rodi.data.images import FITS, IMAGE_SUFFIXES, ImageReadError, prepare_image, square_array
+from rodi.data.images import FITS, IMAGE_SUFFIXES, ImageReadError, prepare_image
+from rodi.data.video import VIDEO_SUFFIXES, VideoReadError, probe_video, video_frames
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".webm", ".mkv")
 KINDS = ("identities", "videos", "index")
 SPLITS = ("train", "test")
 SPLIT_NAMES = {"train": "train", "test": "test", "validation": "test", "val": "test"}
@@ -521,11 +521,6 @@ def _walk(root: Path, skipped: list[tuple[str, str]]) -> Iterator[Path]:
                 yield Path(folder) / name
 
 
-def _ffmpeg_reason(err: Exception) -> str:
-    """FFmpeg's message without the file name it repeats."""
-    return getattr(err, "strerror", None) or str(err)
-
-
 def _require_folder(root: Path, what: str) -> None:
     if not root.is_dir():
         raise PairDataError(f"{root}: not a folder; {what}")
@@ -595,80 +590,20 @@ class VideoFolder(PairImages):
         return [(path.relative_to(self.root).as_posix(), path) for path in _walk(self.root, self._skipped)
                 if path.suffix.lower() in VIDEO_SUFFIXES]
 
-    def _in_window(self, t: float | None) -> bool:
-        if self.time_window is None or t is None:
-            return True
-        start, end = self.time_window
-        return t >= start and (end is None or t < end)
-
-    def _open(self, path: Path):
-        import av
-
-        try:
-            container = av.open(str(path))
-        except (av.FFmpegError, OSError, ValueError) as err:
-            raise _Unreadable(f"not a readable video ({_ffmpeg_reason(err)})") from None
-        if not container.streams.video:
-            container.close()
-            raise _Unreadable("no video stream")
-        return container
-
-    @staticmethod
-    def _seconds(pts: int | None, stream) -> float | None:
-        if pts is None or stream.time_base is None:
-            return None
-        return float((pts - (stream.start_time or 0)) * stream.time_base)
-
     def _reserve(self, path: Path) -> int:
         """Frames in the time window, counted from the packets without decoding them."""
-        import av
-
-        with self._open(path) as container:
-            stream = container.streams.video[0]
-            try:
-                n = sum(1 for packet in container.demux(stream)
-                        if packet.size and self._in_window(self._seconds(packet.pts, stream)))
-            except av.FFmpegError as err:
-                raise _Unreadable(f"not a readable video ({_ffmpeg_reason(err)})") from None
-        if n == 0:
-            raise _Unreadable("no frames" + ("" if self.time_window is None else f" in {self.time_window} s"))
+        try:
+            n = probe_video(path, self.time_window).frames
+        except VideoReadError as err:
+            raise _Unreadable(err.reason) from None
         return math.ceil(n / self.frame_stride)
 
     def _frames(self, path: Path) -> Iterator[np.ndarray]:
-        import av
-
-        with self._open(path) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            end = None if self.time_window is None else self.time_window[1]
-            in_window = 0
-            try:
-                for frame in container.decode(stream):
-                    t = self._seconds(frame.pts, stream)
-                    if end is not None and t is not None and t >= end:
-                        break
-                    if not self._in_window(t):
-                        continue
-                    if in_window % self.frame_stride == 0:
-                        yield self._frame_array(frame)
-                    in_window += 1
-            except (av.FFmpegError, ValueError) as err:
-                raise _Unreadable(f"decoding failed ({_ffmpeg_reason(err)})") from None
-
-    def _frame_array(self, frame) -> np.ndarray:
-        """(S, S, 3) uint8: scaled by FFmpeg to about twice the final size (fast), then rotated,
-        fitted and resized exactly as images are."""
-        w, h = frame.width, frame.height
-        rotation = frame.rotation
-        scale = 2 * self.image_size / (max(w, h) if self.fit == "pad" else min(w, h))
-        if scale < 1:
-            w, h = max(1, round(w * scale)), max(1, round(h * scale))
-        im = frame.reformat(width=w, height=h, format="rgb24", interpolation="AREA").to_image()
-        quarter_turns = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180,
-                         270: Image.Transpose.ROTATE_270}
-        if rotation % 360 in quarter_turns:
-            im = im.transpose(quarter_turns[rotation % 360])
-        return square_array(im, self.image_size, self.background, self.fit)
+        try:
+            yield from video_frames(path, self.image_size, self.background, self.fit, self.frame_stride,
+                                    self.time_window)
+        except VideoReadError as err:
+            raise _Unreadable(err.reason) from None
 
 
 class IndexFile(PairImages):

@@ -129,8 +129,12 @@ def load_image(path: str | os.PathLike, size: int, background: tuple[int, int, i
     Raises:
         ImageReadError: naming the file, when it is missing or cannot be decoded.
     """
-    x = torch.from_numpy(prepare_image(path, size, background, fit).copy()).permute(2, 0, 1)
-    return x.float() / 127.5 - 1.0
+    return to_tensor(prepare_image(path, size, background, fit))
+
+
+def to_tensor(pixels: np.ndarray) -> torch.Tensor:
+    """(..., H, W, 3) uint8 RGB as the model's input: (..., 3, H, W) float32 in [-1, 1]."""
+    return torch.from_numpy(np.array(pixels, dtype=np.uint8)).movedim(-1, -3).float() / 127.5 - 1.0
 
 
 def expand_image_paths(items: list[str]) -> list[Path]:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 from pathlib import Path
 
 import torch
 
 from rodi import __version__
+from rodi.atomic import replacing
 from rodi.config import Config, ConfigError, from_dict, to_dict
 from rodi.models.networks import AppearancePoseModel
 from rodi.objectives.disentangling import DETERMINISTIC_POSE, DisentanglingObjective
@@ -162,24 +162,10 @@ def _differing_keys(a: dict, b: dict, sections: tuple[str, ...]) -> list[str]:
 
 def atomic_save(obj: dict, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with replacing(path, durable=True) as tmp:
+        with open(tmp, "wb") as f:
             torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return path
+    return Path(path)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
@@ -224,20 +210,12 @@ def export_model(checkpoint: str | os.PathLike, output: str | os.PathLike) -> Pa
     from safetensors.torch import save_file
 
     state = read_checkpoint(checkpoint)
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"format": EXPORT_FORMAT, "format_version": str(FORMAT_VERSION), "rodi_version": __version__,
                 "step": str(state["step"]), "config": json.dumps(state["config"])}
     tensors = {k: v.contiguous() for k, v in state["model"].items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    os.close(fd)
-    try:
+    with replacing(output) as tmp:
         save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return output
+    return Path(output)
 
 
 def load_model(path: str | os.PathLike, device: torch.device | None = None) -> tuple[AppearancePoseModel, Config]:

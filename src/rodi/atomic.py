@@ -1,0 +1,53 @@
+"""Writing files so that a reader sees the old file or the complete new one, never a partial one."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+# mkstemp creates files readable by their owner only; a finished output should have the permissions
+# any other new file gets. The umask can only be read by setting it, so it is read once, at import,
+# before any thread of ours could create a file meanwhile.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+@contextmanager
+def replacing(path: str | os.PathLike, durable: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (``.NAME.XXXXXXXX.tmp``, in ``path``'s folder, which is
+    created) for the caller to write; rename it over ``path`` when the block ends, or remove it when
+    the block raises.
+
+    Args:
+        durable: fsync the file before the rename and the folder after it, so that the new file
+            survives a power cut, not only a crash of the process.
+
+    The temporary name hides the format from writers that guess it from the suffix: give them the
+    format explicitly.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        yield Path(tmp)
+        if durable:
+            _fsync(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    if durable:
+        _fsync(path.parent)
+
+
+def _fsync(path: str | os.PathLike) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

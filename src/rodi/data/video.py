@@ -1,0 +1,172 @@
+"""Reading videos with PyAV: frame counts, frame rates and frames prepared as the model sees images.
+
+The ``videos`` training source and ``rodi retarget`` share these steps, so a video frame is
+prepared the same way whether the model learns from it or is asked to transfer it (rotation by the
+display matrix, then the square fit and resize of :func:`rodi.data.images.square_array`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from PIL import Image
+
+from rodi.data.images import square_array
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".webm", ".mkv")
+
+
+class VideoReadError(ValueError):
+    """A video file is missing, unreadable, has no video stream or no frames.
+
+    Attributes:
+        path: the file.
+        reason: what is wrong with it, without the path.
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        super().__init__(path, reason)
+        self.path = Path(path)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video holds, read from its packets without decoding them.
+
+    Attributes:
+        frames: frames in the time window.
+        rate: frames per second (the stream's average rate), or None where the file does not say.
+        width, height: of the stored frames, before any rotation.
+    """
+
+    frames: int
+    rate: Fraction | None
+    width: int
+    height: int
+
+
+def is_video(path: str | os.PathLike) -> bool:
+    """Whether the file name ends in one of :data:`VIDEO_SUFFIXES` (any case)."""
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def _ffmpeg_reason(err: Exception) -> str:
+    """FFmpeg's message without the file name it repeats."""
+    return getattr(err, "strerror", None) or str(err)
+
+
+def _open(path: Path):
+    import av
+
+    if not path.is_file():
+        raise VideoReadError(path, "no such file")
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError, ValueError) as err:
+        raise VideoReadError(path, f"not a readable video ({_ffmpeg_reason(err)})") from None
+    if not container.streams.video:
+        container.close()
+        raise VideoReadError(path, "no video stream")
+    return container
+
+
+def _seconds(pts: int | None, stream) -> float | None:
+    if pts is None or stream.time_base is None:
+        return None
+    return float((pts - (stream.start_time or 0)) * stream.time_base)
+
+
+def _in_window(t: float | None, window: tuple[float, float | None] | None) -> bool:
+    if window is None or t is None:
+        return True
+    start, end = window
+    return t >= start and (end is None or t < end)
+
+
+def probe_video(path: str | os.PathLike, time_window: tuple[float, float | None] | None = None) -> VideoInfo:
+    """Count the frames of the first video stream (those shown at ``start_s <= t < end_s`` seconds
+    when ``time_window`` is given) from its packets, and read its frame rate and size.
+
+    Raises:
+        VideoReadError: the file is missing, unreadable, has no video stream, or no frames (in the
+            window).
+    """
+    import av
+
+    path = Path(path)
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+        width, height = stream.codec_context.width, stream.codec_context.height
+        try:
+            n = sum(1 for packet in container.demux(stream)
+                    if packet.size and _in_window(_seconds(packet.pts, stream), time_window))
+        except av.FFmpegError as err:
+            raise VideoReadError(path, f"not a readable video ({_ffmpeg_reason(err)})") from None
+    if n == 0:
+        raise VideoReadError(path, "no frames" + ("" if time_window is None else f" in {time_window} s"))
+    return VideoInfo(n, Fraction(rate) if rate else None, width, height)
+
+
+def frame_array(frame, size: int, background: tuple[int, int, int] = (0, 0, 0), fit: str = "pad") -> np.ndarray:
+    """A decoded PyAV frame as the model sees images: (size, size, 3) uint8 RGB.
+
+    FFmpeg first scales it to about twice the final size (fast), then it is rotated as the video's
+    display matrix asks (portrait phone videos), fitted and resized exactly as images are.
+    """
+    w, h = frame.width, frame.height
+    rotation = frame.rotation
+    scale = 2 * size / (max(w, h) if fit == "pad" else min(w, h))
+    if scale < 1:
+        w, h = max(1, round(w * scale)), max(1, round(h * scale))
+    im = frame.reformat(width=w, height=h, format="rgb24", interpolation="AREA").to_image()
+    quarter_turns = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180,
+                     270: Image.Transpose.ROTATE_270}
+    if rotation % 360 in quarter_turns:
+        im = im.transpose(quarter_turns[rotation % 360])
+    return square_array(im, size, background, fit)
+
+
+def video_frames(path: str | os.PathLike, size: int, background: tuple[int, int, int] = (0, 0, 0),
+                 fit: str = "pad", stride: int = 1,
+                 time_window: tuple[float, float | None] | None = None) -> Iterator[np.ndarray]:
+    """Decode a video's frames in order, each prepared by :func:`frame_array`: (size, size, 3) uint8.
+
+    Args:
+        stride: keep every ``stride``-th frame (of those in the time window).
+        time_window: ``(start_s, end_s)``: keep frames shown at ``start_s <= t < end_s`` seconds
+            from the start; ``end_s`` may be None for the end. None keeps all.
+
+    Raises:
+        VideoReadError: the file cannot be opened, or decoding fails part way (after the frames
+            decoded until then have been yielded).
+    """
+    import av
+
+    path = Path(path)
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        end = None if time_window is None else time_window[1]
+        in_window = 0
+        try:
+            for frame in container.decode(stream):
+                t = _seconds(frame.pts, stream)
+                if end is not None and t is not None and t >= end:
+                    break
+                if not _in_window(t, time_window):
+                    continue
+                if in_window % stride == 0:
+                    yield frame_array(frame, size, background, fit)
+                in_window += 1
+        except (av.FFmpegError, ValueError) as err:
+            raise VideoReadError(path, f"decoding failed ({_ffmpeg_reason(err)})") from None

@@ -1,0 +1,208 @@
+"""Motion retargeting and interpolation: what is rendered from which codes, and the videos and grids
+``rodi retarget`` and ``rodi interpolate`` write."""
+
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import write_video
+from rodi.cli import main
+from rodi.data.images import to_tensor
+from rodi.retarget import Renderer, grid_weights, interpolate, walk_weights
+from rodi.viz import to_uint8
+
+S = 64  # the tiny checkpoint's image size
+
+
+@pytest.fixture(scope="module")
+def renderer(tiny_checkpoint):
+    return Renderer.from_checkpoint(tiny_checkpoint)
+
+
+def character_frames(sheets, character: int, poses) -> np.ndarray:
+    """Sprites of one character in the given poses: (N, S, S, 3) uint8."""
+    poses = torch.as_tensor(poses)
+    return to_uint8(sheets.render(torch.full_like(poses, character), poses))
+
+
+@pytest.fixture(scope="module")
+def inputs(sheets, tmp_path_factory):
+    """A pose video (7 frames at 15 fps), two appearance and two pose images, as files."""
+    tmp = tmp_path_factory.mktemp("inputs")
+    write_video(tmp / "pose.mp4", character_frames(sheets, 3, range(7)), rate=15)
+    for name, character, pose in [("a0", 7, 20), ("a1", 9, 30), ("p0", 11, 2), ("p1", 13, 40)]:
+        Image.fromarray(character_frames(sheets, character, [pose])[0]).save(tmp / f"{name}.png")
+    return tmp
+
+
+def decoded(path) -> tuple[list[np.ndarray], Fraction, str]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+        return frames, stream.average_rate, stream.codec_context.name
+
+
+# -- retargeting -----------------------------------------------------------------------------------
+
+
+def test_each_frame_is_the_appearance_rendered_in_that_frames_pose(renderer, inputs):
+    code, _ = renderer.appearance(inputs / "a0.png")
+    rendered = np.concatenate(list(renderer.retarget_frames(code, inputs / "pose.mp4")))
+    poses = to_tensor(np.stack(list(renderer.frames(inputs / "pose.mp4"))))
+    app = renderer.images([inputs / "a0.png"]).expand(len(poses), -1, -1, -1)
+    expected = to_uint8(renderer.model.transfer(app, poses))
+    assert rendered.shape == (7, S, S, 3)
+    assert np.abs(rendered.astype(int) - expected).max() <= 1  # batch sizes differ: float rounding
+
+
+def test_side_by_side_shows_pose_frame_appearance_and_render(renderer, inputs):
+    code, app_frames = renderer.appearance(inputs / "a0.png")
+    plain = np.concatenate(list(renderer.retarget_frames(code, inputs / "pose.mp4")))
+    wide = np.concatenate(list(renderer.retarget_frames(code, inputs / "pose.mp4", app_frames)))
+    poses = np.stack(list(renderer.frames(inputs / "pose.mp4")))
+    assert wide.shape == (7, S, 3 * S, 3)
+    assert np.array_equal(wide[:, :, :S], poses)
+    assert np.array_equal(wide[:, :, S:2 * S], np.repeat(app_frames, 7, axis=0))
+    assert np.array_equal(wide[:, :, 2 * S:], plain)
+
+
+def test_a_video_appearance_averages_the_codes_of_its_frames(renderer, sheets, tmp_path):
+    frames = character_frames(sheets, 5, [0, 25, 50])
+    write_video(tmp_path / "three.mkv", frames, codec="ffv1", pix_fmt="bgr0")  # lossless
+    code, used = renderer.appearance(tmp_path / "three.mkv")
+    codes = renderer.model.encode_appearance(to_tensor(frames))
+    assert np.array_equal(used, frames)
+    torch.testing.assert_close(code, codes.mean(0, keepdim=True), rtol=0, atol=1e-5)
+
+
+def test_a_video_of_one_repeated_frame_gives_the_single_image_result(renderer, sheets, tmp_path):
+    frame = character_frames(sheets, 5, [12])
+    write_video(tmp_path / "still.mkv", np.repeat(frame, 4, axis=0), codec="ffv1", pix_fmt="bgr0")
+    Image.fromarray(frame[0]).save(tmp_path / "still.png")
+    from_video, _ = renderer.appearance(tmp_path / "still.mkv")
+    from_image, _ = renderer.appearance(tmp_path / "still.png")
+    torch.testing.assert_close(from_video, from_image, rtol=0, atol=1e-5)
+
+
+def test_retarget_keeps_the_pose_videos_frame_count_and_rate(tiny_checkpoint, inputs, tmp_path):
+    out = tmp_path / "out.mp4"
+    result = CliRunner().invoke(main, ["retarget", "-c", str(tiny_checkpoint), "-a", str(inputs / "a0.png"),
+                                       "-p", str(inputs / "pose.mp4"), "-o", str(out), "--scale", "2"])
+    assert result.exit_code == 0, result.output
+    frames, rate, codec = decoded(out)
+    assert (len(frames), rate, codec) == (7, 15, "h264")
+    assert frames[0].shape == (2 * S, 2 * S, 3)
+    assert "7 frames at 15 fps" in result.output
+
+
+def test_side_by_side_output_is_three_times_as_wide(tiny_checkpoint, inputs, tmp_path):
+    result = CliRunner().invoke(main, ["retarget", "-c", str(tiny_checkpoint), "-a", str(inputs / "pose.mp4"),
+                                       "-p", str(inputs / "pose.mp4"), "-o", str(tmp_path / "out.gif"),
+                                       "--side-by-side", "--scale", "1"])
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "out.gif") as gif:
+        assert (gif.size, gif.n_frames) == ((3 * S, S), 7)
+    assert "appearance from 7 frame(s)" in result.output
+
+
+@pytest.mark.parametrize("case,message", [
+    ("missing video", "missing.mp4: no such file"),
+    ("corrupt video", "corrupt.mp4: not a readable video"),
+    ("video without frames", "empty.avi: no frames"),
+    ("text as appearance", "notes.txt: not a readable image"),
+    ("unsupported output", "cannot write .webm"),
+    ("output over the input", "is also an input"),
+])
+def test_bad_inputs_are_one_line_errors_and_write_nothing(tiny_checkpoint, inputs, tmp_path, case, message):
+    with av.open(str(tmp_path / "empty.avi"), "w") as container:
+        stream = container.add_stream("mpeg4", rate=5)
+        stream.width = stream.height = 32
+        container.start_encoding()
+    (tmp_path / "corrupt.mp4").write_bytes((inputs / "pose.mp4").read_bytes()[:300])
+    (tmp_path / "notes.txt").write_text("not an image")
+    appearance, pose, output = inputs / "a0.png", inputs / "pose.mp4", tmp_path / "out" / "out.mp4"
+    if case == "text as appearance":
+        appearance = tmp_path / "notes.txt"
+    elif case == "unsupported output":
+        output = output.with_suffix(".webm")
+    elif case == "output over the input":
+        pose = output = tmp_path / "out" / "pose.mp4"
+        output.parent.mkdir()
+        output.write_bytes((inputs / "pose.mp4").read_bytes())
+    else:
+        pose = tmp_path / {"missing video": "missing.mp4", "corrupt video": "corrupt.mp4",
+                           "video without frames": "empty.avi"}[case]
+    result = CliRunner().invoke(main, ["retarget", "-c", str(tiny_checkpoint), "-a", str(appearance),
+                                       "-p", str(pose), "-o", str(output), "--no-progress"])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: ") and message in result.output and len(result.output.splitlines()) == 1
+    assert not output.parent.exists() or [p.name for p in output.parent.iterdir()] in ([], [pose.name])
+
+
+def test_a_failure_while_rendering_leaves_no_partial_video(renderer, inputs, tmp_path, monkeypatch):
+    def fail_after_first_batch(*args, **kwargs):
+        yield np.zeros((1, S, S, 3), np.uint8)
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(renderer, "retarget_frames", fail_after_first_batch)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        renderer.retarget(inputs / "a0.png", inputs / "pose.mp4", tmp_path / "out.mp4", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- interpolation ---------------------------------------------------------------------------------
+
+
+def test_interpolation_grid_corners_are_the_plain_transfers(renderer, inputs):
+    a = renderer.images([inputs / "a0.png", inputs / "a1.png"])
+    p = renderer.images([inputs / "p0.png", inputs / "p1.png"])
+    grid = interpolate(renderer.model, a, p, grid_weights(4)).reshape(4, 4, 3, S, S)
+    for i, j in [(0, 0), (0, 1), (1, 0), (1, 1)]:
+        plain = renderer.model.transfer(a[i:i + 1], p[j:j + 1])[0]
+        torch.testing.assert_close(grid[3 * i, 3 * j], plain, rtol=0, atol=1e-5)
+
+
+def test_interpolation_decodes_the_linear_mix_of_codes(renderer, inputs):
+    a = renderer.images([inputs / "a0.png", inputs / "a1.png"])
+    p = renderer.images([inputs / "p0.png", inputs / "p1.png"])
+    mixed = interpolate(renderer.model, a, p, torch.tensor([[0.25, 0.5]]))
+    alpha = renderer.model.encode_appearance(a)
+    pi = renderer.model.encode_pose(p)[0]
+    expected = renderer.model.decode(pi.mean(0, keepdim=True), 0.75 * alpha[:1] + 0.25 * alpha[1:]).clamp(-1, 1)
+    torch.testing.assert_close(mixed, expected, rtol=0, atol=1e-5)
+
+
+def test_walk_is_a_closed_loop_through_the_four_corners():
+    w = walk_weights(3)
+    assert len(w) == 12
+    corners = [tuple(v) for v in w[::3].tolist()]
+    assert corners == [(0, 0), (0, 1), (1, 1), (1, 0)]
+    steps = (torch.roll(w, -1, 0) - w).abs().sum(1)  # the last frame steps back to the first
+    torch.testing.assert_close(steps, torch.full((12,), 1 / 3))
+
+
+def test_interpolate_writes_a_grid_with_input_headers_and_a_walk(tiny_checkpoint, inputs, tmp_path):
+    args = ["interpolate", "-c", str(tiny_checkpoint), "-a", str(inputs / "a0.png"), "-a", str(inputs / "a1.png"),
+            "-p", str(inputs / "p0.png"), "-p", str(inputs / "p1.png"), "-o", str(tmp_path / "grid.png"),
+            "--steps", "5", "--scale", "1", "--walk", str(tmp_path / "walk.mp4"), "--walk-frames", "4", "--fps", "8"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    grid = np.asarray(Image.open(tmp_path / "grid.png"))
+    assert grid.shape == (6 * (S + 2) + 2, 6 * (S + 2) + 2, 3)  # 5 x 5 renders and a header row and column
+    top_left_header = grid[2:2 + S, 2 + (S + 2):2 + (S + 2) + S]  # above the first column: pose 0
+    assert np.array_equal(top_left_header, np.asarray(Image.open(inputs / "p0.png").convert("RGB")))
+    assert (grid[2:2 + S, 2 + 2 * (S + 2):2 + 2 * (S + 2) + S] == 255).all()  # blank between the poses
+    frames, rate, _ = decoded(tmp_path / "walk.mp4")
+    assert (len(frames), frames[0].shape, rate) == (16, (S, S, 3), 8)
+
+
+def test_interpolate_needs_two_of_each(tiny_checkpoint, inputs, tmp_path):
+    result = CliRunner().invoke(main, ["interpolate", "-c", str(tiny_checkpoint), "-a", str(inputs / "a0.png"),
+                                       "-p", str(inputs / "p0.png"), "-p", str(inputs / "p1.png"),
+                                       "-o", str(tmp_path / "grid.png")])
+    assert result.exit_code == 2 and "give --appearance twice" in result.output
