@@ -94,50 +94,6 @@ def save_transfer_matrix(model, appearance: torch.Tensor, pose: torch.Tensor,
     return save_png(grid, path, scale)
 
 
-@torch.no_grad()
-def interpolation_matrix(model, appearance: torch.Tensor, pose: torch.Tensor, steps: int = 7) -> torch.Tensor:
-    """Decode codes that walk linearly between two appearances (rows) and two poses (columns),
-    the paper's interpolation figure (ICCV 2019, Esser et al., section 4).
-
-    Args:
-        model: an :class:`rodi.models.networks.AppearancePoseModel`.
-        appearance: (2, 3, H, W) in [-1, 1]: the first and last row's appearance.
-        pose: (2, 3, H, W) in [-1, 1]: the first and last column's pose (posterior means).
-        steps: rows and columns, at least 2.
-
-    Returns:
-        (steps, steps, 3, H, W) in [-1, 1]; cell (i, j) decodes alpha_i = (1 - s_i) alpha_0 +
-        s_i alpha_1 with pi_j = (1 - s_j) pi_0 + s_j pi_1, s = 0 .. 1.
-
-    Raises:
-        ValueError: not two images of each, or fewer than 2 steps.
-    """
-    if len(appearance) != 2 or len(pose) != 2 or steps < 2:
-        raise ValueError(f"need 2 appearance and 2 pose images and steps >= 2, got {len(appearance)}, "
-                         f"{len(pose)} and {steps}")
-    device = next(model.parameters()).device
-    alpha = model.encode_appearance(appearance.to(device))
-    pi, _ = model.encode_pose(pose.to(device))
-    s = torch.linspace(0, 1, steps, device=device).view(-1, 1, 1, 1)
-    alphas, pis = torch.lerp(alpha[:1], alpha[1:], s), torch.lerp(pi[:1], pi[1:], s)
-    out = model.decode(pis.repeat(steps, 1, 1, 1), alphas.repeat_interleave(steps, dim=0)).clamp(-1, 1)
-    return out.reshape(steps, steps, *out.shape[1:])
-
-
-def save_interpolation(model, appearance: torch.Tensor, pose: torch.Tensor, path: str | os.PathLike,
-                       steps: int = 7) -> Path:
-    """Save :func:`interpolation_matrix` as a PNG laid out like a transfer matrix: the two pose
-    inputs head the first and last column, the two appearance inputs the first and last row."""
-    blank = lambda x: torch.ones(steps, *x.shape[1:])  # noqa: E731 (white in [-1, 1])
-    headers_a, headers_p = blank(appearance), blank(pose)
-    headers_a[[0, -1]], headers_p[[0, -1]] = appearance.cpu(), pose.cpu()
-    grid = transfer_grid(headers_a, headers_p, interpolation_matrix(model, appearance, pose, steps).cpu())
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid).save(path)
-    return path
-
-
 def _pyplot():
     import matplotlib
 

@@ -111,4 +111,4 @@ def test_the_judge_is_cached_and_not_trained_again(humanoid, tmp_path, monkeypat
 
 def test_a_source_without_exact_renders_gets_a_clear_error():
     with pytest.raises(ValueError, match="no exact renders"):
-        judges.train_judge(object(), steps=1)
+        judges.train_judge(object(), steps=1, batch_size=1)

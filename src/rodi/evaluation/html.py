@@ -9,6 +9,8 @@ from pathlib import Path
 
 from jinja2 import Environment
 
+from rodi.atomic import replacing
+
 PROBES = (("pose_to_appearance", "pose sample -> appearance", "leak: chance is best"),
           ("pose_mean_to_appearance", "pose mean -> appearance", "leak: chance is best"),
           ("appearance_to_pose", "appearance -> pose", "leak: chance is best"),
@@ -105,7 +107,6 @@ def write_html(metrics: dict, figures: list[tuple[str, str | os.PathLike, str]],
     page = Environment(autoescape=True).from_string(_TEMPLATE).render(
         m={"probes": {}, "posthoc_mi_nats": None, "pose_accuracy": None, **metrics}, figures=figs,
         quality=quality, probes=PROBES, fmt=_fmt)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        tmp.write_text(page, encoding="utf-8")
     return path

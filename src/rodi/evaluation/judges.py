@@ -153,9 +153,11 @@ def _sample(source, n: int, generator: torch.Generator) -> tuple[torch.Tensor, t
     return character, torch.randint(source.num_poses, (n,), generator=generator)
 
 
-def train_judge(source, steps: int = 6000, batch_size: int = 32, seed: int = 0, lr: float = 3e-3,
+def train_judge(source, steps: int, batch_size: int, seed: int = 0, lr: float = 3e-3,
                 progress: bool = False) -> Judge:
-    """Train a judge on exact renders of ``source`` (every appearance in every pose).
+    """Train a judge on exact renders of ``source`` (every appearance in every pose) for ``steps``
+    steps of ``batch_size`` images (the defaults are ``evaluation.judge_steps`` and
+    ``judge_batch_size`` in the config).
 
     Loss: the sum of the labels' cross-entropies plus, where the source has keypoints, the L1 error
     of the keypoints in units of the image side; Adam with the learning rate decaying linearly to 0.
@@ -202,7 +204,7 @@ def _fingerprint(source, steps: int, batch_size: int, seed: int) -> str:
     return h.hexdigest()[:16]
 
 
-def load_or_train_judge(source, steps: int = 6000, batch_size: int = 32, seed: int = 0,
+def load_or_train_judge(source, steps: int, batch_size: int, seed: int = 0,
                         cache_dir: str | os.PathLike | None = None, progress: bool = True) -> Judge:
     """The judge of ``source`` from the cache, else trained with :func:`train_judge` and cached.
 

@@ -113,16 +113,20 @@ def write_report(state: TrainState, source, metrics: dict, out_dir: str | os.Pat
         OSError: the folder cannot be written.
     """
     from rodi.evaluation.html import write_html
-    from rodi.viz import plot_training_curves, save_interpolation, save_transfer_matrix
+    from rodi.retarget import grid_weights, interpolate
+    from rodi.viz import interpolation_grid, plot_training_curves, save_png, save_transfer_matrix
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_json(metrics, out / "metrics.json")
-    appearance, pose = (x["image"] for x in source.fixed_examples(state.cfg.train.matrix_size, seed=7))
+    appearance, pose = (x["image"] for x in source.fixed_examples(max(2, state.cfg.train.matrix_size), seed=7))
+    steps, device = 7, next(state.model.parameters()).device
+    cells = interpolate(state.model, appearance[:2].to(device), pose[:2].to(device), grid_weights(steps))
+    walk = interpolation_grid(appearance[:2], pose[:2], cells.cpu().reshape(steps, steps, *appearance.shape[1:]))
     figures = [("transfer matrix", save_transfer_matrix(state.model, appearance, pose, out / "transfer_matrix.png", 2),
                 "held-out appearance inputs head the rows and pose inputs the columns; cell (i, j) renders "
                 "appearance i in pose j (posterior mean)"),
-               ("interpolation", save_interpolation(state.model, appearance[:2], pose[:2], out / "interpolation.png"),
+               ("interpolation", save_png(walk, out / "interpolation.png", 2),
                 "along each row the pose code walks linearly from the first to the last column's pose input; "
                 "down each column the appearance code walks from the first to the last row's appearance input")]
     if scalars_csv is not None and Path(scalars_csv).is_file() and len(Path(scalars_csv).read_text().splitlines()) > 1:
@@ -195,7 +199,9 @@ def format_table(metrics: dict) -> str:
 
 
 def write_json(metrics: dict, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(metrics, indent=2) + "\n")
-    return path
+    """Write ``metrics`` as indented JSON, atomically."""
+    from rodi.atomic import replacing
+
+    with replacing(path) as tmp:
+        tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+    return Path(path)
