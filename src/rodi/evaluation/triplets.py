@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections import defaultdict
 
 import torch
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from rodi.models.networks import AppearancePoseModel
 
@@ -21,6 +20,8 @@ def image_quality(images: torch.Tensor, targets: torch.Tensor) -> dict[str, torc
         ``mse``: (B,); ``ssim``: (B,) in [-1, 1], 1 for an exact copy; ``psnr``: (B,) in dB, at
         most ``MAX_PSNR_DB``.
     """
+    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
     images, targets = images.float(), targets.float()
     return {
         "mse": (images - targets).square().flatten(1).mean(1),
@@ -30,9 +31,18 @@ def image_quality(images: torch.Tensor, targets: torch.Tensor) -> dict[str, torc
     }
 
 
+def _add_quality(scores: dict, images: torch.Tensor, targets: torch.Tensor, quality: bool) -> None:
+    """Append per-image ``transfer`` MSE and, with ``quality``, ``ssim`` and ``psnr`` to ``scores``."""
+    if not quality:
+        scores["transfer"].append((images - targets).square().flatten(1).mean(1).cpu())
+        return
+    for k, v in image_quality(images, targets).items():
+        scores["transfer" if k == "mse" else k].append(v.cpu())
+
+
 @torch.no_grad()
 def triplet_errors(model: AppearancePoseModel, sheets, num_triplets: int = 8000,
-                   seed: int = 0, batch_size: int = 250, judge=None) -> dict[str, torch.Tensor]:
+                   seed: int = 0, batch_size: int = 250, judge=None, quality: bool = True) -> dict[str, torch.Tensor]:
     """Per-triplet errors on held-out characters of a source with exact targets (``sprites``,
     ``mocap``, ``flare``), pixels in [-1, 1], posterior mean for pi.
 
@@ -41,6 +51,7 @@ def triplet_errors(model: AppearancePoseModel, sheets, num_triplets: int = 8000,
 
     Args:
         judge: a :class:`rodi.evaluation.judges.Judge` of the source, or None.
+        quality: also SSIM and PSNR (off for the quick validation during training).
 
     Returns:
         ``transfer``: (num_triplets,) MSE between D(mean pi(pose input), alpha(appearance input))
@@ -58,10 +69,7 @@ def triplet_errors(model: AppearancePoseModel, sheets, num_triplets: int = 8000,
         batch = sheets.triplets(chunk)
         app, pose, target = (batch[k].to(device) for k in ("appearance_image", "pose_image", "target"))
         out = model.transfer(app, pose)
-        quality = image_quality(out, target)
-        scores["transfer"].append(quality.pop("mse").cpu())
-        for k, v in quality.items():
-            scores[k].append(v.cpu())
+        _add_quality(scores, out, target, quality)
         rec = model.transfer(app, app)
         scores["reconstruction"].append((rec - app).square().flatten(1).mean(1).cpu())
         if judge is not None:
@@ -72,25 +80,22 @@ def triplet_errors(model: AppearancePoseModel, sheets, num_triplets: int = 8000,
 
 @torch.no_grad()
 def pair_errors(model: AppearancePoseModel, source, n: int = 8000, seed: int = 0,
-                batch_size: int = 250) -> dict[str, torch.Tensor]:
+                batch_size: int = 250, quality: bool = True) -> dict[str, torch.Tensor]:
     """Per-pair errors on held-out identities of user data (no renderer, so no third image).
 
     For each pair (x', x) of one held-out identity, x is the exact target of transferring the
     appearance of x' into the pose of x: ``transfer`` is the (n,) MSE of D(mean pi(x), alpha(x'))
     against x, ``reconstruction`` the (n,) MSE of D(mean pi(x'), alpha(x')) against x'; pixels in
     [-1, 1]. Unlike triplets, the pose input shares the appearance, so leakage goes unpunished: use
-    it beside the post-hoc MI, not alone. ``ssim`` and ``psnr`` (dB) compare the same images as
-    ``transfer`` (see :func:`image_quality`).
+    it beside the post-hoc MI, not alone. With ``quality``, ``ssim`` and ``psnr`` (dB) compare the
+    same images as ``transfer`` (see :func:`image_quality`).
     """
     device = next(model.parameters()).device
     pairs = source.held_out_pairs(n, seed=seed)
     scores = defaultdict(list)
     for app, pose in zip(pairs["appearance_image"].split(batch_size), pairs["pose_image"].split(batch_size)):
         app, pose = app.to(device), pose.to(device)
-        quality = image_quality(model.transfer(app, pose), pose)
-        scores["transfer"].append(quality.pop("mse").cpu())
-        for k, v in quality.items():
-            scores[k].append(v.cpu())
+        _add_quality(scores, model.transfer(app, pose), pose, quality)
         scores["reconstruction"].append((model.transfer(app, app) - app).square().flatten(1).mean(1).cpu())
     return {k: torch.cat(v) for k, v in scores.items()}
 

@@ -18,8 +18,9 @@ class ScalarLogger:
 
     Args:
         run_dir: the run's folder.
-        resume_step: when resuming, rows logged after this step (by a run killed before its next
-            checkpoint) are dropped, so the file holds each step once.
+        resume_step: rows logged after this step (by a run killed before its next checkpoint) are
+            dropped, so the file holds each step once: the checkpoint's step when resuming, 0 for a
+            fresh run; None keeps every row.
     """
 
     def __init__(self, run_dir: Path, resume_step: int | None = None):
@@ -56,7 +57,7 @@ class ScalarLogger:
 
 
 def _open_csv(path: Path, fields: tuple[str, ...], resume_step: int | None):
-    """Open ``path`` for appending. When resuming, keep only complete rows up to ``resume_step``
+    """Open ``path`` for appending. Unless ``resume_step`` is None, keep only complete rows up to it
     (a run killed mid-write leaves a partial last line; rows after the checkpoint are redone),
     rewriting the file atomically."""
     import os

@@ -84,8 +84,8 @@ def validation_error(model, source, n: int, seed: int = 99) -> float:
     for user data: the number ``best.pt`` is chosen by."""
     from rodi.evaluation.triplets import pair_errors, triplet_errors
 
-    errors = (triplet_errors if hasattr(source, "triplet_indices") else pair_errors)(model, source, n, seed)
-    return errors["transfer"].mean().item()
+    score = triplet_errors if hasattr(source, "triplet_indices") else pair_errors
+    return score(model, source, n, seed, quality=False)["transfer"].mean().item()
 
 
 _RESUME_HINT = ("the last good checkpoint is kept; resume it with `rodi train --resume RUN_DIR`, "
@@ -152,7 +152,8 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
         for stale in (run_dir / "checkpoints").glob(".*.tmp"):  # left by a run killed mid-write
             stale.unlink(missing_ok=True)
         (run_dir / "config.yaml").write_text(to_yaml(cfg))
-        logger = ScalarLogger(run_dir, resume_step=state.step if resume else None)
+        # a fresh run drops rows an attempt killed before its first checkpoint left behind
+        logger = ScalarLogger(run_dir, resume_step=state.step if resume else 0)
     else:
         logger = _NoLogger()
     appearance, pose = source.fixed_examples(cfg.train.matrix_size)
