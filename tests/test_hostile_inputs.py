@@ -5,7 +5,6 @@ import errno
 import os
 import warnings
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner

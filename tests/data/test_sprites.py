@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from rodi.data.sprites import SpritesDataError, SpriteSheets, locate_sheets, make_protocol
+from rodi.data.sprites import SpritesDataError, locate_sheets, make_protocol
 
 
 def test_sprites_protocol_has_1296_characters_72_poses_and_the_published_split():

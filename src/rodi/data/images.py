@@ -24,8 +24,8 @@ _DECODE_ERRORS = (
 )
 
 
-class ImageReadError(ValueError):
-    """An image file is missing, unreadable or not an image.
+class MediaReadError(ValueError):
+    """A media file (image or video) that cannot be used; the message names it and says why.
 
     Attributes:
         path: the file.
@@ -39,6 +39,10 @@ class ImageReadError(ValueError):
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
+
+
+class ImageReadError(MediaReadError):
+    """An image file is missing, unreadable or not an image."""
 
 
 def open_image(path: str | os.PathLike, size: int | None = None) -> Image.Image:

@@ -16,26 +16,13 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from rodi.data.images import square_array
+from rodi.data.images import MediaReadError, square_array
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".webm", ".mkv")
 
 
-class VideoReadError(ValueError):
-    """A video file is missing, unreadable, has no video stream or no frames.
-
-    Attributes:
-        path: the file.
-        reason: what is wrong with it, without the path.
-    """
-
-    def __init__(self, path: str | os.PathLike, reason: str):
-        super().__init__(path, reason)
-        self.path = Path(path)
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.reason}"
+class VideoReadError(MediaReadError):
+    """A video file is missing, unreadable, has no video stream or no frames (``path``, ``reason``)."""
 
 
 @dataclass(frozen=True)
