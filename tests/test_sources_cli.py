@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from conftest import tiny_overrides
+from rodi.atomic import NEW_FILE_MODE
 from rodi.cli import main
 
 
@@ -80,6 +81,9 @@ def test_export_gives_a_safetensors_model_that_transfer_accepts(mocap_run, tmp_p
     model = tmp_path / "model.safetensors"
     result = runner.invoke(main, ["export", "-c", str(mocap_run / "checkpoints" / "last.pt"), "-o", str(model)])
     assert result.exit_code == 0, result.output
+    assert model.stat().st_mode & 0o777 == NEW_FILE_MODE  # as any new file, not owner-only
+    result = runner.invoke(main, ["evaluate", "-c", str(model)])
+    assert result.exit_code == 2 and "exported model" in result.output and "evaluating:" not in result.output
     Image.fromarray(np.full((50, 50, 3), 90, np.uint8)).save(tmp_path / "a.png")
     result = runner.invoke(main, ["transfer", "-c", str(model), "-a", str(tmp_path / "a.png"),
                                   "-p", str(tmp_path / "a.png"), "-o", str(tmp_path / "out.png")])

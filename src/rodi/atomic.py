@@ -13,6 +13,7 @@ from typing import Iterator
 # before any thread of ours could create a file meanwhile.
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
+NEW_FILE_MODE = 0o666 & ~_UMASK  # what a plainly created file gets
 
 
 @contextmanager
@@ -33,7 +34,7 @@ def replacing(path: str | os.PathLike, durable: bool = False) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.chmod(tmp, NEW_FILE_MODE)
         yield Path(tmp)
         if durable:
             _fsync(tmp)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 from pathlib import Path
 
@@ -256,9 +258,12 @@ def _evaluate_and_report(checkpoint, data_root, num_triplets, device, report_dir
     from rodi.evaluation.report import evaluate_checkpoint, format_table
     from rodi.training.state import read_checkpoint
 
+    step = read_checkpoint(checkpoint)["step"]  # a missing or foreign file fails here, before any work
     if report_dir is None:
-        step = read_checkpoint(checkpoint)["step"]
         report_dir = Path(checkpoint).parent.parent / "reports" / f"step-{step:07d}"
+    Path(report_dir).mkdir(parents=True, exist_ok=True)
+    if not os.access(report_dir, os.W_OK):  # fail now, not after minutes of evaluation
+        raise OSError(errno.EACCES, "cannot write the report folder", str(report_dir))
     click.echo("evaluating: held-out transfers, judges of pose and appearance where renders are exact "
                "(trained once per dataset), leakage probes where there are labels, post-hoc MI "
                "(a few minutes on a CPU) ...")

@@ -95,3 +95,6 @@ def test_unreadable_and_foreign_checkpoints_are_clear_errors(tmp_path):
         read_checkpoint(tmp_path / "future.pt")
     with pytest.raises(CheckpointError, match="no checkpoint"):
         read_checkpoint(tmp_path / "missing.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")  # a torch file, not rodi's
+    with pytest.raises(CheckpointError, match="other.pt is not a rodi training checkpoint$"):
+        read_checkpoint(tmp_path / "other.pt")

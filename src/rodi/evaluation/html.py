@@ -46,7 +46,8 @@ Appearance of A in pose q, pose of B in pose p, compared with the exact render o
 <p class="note">A judge trained on exact renders ({{ m.judge_train_steps }} steps) reads the pose of each transfer.
 Ceiling: the judge on the exact targets. Floor: the judge on the appearance input, whose pose is wrong.
 PCK: fraction of keypoints within 0.05 or 0.1 of the image side of the target's keypoints; pixel error in pixels (lower is better);
-labels: accuracy against the pose input's label.</p>
+labels: accuracy against the pose input's label. A transfer can score below its floor when it
+shows neither input's pose.</p>
 <table><tr><th>measure</th><th>floor</th><th>transfer</th><th>ceiling</th></tr>
 {% for name, v in m.pose_accuracy.items() %}<tr><td>{{ name }}</td><td>{{ fmt(v.floor) }}</td><td><b>{{ fmt(v.transfer) }}</b></td><td>{{ fmt(v.ceiling) }}</td></tr>
 {% endfor %}</table>
@@ -60,13 +61,15 @@ Ceiling: the judge on the exact targets. Floor: the judge on the pose input, who
 
 {% if m.probes or m.posthoc_mi_nats is not none %}
 <h2>Leakage probes and mutual information</h2>
-<p class="note">Probes: classifiers trained on codes of training appearances, scored on held-out ones.
+<p class="note">Probes: classifiers trained on codes of training appearances, scored on held-out ones;
+chance is the majority class. "Pose sample" is a draw from the pose posterior, as the decoder sees it
+in training; "pose mean" is the posterior mean, which transfers use.
 Post-hoc MI: a critic trained after the fact on frozen codes, in nats.</p>
 <table><tr><th>probe</th><th>accuracy</th><th>chance</th><th>reading</th></tr>
 {% for key, name, reading in probes if key in m.probes %}<tr><td>{{ name }}</td><td>{{ fmt(m.probes[key]) }}</td><td>{{ fmt(m.probes[key + "_chance"]) }}</td><td>{{ reading }}</td></tr>
 {% endfor %}
-{% if m.posthoc_mi_nats is not none %}<tr><td>post-hoc MI(pose sample; appearance)</td><td>{{ fmt(m.posthoc_mi_nats) }} nats</td><td>0</td><td>leak</td></tr>
-<tr><td>post-hoc MI(pose mean; appearance)</td><td>{{ fmt(m.posthoc_mi_mean_nats) }} nats</td><td>0</td><td>leak</td></tr>{% endif %}
+{% if m.posthoc_mi_nats is not none %}<tr><td>post-hoc MI(pose sample; appearance)</td><td>{{ fmt(m.posthoc_mi_nats) }} nats</td><td>0</td><td>leak: 0 nats is best</td></tr>
+<tr><td>post-hoc MI(pose mean; appearance)</td><td>{{ fmt(m.posthoc_mi_mean_nats) }} nats</td><td>0</td><td>leak: 0 nats is best</td></tr>{% endif %}
 </table>
 {% endif %}
 

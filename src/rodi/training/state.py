@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from rodi import __version__
-from rodi.atomic import replacing
+from rodi.atomic import NEW_FILE_MODE, replacing
 from rodi.config import Config, ConfigError, from_dict, to_dict
 from rodi.models.networks import AppearancePoseModel
 from rodi.objectives.disentangling import DETERMINISTIC_POSE, DisentanglingObjective
@@ -188,6 +188,10 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
                   else f"{type(err).__name__}: {first_line}")
         raise CheckpointError(f"{path} is not a readable rodi checkpoint ({detail})") from None
     version = state.get("format_version") if isinstance(state, dict) else None
+    if version is None:
+        hint = (" (an exported model: `rodi transfer` and `rodi serve` read it; training, resuming and "
+                "evaluating need the run's .pt checkpoint)" if path.suffix == ".safetensors" else "")
+        raise CheckpointError(f"{path} is not a rodi training checkpoint{hint}")
     if version != FORMAT_VERSION:
         raise CheckpointError(f"{path} has checkpoint format version {version!r}; this rodi "
                               f"({__version__}) reads version {FORMAT_VERSION}")
@@ -215,6 +219,7 @@ def export_model(checkpoint: str | os.PathLike, output: str | os.PathLike) -> Pa
     tensors = {k: v.contiguous() for k, v in state["model"].items()}
     with replacing(output) as tmp:
         save_file(tensors, tmp, metadata=metadata)
+        os.chmod(tmp, NEW_FILE_MODE)  # safetensors replaces the file it writes with an owner-only one
     return Path(output)
 
 
