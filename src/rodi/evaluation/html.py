@@ -38,7 +38,7 @@ gamma {{ "%.4g"|format(m.gamma) }}, lambda {{ "%.4g"|format(m.lambda) }} (epsilo
 the pose input is also the target, so leakage goes unpunished here; read it beside the probes.{% else %}
 Appearance of A in pose q, pose of B in pose p, compared with the exact render of A in pose p.{% endif %}</p>
 <table><tr><th>measure</th><th>mean</th><th>median</th><th>std</th></tr>
-{% for name, key, s in quality %}<tr><td>{{ name }}</td><td>{{ fmt(s.mean) }}</td><td>{{ fmt(s.median) }}</td><td>{{ fmt(s.std) }}</td></tr>
+{% for name, s in quality %}<tr><td>{{ name }}</td><td>{{ fmt(s.mean) }}</td><td>{{ fmt(s.median) }}</td><td>{{ fmt(s.std) }}</td></tr>
 {% endfor %}</table>
 
 {% if m.pose_accuracy %}
@@ -102,11 +102,10 @@ def write_html(metrics: dict, figures: list[tuple[str, str | os.PathLike, str]],
     path = Path(path)
     figs = [{"name": name, "caption": caption, "file": os.path.relpath(file, path.parent),
              "data": base64.b64encode(Path(file).read_bytes()).decode("ascii")} for name, file, caption in figures]
-    quality = [("transfer MSE", "triplet_mse", metrics["triplet_mse"]),
-               ("self-reconstruction MSE", "reconstruction_mse", metrics["reconstruction_mse"])]
+    quality = [("transfer MSE", metrics["triplet_mse"]), ("self-reconstruction MSE", metrics["reconstruction_mse"])]
     if "image_quality" in metrics:
-        quality += [("transfer SSIM (1 is exact)", "ssim", metrics["image_quality"]["ssim"]),
-                    ("transfer PSNR (dB)", "psnr_db", metrics["image_quality"]["psnr_db"])]
+        quality += [("transfer SSIM (1 is exact)", metrics["image_quality"]["ssim"]),
+                    ("transfer PSNR (dB)", metrics["image_quality"]["psnr_db"])]
     page = Environment(autoescape=True).from_string(_TEMPLATE).render(
         m={"probes": {}, "posthoc_mi_nats": None, "pose_accuracy": None, **metrics}, figures=figs,
         quality=quality, probes=PROBES, fmt=_fmt)

@@ -97,7 +97,8 @@ class JudgeNet(nn.Module):
 
 
 class Judge:
-    """A trained :class:`JudgeNet` and which of its labels describe pose and which appearance.
+    """A trained :class:`JudgeNet` and which of its labels describe pose and which appearance (the
+    source's ``pose_attributes`` and ``appearance_attributes``).
 
     Attributes:
         net: the network, in eval mode.
@@ -106,10 +107,10 @@ class Judge:
         train_steps: optimisation steps it was trained for.
     """
 
-    def __init__(self, net: JudgeNet, pose_labels: tuple[str, ...], appearance_labels: tuple[str, ...],
-                 train_steps: int):
+    def __init__(self, net: JudgeNet, source, train_steps: int):
         self.net = net.eval()
-        self.pose_labels, self.appearance_labels, self.train_steps = pose_labels, appearance_labels, train_steps
+        self.pose_labels, self.appearance_labels = tuple(source.pose_attributes), tuple(source.appearance_attributes)
+        self.train_steps = train_steps
 
     @property
     def has_keypoints(self) -> bool:
@@ -186,7 +187,7 @@ def train_judge(source, steps: int, batch_size: int, seed: int = 0, lr: float = 
         loss.backward()
         opt.step()
         sched.step()
-    return Judge(net, tuple(source.pose_attributes), tuple(source.appearance_attributes), steps)
+    return Judge(net, source, steps)
 
 
 def _fingerprint(source, steps: int, batch_size: int, seed: int) -> str:
@@ -223,7 +224,7 @@ def load_or_train_judge(source, steps: int, batch_size: int, seed: int = 0,
 
     arrays = cached_arrays(path, build, "the trained judge")
     template.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in arrays.items()})
-    return Judge(template, tuple(source.pose_attributes), tuple(source.appearance_attributes), steps)
+    return Judge(template, source, steps)
 
 
 def keypoint_scores(predicted: torch.Tensor, truth: torch.Tensor, image_size: int) -> dict[str, torch.Tensor]:

@@ -73,7 +73,7 @@ def triplet_errors(model: AppearancePoseModel, sheets, num_triplets: int = 8000,
         rec = model.transfer(app, app)
         scores["reconstruction"].append((rec - app).square().flatten(1).mean(1).cpu())
         if judge is not None:
-            for k, v in judge_transfers(judge, batch, out.cpu()).items():
+            for k, v in judge_transfers(judge, batch, out).items():
                 scores[k].append(v)
     return {k: torch.cat(v) for k, v in scores.items()}
 
