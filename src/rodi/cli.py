@@ -17,16 +17,15 @@ class _Errors(click.Group):
 
     def invoke(self, ctx):
         from rodi.config import ConfigError
-        from rodi.data.images import ImageReadError
+        from rodi.data.images import MediaReadError
         from rodi.data.sources import data_errors
-        from rodi.data.video import VideoReadError
         from rodi.media import VideoWriteError
         from rodi.training.loop import NonFiniteLossError, RunExistsError
         from rodi.training.state import CheckpointError
 
         try:
             return super().invoke(ctx)
-        except (ConfigError, ImageReadError, VideoReadError, VideoWriteError, NonFiniteLossError, RunExistsError,
+        except (ConfigError, MediaReadError, VideoWriteError, NonFiniteLossError, RunExistsError,
                 CheckpointError, *data_errors()) as err:
             click.echo(f"error: {err}", err=True)
             sys.exit(2)
