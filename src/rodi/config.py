@@ -23,6 +23,7 @@ class ConfigError(ValueError):
     impossible value."""
 
 
+UPSAMPLING = ("transpose", "resize")
 SOURCES = ("sprites", "mocap", "flare", "folder", "videos", "index")
 
 
@@ -55,6 +56,7 @@ class ModelConfig:
     channels: int = 16
     max_channels: int = 128
     blocks: int = 1
+    upsample: str = "transpose"  # decoder up-sampling: transpose (4x4 stride-2 ConvTranspose) | resize (nearest x2, then 3x3 conv)
 
 
 @dataclass
@@ -64,7 +66,9 @@ class ObjectiveConfig:
     gamma_max: float = 100.0
     gamma_lr: float = 0.01  # l_gamma
     gamma_bias: float = 0.01  # b_gamma
+    gamma_in_warmup: bool = True  # adapt gamma while the constraint is still off (the authors' code does)
     epsilon: float = 0.1  # MI bound in nats
+    critic_code: str = "sample"  # what the critics score: sample (of q(pi | x), the authors') | mean (what transfer uses)
     mu: float = 0.1  # augmented-Lagrangian penalty weight
     lambda_init: float = 0.0
     warmup_steps: int = 1000
@@ -233,6 +237,7 @@ def validate(cfg: Config) -> None:
          "model.image_size must be model.code_size times a power of two (at least 2)"),
         (min(cfg.model.code_channels, cfg.model.channels, cfg.model.max_channels) >= 1, "model widths must be >= 1"),
         (cfg.model.blocks >= 0, "model.blocks must be >= 0"),
+        (cfg.model.upsample in UPSAMPLING, f"model.upsample must be one of {', '.join(UPSAMPLING)}"),
         (cfg.train.batch_size >= 2, "train.batch_size must be >= 2: the critics' negatives pair each "
                                     "pose code with another example's appearance code"),
         (cfg.train.max_steps >= 1, "train.max_steps must be >= 1"),
@@ -245,8 +250,8 @@ def validate(cfg: Config) -> None:
         (cfg.train.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1"),
         (cfg.train.validation_items >= 1, "train.validation_items must be >= 1"),
         (min(cfg.evaluation.probe_train_codes, cfg.evaluation.probe_test_codes) >= 2
-         and cfg.evaluation.mi_pairs >= 4 and min(cfg.evaluation.probe_steps, cfg.evaluation.mi_steps) >= 1,
-         "evaluation: at least 2 probe codes, 4 MI pairs and 1 step each"),
+         and cfg.evaluation.mi_pairs >= 8 and min(cfg.evaluation.probe_steps, cfg.evaluation.mi_steps) >= 1,
+         "evaluation: at least 2 probe codes, 8 MI pairs and 1 step each"),
         (min(cfg.evaluation.judge_steps, cfg.evaluation.judge_batch_size) >= 1,
          "evaluation.judge_steps and judge_batch_size must be >= 1"),
         (cfg.optim.lr > 0 and cfg.optim.critic_lr_factor > 0, "optim.lr and critic_lr_factor must be > 0"),
@@ -255,6 +260,7 @@ def validate(cfg: Config) -> None:
         (cfg.objective.gamma >= 0 and cfg.objective.gamma_max >= cfg.objective.gamma,
          "objective.gamma must be in [0, objective.gamma_max]"),
         (cfg.objective.mu > 0, "objective.mu must be > 0"),
+        (cfg.objective.critic_code in ("sample", "mean"), "objective.critic_code must be 'sample' or 'mean'"),
         (cfg.objective.lambda_init >= 0, "objective.lambda_init must be >= 0"),
         (0 < cfg.objective.ema_decay < 1, "objective.ema_decay must be in (0, 1)"),
         (cfg.objective.warmup_steps >= 0, "objective.warmup_steps must be >= 0"),

@@ -68,8 +68,9 @@ def render(model, pose_code: torch.Tensor, appearance_code: torch.Tensor) -> tor
 
 @torch.no_grad()
 def pose_code(model, images: torch.Tensor) -> torch.Tensor:
-    """Posterior mean of the pose code of (B, 3, H, W) pixels in [-1, 1]: (B, C, h, w)."""
-    return model.encode_pose(images)[0]
+    """The pose code transfer uses (:meth:`AppearancePoseModel.transfer_pose`, the posterior
+    mean) of (B, 3, H, W) pixels in [-1, 1]: (B, C, h, w)."""
+    return model.transfer_pose(images)
 
 
 @torch.no_grad()

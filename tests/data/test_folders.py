@@ -1,4 +1,5 @@
 import csv
+import hashlib
 import os
 import warnings
 
@@ -301,17 +302,43 @@ def test_index_file_reads_relative_and_absolute_paths_and_uses_duplicates_once(p
 
 
 def test_index_split_column_is_honoured(people, opts):
+    for k, name in ((3, "dora"), (4, "eve")):
+        for j in range(2):
+            write_image(people / name / f"img{j}.png", k, j)
     rows = [(n, f"people/{n}/img{j}.png", split) for n, split in
-            (("anna", "train"), ("ben", "Validation"), ("cleo", "train")) for j in range(4)]
+            (("anna", "train"), ("ben", "Validation"), ("cleo", "train"), ("eve", "TEST")) for j in range(4)
+            if j < 2 or n != "eve"]
     rows += [("dora", "people/anna/img0.png", "val")]  # already anna's: used once, as anna's
-    write_image(people / "dora" / "x.png", 3, 0)
-    write_image(people / "dora" / "y.png", 3, 1)
-    rows += [("dora", "people/dora/x.png", "val"), ("dora", "people/dora/y.png", "val")]
+    rows += [("dora", "people/dora/img0.png", "val"), ("dora", "people/dora/img1.png", "val")]
     index = write_index(people.parent / "split.csv", rows, ("identity", "path", "split"))
     with pytest.warns(PairDataWarning, match="img0.png \\(same file as one of identity 'anna'\\)"):
-        src = IndexFile(index, **opts)
+        src = IndexFile(index, validation_fraction=0.5, **opts)  # the column decides, not the fraction
     names = lambda split: sorted(src.identities[i] for i in src.split(split))  # noqa: E731
-    assert names("train") == ["anna", "cleo"] and names("test") == ["ben", "dora"]
+    assert names("train") == ["anna", "cleo"]
+    assert names("validation") == ["ben", "dora"]  # "validation" and "val" both mean validation
+    assert names("test") == ["eve"]
+    assert src.summary()["identities"] == {"train": 2, "validation": 2, "test": 1}
+    pairs = src.held_out_pairs(20, split="validation")
+    assert {src.identities[i] for i in pairs["identity"].tolist()} <= {"ben", "dora"}
+
+
+def test_an_index_without_validation_rows_has_an_empty_validation_split(people, opts):
+    rows = [(n, f"people/{n}/img{j}.png", split) for n, split in
+            (("anna", "train"), ("ben", "train"), ("cleo", "test")) for j in range(4)]
+    index = write_index(people.parent / "old.csv", rows, ("identity", "path", "split"))
+    src = IndexFile(index, **opts)
+    assert len(src.split("train")) == 2 and len(src.split("validation")) == 0 and len(src.split("test")) == 1
+    with pytest.raises(PairDataError, match="split 'validation' holds no identities.*split column") as err:
+        src.held_out_pairs(4, split="validation")
+    assert "\n" not in str(err.value)
+
+
+def test_index_rows_marking_too_few_identities_train_are_an_error(people, opts):
+    rows = [(n, f"people/{n}/img{j}.png", split) for n, split in
+            (("anna", "train"), ("ben", "val"), ("cleo", "test")) for j in range(4)]
+    index = write_index(people.parent / "few.csv", rows, ("identity", "path", "split"))
+    with pytest.raises(PairDataError, match="only 1 of 3.*1 for test and 1 for validation.*split column"):
+        IndexFile(index, **opts)
 
 
 def test_index_file_errors_name_the_problem(people, opts):
@@ -322,6 +349,11 @@ def test_index_file_errors_name_the_problem(people, opts):
                             ("identity", "path", "split"))
     with pytest.raises(PairDataError, match=r"s\.csv:2: split 'dev'"):
         IndexFile(bad_split, **opts)
+    both = write_index(people.parent / "b.csv", [("anna", "people/anna/img0.png", "train"),
+                                                 ("anna", "people/anna/img1.png", "val")],
+                       ("identity", "path", "split"))
+    with pytest.raises(PairDataError, match=r"b\.csv:3: identity 'anna' is listed in both train and validation"):
+        IndexFile(both, **opts)
 
 
 # -- videos ------------------------------------------------------------------------------------------
@@ -443,6 +475,10 @@ def test_a_pickled_source_reopens_its_array_instead_of_copying_it(people, opts):
 # -- splits, the factory, inspection ----------------------------------------------------------------
 
 
+def hash_ranked(names, salt):
+    return sorted(names, key=lambda n: hashlib.sha256(f"{salt}{n}".encode()).hexdigest())
+
+
 def test_split_by_identity_is_deterministic_disjoint_and_independent_of_creation_order(tmp_path, opts):
     names = [f"person{k:02d}" for k in range(20)]
     a = make_identities(tmp_path / "a", names=names, per=2)
@@ -450,13 +486,77 @@ def test_split_by_identity_is_deterministic_disjoint_and_independent_of_creation
 
     def held_out(root, seed=0):
         src = IdentityFolder(root, validation_fraction=0.25, split_seed=seed, **opts)
-        train, test = set(src.split("train").tolist()), set(src.split("test").tolist())
-        assert not train & test and len(train | test) == 20
-        return sorted(src.identities[i] for i in test)
+        train, validation, test = (set(src.split(s).tolist()) for s in ("train", "validation", "test"))
+        assert not train & test and not train & validation and not validation & test
+        assert train | validation | test == set(range(20))
+        assert all(torch.equal(src.split(s), src.split(s).sort().values) for s in ("train", "validation", "test"))
+        return tuple(sorted(src.identities[i] for i in split) for split in (validation, test))
 
-    assert len(held_out(a)) == 5
-    assert held_out(a) == held_out(b)
-    assert held_out(a, seed=1) != held_out(a)
+    validation, test = held_out(a)
+    assert len(test) == 5 and len(validation) == 4  # round(20 * 0.25), then round(15 * 0.25)
+    assert held_out(a) == held_out(b) == (validation, test)
+    assert held_out(a, seed=1)[1] != test and held_out(a, seed=1)[0] != validation
+
+
+def test_the_test_split_is_the_same_as_before_validation_existed(tmp_path, opts):
+    names = [f"person{k:02d}" for k in range(20)]
+    root = make_identities(tmp_path / "a", names=names, per=2)
+    for seed in (0, 3):
+        src = IdentityFolder(root, validation_fraction=0.25, split_seed=seed, **opts)
+        test = sorted(src.identities[i] for i in src.split("test"))
+        assert test == sorted(hash_ranked(names, f"{seed}/")[:5])  # the published rule, unchanged
+        rest = [n for n in hash_ranked(names, f"{seed}/") if n not in test]
+        validation = sorted(src.identities[i] for i in src.split("validation"))
+        assert validation == sorted(hash_ranked(rest, f"validation/{seed}/")[:4])
+        assert validation != sorted(rest[:4])  # its own ranking, not the test ranking continued
+
+
+@pytest.mark.parametrize("k,fraction,sizes", [
+    (3, 0.1, (2, 0, 1)),  # 2 outside test: too few for a validation split
+    (4, 0.1, (2, 1, 1)),  # 3 outside test: at least one
+    (12, 0.5, (3, 3, 6)),  # round(6 * 0.5)
+    (10, 0.7, (2, 1, 7)),  # 3 outside test: train keeps 2
+    (10, 0.6, (2, 2, 6)),  # round(4 * 0.6) = 2, train keeps 2
+    (6, 0, (6, 0, 0)),  # nothing held out
+])
+def test_validation_size_follows_the_documented_rule(tmp_path, opts, k, fraction, sizes):
+    root = make_identities(tmp_path / "ids", names=[f"id{i:02d}" for i in range(k)], per=2)
+    src = IdentityFolder(root, validation_fraction=fraction, **opts)
+    assert tuple(len(src.split(s)) for s in ("train", "validation", "test")) == sizes
+    assert src.summary()["identities"] == dict(zip(("train", "validation", "test"), sizes))
+
+
+def test_validation_identities_are_never_trained_on_and_give_held_out_pairs(tmp_path, opts):
+    root = make_identities(tmp_path / "many", names=[f"id{k:02d}" for k in range(12)], per=3)
+    src = IdentityFolder(root, validation_fraction=0.5, **opts)
+    validation = set(src.split("validation").tolist())
+    assert validation and not validation & set(src.split("train").tolist())
+    trained = src.sample_pairs(256, torch.Generator().manual_seed(0))
+    assert not set(trained["pose_identity"].tolist()) & validation
+    pairs = src.held_out_pairs(32, split="validation")
+    assert set(pairs["identity"].tolist()) <= validation
+    assert (pairs["appearance_index"] != pairs["pose_index"]).all()
+    assert set(src.sample_pairs(32, torch.Generator().manual_seed(0), split="validation")["pose_identity"].tolist()) <= validation
+    appearance, pose = src.fixed_examples(3, split="validation")
+    colours = {identity_colour(int(src.identities[i][2:])) for i in validation}
+    assert set(red_of(appearance["image"]) + red_of(pose["image"])) <= colours
+
+
+def test_an_empty_validation_split_keeps_everything_in_train_and_says_so(people, opts):
+    src = IdentityFolder(people, **opts)  # 3 identities: 1 test, 2 left, too few to hold one out
+    assert len(src.split("validation")) == 0 and len(src.split("train")) == 2
+    with pytest.raises(PairDataError, match="split 'validation' holds no identities.*2 identities are outside "
+                                            "the test split.*at least 3") as err:
+        src.held_out_pairs(4, split="validation")
+    assert "\n" not in str(err.value)
+    with pytest.raises(PairDataError, match="split 'validation' holds no identities"):
+        src.sample_pairs(4, torch.Generator(), split="validation")
+
+
+def test_an_unknown_split_name_lists_the_three(people, opts):
+    src = IdentityFolder(people, **opts)
+    with pytest.raises(ValueError, match="unknown split 'val'; use one of train, validation, test"):
+        src.split("val")
 
 
 def test_open_pair_source_tells_the_kinds_apart(people, videos, opts):
@@ -477,7 +577,7 @@ def test_inspect_source_writes_a_contact_sheet_and_returns_the_summary(people, o
     summary = inspect_source(src, tmp_path / "out" / "pairs.png", pairs=5)
     with Image.open(tmp_path / "out" / "pairs.png") as im:
         assert im.size == (2 * S + 6, 5 * (S + 2) + 2)
-    assert summary["identities"] == {"train": 2, "test": 1} and summary["images"] == 12
+    assert summary["identities"] == {"train": 2, "validation": 0, "test": 1} and summary["images"] == 12
     assert summary["images_per_identity"] == {"min": 4, "median": 4.0, "max": 4}
 
 
@@ -491,4 +591,5 @@ def test_inspect_source_works_for_sources_without_a_summary(people, opts, tmp_pa
         def split(self, name):
             return src.split(name)
 
-    assert inspect_source(SheetsLike(), tmp_path / "s.png", pairs=2) == {"identities": {"train": 2, "test": 1}}
+    assert inspect_source(SheetsLike(), tmp_path / "s.png", pairs=2) == {
+        "identities": {"train": 2, "validation": 0, "test": 1}}

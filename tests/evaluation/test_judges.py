@@ -41,16 +41,37 @@ class _LookupJudge:
                 labels.update({k: batch[f"{pose}_{k}"][i] for k in self.pose_labels})
                 self.truth[x.numpy().tobytes()] = {**labels, "keypoints": batch[keypoints][i]}
 
+        first = next(iter(self.truth.values()))
+        # an image it has not seen (the mean target image) is read as label 0, joints at the centre
+        self.unknown = {k: torch.full_like(v, 0 if k != "keypoints" else source.image_size / 2)
+                        for k, v in first.items()}
+
     def predict(self, images):
-        found = [self.truth[x.numpy().tobytes()] for x in images]
+        found = [self.truth.get(x.numpy().tobytes(), self.unknown) for x in images]
         return {k: torch.stack([f[k] for f in found]) for k in found[0]}
+
+
+class _Constant(nn.Module):
+    """Transfers that are one constant image: whatever the inputs, ``image``."""
+
+    def __init__(self, image):
+        super().__init__()
+        self.image = image
+        self.unused = nn.Parameter(torch.zeros(1))
+
+    def transfer(self, appearance_image, pose_image):
+        return self.image.expand_as(pose_image).clone()
 
 
 @pytest.fixture(scope="module")
 def scores(humanoid):
     judge = _LookupJudge(humanoid, humanoid.triplets(humanoid.triplet_indices(300, seed=3)))
-    return {which: summarize_judged(triplet_errors(_Copy(which), humanoid, 300, seed=3, judge=judge))
-            for which in ("pose", "appearance")}
+    out = {which: summarize_judged(triplet_errors(_Copy(which), humanoid, 300, seed=3, judge=judge))
+           for which in ("pose", "appearance")}
+    batch = humanoid.triplets(humanoid.triplet_indices(300, seed=3))
+    for name, image in judges.trivial_outputs(batch["target"]).items():
+        out[name] = summarize_judged(triplet_errors(_Constant(image), humanoid, 300, seed=3, judge=judge))
+    return out
 
 
 def test_a_perfect_judge_scores_the_exact_targets_perfectly(scores):
@@ -65,15 +86,35 @@ def test_copying_the_pose_input_scores_at_the_pose_ceiling_and_the_appearance_fl
         assert pose[label]["transfer"] == pose[label]["ceiling"] == 1
     # the pose input shows the target's pose on another body: keypoints differ only by the body scale
     assert pose["pck@0.1"]["transfer"] > 0.9 and pose["pck@0.1"]["transfer"] > pose["pck@0.1"]["floor"] + 0.4
-    assert look["mean"]["transfer"] == look["mean"]["floor"] < 0.4  # only attributes A and B share by chance
+    # only attributes A and B share by chance; a constant output may match more often than that
+    assert look["mean"]["transfer"] == look["mean"]["floor_input"] <= look["mean"]["floor"] < 0.4
 
 
 def test_copying_the_appearance_input_scores_at_the_pose_floor_and_the_appearance_ceiling(scores):
     pose, look = scores["appearance"]["pose_accuracy"], scores["appearance"]["appearance_retention"]
     for name, v in pose.items():
-        assert v["transfer"] == v["floor"]
+        assert v["transfer"] == v["floor_input"]
+        assert v["transfer"] >= v["floor"] if name == "pixel_error" else v["transfer"] <= v["floor"]
     assert pose["pck@0.1"]["transfer"] < 0.6 and pose["pixel_error"]["transfer"] > 3
     assert look["mean"]["transfer"] == look["mean"]["ceiling"] == 1
+    normalised = scores["appearance"]["normalised"]
+    assert normalised["pose"] <= 0 and normalised["appearance"] == 1
+
+
+def test_the_floor_is_the_best_trivial_output_and_normalises_to_zero(scores):
+    for name in ("mean_image", "average_body"):
+        pose, look = scores[name]["pose_accuracy"], scores[name]["appearance_retention"]
+        for metric, v in {**pose, **look}.items():
+            if metric == "mean":  # the mean of the attributes' own floors, each the best of three
+                continue
+            assert v[f"floor_{name}"] == v["transfer"]  # the constant output is scored as its own floor
+            assert v["floor"] == (min if metric == "pixel_error" else max)(
+                v[k] for k in ("floor_input", "floor_mean_image", "floor_average_body"))
+        # a constant image knows no pose: it cannot beat the floor
+        assert scores[name]["normalised"]["pose"] <= 0
+        assert all(v["normalised"] <= 1e-9 for v in pose.values())
+    copy_pose = scores["pose"]["normalised"]
+    assert copy_pose["pose"] > 0.7 and copy_pose["pose_labels"] == 1 and copy_pose["appearance"] <= 0
 
 
 def test_a_trained_judge_learns_from_exact_renders(tmp_path):

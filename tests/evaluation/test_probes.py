@@ -67,5 +67,5 @@ def test_posthoc_mi_matches_correlated_gaussians():
 
 
 def test_posthoc_mi_needs_a_few_pairs():
-    with pytest.raises(ValueError, match="at least 4"):
+    with pytest.raises(ValueError, match="at least 8"):
         posthoc_mutual_information(torch.zeros(2, 3), torch.zeros(2, 3))

@@ -511,10 +511,8 @@ class FlareHeroes(LabelledCharacters):
     def num_poses(self) -> int:
         return len(self.pose_labels)
 
-    def split(self, name: str) -> torch.Tensor:
-        """Character indices of split ``train`` or ``test``."""
-        if name not in ("train", "test"):
-            raise ValueError(f"unknown split {name!r}; use 'train' or 'test'")
+    def _published_split(self, name: str) -> torch.Tensor:
+        """Character indices of the published split ``train`` or ``test`` (see :meth:`split`)."""
         return self._splits[name]
 
     def _layer_frames(self, character: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:

@@ -9,8 +9,8 @@ rodi learns from pairs of images that share an appearance. Three layouts give su
     A folder (searched recursively) of videos; each video is one identity and a pair is two
     different frames of it.
 :class:`IndexFile`
-    A CSV file with the columns ``identity,path`` and optionally ``split`` (``train``, or
-    ``test`` / ``validation`` / ``val``); relative paths are read from the CSV's folder.
+    A CSV file with the columns ``identity,path`` and optionally ``split`` (``train``,
+    ``validation`` / ``val``, or ``test``); relative paths are read from the CSV's folder.
 
 All three prepare every image once (orientation, transparency, colour, square fit, resize; see
 :func:`rodi.data.images.prepare_image`) into a uint8 array on disk that is memory-mapped, never
@@ -18,9 +18,10 @@ loaded whole: decoding photographs at every step would be far slower than the mo
 is keyed by the listed files (path, size, modification time) and every preprocessing setting, so
 a changed folder is prepared again.
 
-Identities are split into ``train`` and ``test`` (held-out identities, for validation pictures
-and transfer errors). Files that cannot be used are skipped and named in a warning and in
-:meth:`PairImages.summary`.
+Identities are split three ways (see :meth:`PairImages.split`): ``test`` (held out for reported
+transfer errors and pictures), ``validation`` (held out of the remaining identities, used only to
+choose ``best.pt``, so model selection never looks at test data) and ``train`` (the rest). Files
+that cannot be used are skipped and named in a warning and in :meth:`PairImages.summary`.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ from rodi.data.images import FITS, IMAGE_SUFFIXES, ImageReadError, prepare_image
 from rodi.data.video import VIDEO_SUFFIXES, VideoReadError, probe_video, video_frames
 
 KINDS = ("identities", "videos", "index")
-SPLITS = ("train", "test")
-SPLIT_NAMES = {"train": "train", "test": "test", "validation": "test", "val": "test"}
+SPLITS = ("train", "validation", "test")
+# Values of an index file's ``split`` column (any case) and the split each means.
+SPLIT_NAMES = {"train": "train", "validation": "validation", "val": "validation", "test": "test"}
 CACHE_VERSION = 1
 _EXAMPLES_IN_WARNINGS = 3
 
@@ -100,8 +102,10 @@ class PairImages:
         background: RGB (0-255) behind transparent pixels and in the padding.
         flip: flip each image of a training pair left-right with probability 1/2, independently.
         validation_fraction: share of identities held out as the ``test`` split (at least one when
-            above zero).
-        split_seed: which identities are held out; the same seed and names give the same split
+            above zero), and then the share of the other identities held out of training as the
+            ``validation`` split (see :meth:`_validation_mask` for the exact count; none with fewer
+            than 3 non-test identities). Zero holds out nothing.
+        split_seed: which identities are held out; the same seed and names give the same splits
             on any machine and in any listing order.
         cache_dir: folder of prepared arrays; default :func:`default_cache_dir`.
         progress: show a progress bar while preparing.
@@ -113,7 +117,7 @@ class PairImages:
 
     Raises:
         PairDataError: the root is missing, nothing in it is usable, or fewer than two identities
-            (overall or in the training split) have two usable images.
+            (overall or in the ``train`` split) have two usable images.
     """
 
     kind = ""
@@ -176,7 +180,7 @@ class PairImages:
         return {"image_size": self.image_size, "fit": self.fit, "background": list(self.background)}
 
     def _test_mask(self, names: list[str]) -> np.ndarray:
-        """(K,) bool, True for held-out identities: the ``validation_fraction`` of names that come
+        """(K,) bool, True for the ``test`` split: the ``validation_fraction`` of names that come
         first in an order hashed from ``split_seed``. Ranking by a hash of each name makes the split
         independent of listing order, and adding or removing identities moves few others."""
         k = len(names)
@@ -186,6 +190,36 @@ class PairImages:
         mask = np.zeros(k, dtype=bool)
         mask[rank[:n_test]] = True
         return mask
+
+    def _validation_mask(self, names: list[str], test: np.ndarray) -> np.ndarray:
+        """(K,) bool, True for the ``validation`` split, chosen among the identities outside
+        ``test`` (the (K,) bool of :meth:`_test_mask`), so the test split is untouched by it.
+
+        With ``r`` identities outside the test split and ``f = validation_fraction``, it holds
+        ``min(max(1, round(r * f)), r - 2)`` of them when ``f > 0`` and ``r >= 3``, else none (then
+        ``train`` keeps all ``r``); ``train`` always keeps at least 2. They are the first in an
+        order hashed from ``split_seed`` and each name, like the test split but with another salt,
+        so the two rankings are unrelated; the same names and seed give the same identities."""
+        rest = np.flatnonzero(~test)
+        r = len(rest)
+        n_validation = 0
+        if self.validation_fraction > 0 and r >= 3:
+            n_validation = min(max(1, round(r * self.validation_fraction)), r - 2)
+        rank = sorted(rest.tolist(), key=lambda i: hashlib.sha256(
+            f"validation/{self.split_seed}/{names[i]}".encode("utf-8", "surrogatepass")).hexdigest())
+        mask = np.zeros(len(names), dtype=bool)
+        mask[rank[:n_validation]] = True
+        return mask
+
+    def _split_remedy(self) -> str:
+        """How to get identities into a split that is too small (the end of an error message)."""
+        return "add identities, or set validation_fraction=0"
+
+    def _why_no_validation(self) -> str:
+        """Why the validation split is empty (for an error message)."""
+        outside_test = len(self.identities) - len(self._splits["test"])
+        return (f"{outside_test} identities are outside the test split, and validation needs at least 3 "
+                f"of them and validation_fraction > 0, here {self.validation_fraction}")
 
     # -- listing and the prepared array ----------------------------------------------------------
 
@@ -341,17 +375,19 @@ class PairImages:
                 "because the critics compare each appearance with other appearances as negatives"
             )
         test = self._test_mask(self.identities)
+        validation = self._validation_mask(self.identities, test) & ~test
         self._splits = {
-            "train": torch.from_numpy(np.flatnonzero(~test)).long(),
+            "train": torch.from_numpy(np.flatnonzero(~test & ~validation)).long(),
+            "validation": torch.from_numpy(np.flatnonzero(validation)).long(),
             "test": torch.from_numpy(np.flatnonzero(test)).long(),
         }
         n_train = len(self._splits["train"])
         if n_train < 2:
             raise PairDataError(
                 f"{self.root}: only {n_train} of {len(self.identities)} usable identities are left for "
-                f"training after holding out {len(self.identities) - n_train} for validation; training "
-                "needs at least 2, because the critics compare each appearance with other appearances as "
-                "negatives. Add identities, or set validation_fraction=0"
+                f"training after holding out {int(test.sum())} for test and {int(validation.sum())} for "
+                "validation; training needs at least 2, because the critics compare each appearance with "
+                f"other appearances as negatives. To fix it, {self._split_remedy()}"
             )
 
     def _warn(self) -> None:
@@ -389,14 +425,29 @@ class PairImages:
     # -- the interface the trainer uses ----------------------------------------------------------
 
     def split(self, name: str) -> torch.Tensor:
-        """Identity indices (into :attr:`identities`) of split ``train`` or ``test``, (K,) long."""
+        """Identity indices (into :attr:`identities`) of split ``train``, ``validation`` or
+        ``test``, (K,) long, sorted; the three are disjoint and together hold every identity.
+
+        ``test`` holds the identities held out for reported transfer errors and pictures (a
+        hashed ``validation_fraction`` of all identities, or the index file's ``test`` rows).
+        ``validation`` holds identities held out of training and used only to choose
+        ``best.pt``, so model selection never looks at test data (a hashed
+        ``validation_fraction`` of the non-test identities, see :meth:`_validation_mask`, or the
+        index file's ``validation``/``val`` rows); it may be empty. ``train`` holds the rest.
+
+        Raises:
+            ValueError: for an unknown split name.
+        """
         if name not in SPLITS:
-            raise ValueError(f"unknown split {name!r}; use 'train' or 'test'")
+            raise ValueError(f"unknown split {name!r}; use one of {', '.join(SPLITS)}")
         return self._splits[name]
 
     def _split_identities(self, name: str) -> torch.Tensor:
         ids = self.split(name)
         if len(ids) == 0:
+            if name == "validation":
+                raise PairDataError(f"{self.root}: split 'validation' holds no identities "
+                                    f"({self._why_no_validation()}); {self._split_remedy()}")
             raise PairDataError(f"{self.root}: split {name!r} holds no identities (validation_fraction="
                                 f"{self.validation_fraction}); use split='train' or hold some out")
         return ids
@@ -417,7 +468,8 @@ class PairImages:
         return x
 
     def sample_pairs(self, batch_size: int, generator: torch.Generator, split: str = "train") -> dict:
-        """Training pairs: two different images of one identity of ``split``.
+        """Training pairs: two different images of one identity of ``split`` (``train``,
+        ``validation`` or ``test``; see :meth:`split`).
 
         Returns a dict with ``pose_image`` (x, whose pose is encoded) and ``appearance_image`` (x',
         whose appearance is encoded), both (B, 3, S, S) float32 in [-1, 1]; ``pose_identity`` and
@@ -446,7 +498,7 @@ class PairImages:
         over a run: ``({"image": (n, 3, S, S)}, {"image": (n, 3, S, S)})`` in [-1, 1]. The two
         sets come from distinct identities where the split has ``2 n``; otherwise identities are
         reused, with each pose input still from another identity than the appearance input beside
-        it where the split has two."""
+        it where the split has two. ``split`` is ``train``, ``validation`` or ``test``."""
         g = torch.Generator().manual_seed(seed)
         ids = self._split_identities(split)
         order = ids[torch.randperm(len(ids), generator=g)]
@@ -466,6 +518,13 @@ class PairImages:
         on any paired data. Returns ``appearance_image``, ``pose_image`` and ``target`` (the same
         tensor as ``pose_image``), (n, 3, S, S) float32 in [-1, 1]; ``identity``, (n,) long;
         ``appearance_index`` and ``pose_index``, (n,) long rows. The same for the same ``seed``.
+
+        ``split`` is ``test`` for reported numbers, ``validation`` for choosing ``best.pt`` (never
+        ``test``, so model selection never sees test data), or ``train``.
+
+        Raises:
+            PairDataError: the split holds no identities (an empty ``validation`` split: too few
+                identities outside ``test``, or no ``validation`` rows in an index file).
         """
         g = torch.Generator().manual_seed(seed)
         ids = self._split_identities(split)
@@ -478,7 +537,7 @@ class PairImages:
         }
 
     def summary(self) -> dict:
-        """What was found: identities per split, usable images, images per identity (min, median,
+        """What was found: identities per split (``train``, ``validation``, ``test``), usable images, images per identity (min, median,
         max), skipped files and files read only in part as ``(path, reason)``, and the identities
         left out for having one usable image."""
         counts = self.images_per_identity.numpy()
@@ -610,10 +669,11 @@ class IndexFile(PairImages):
     """A CSV index: columns ``identity,path`` and optionally ``split``.
 
     Relative paths are read from the CSV's folder; absolute paths are allowed. A file listed
-    twice is used once. ``split`` values are ``train`` or ``test`` (``validation`` and ``val``
-    mean ``test``); when the column is there it decides the split and ``validation_fraction`` is
-    not used. Rows naming files that are not images are skipped and reported. See
-    :class:`PairImages` for the options and the interface.
+    twice is used once. ``split`` values (any case) are ``train``, ``validation`` (or ``val``,
+    the same) or ``test``, naming the split of the row's identity (see :meth:`PairImages.split`);
+    when the column is there it decides every split and ``validation_fraction`` is not used (no
+    ``validation`` rows: the validation split is empty). Rows naming files that are not images
+    are skipped and reported. See :class:`PairImages` for the options and the interface.
     """
 
     kind = "index"
@@ -659,14 +719,30 @@ class IndexFile(PairImages):
         split = SPLIT_NAMES.get(value.lower())
         if split is None:
             raise PairDataError(f"{where}: split {value!r} is not one of {', '.join(SPLIT_NAMES)}")
-        if self._split_of.setdefault(identity, split) != split:
-            raise PairDataError(f"{where}: identity {identity!r} is listed in both train and test; "
+        earlier = self._split_of.setdefault(identity, split)
+        if earlier != split:
+            raise PairDataError(f"{where}: identity {identity!r} is listed in both {earlier} and {split}; "
                                 "the split is by identity")
 
     def _test_mask(self, names: list[str]) -> np.ndarray:
         if self._split_of is None:
             return super()._test_mask(names)
         return np.array([self._split_of[n] == "test" for n in names], dtype=bool)
+
+    def _validation_mask(self, names: list[str], test: np.ndarray) -> np.ndarray:
+        if self._split_of is None:
+            return super()._validation_mask(names, test)
+        return np.array([self._split_of[n] == "validation" for n in names], dtype=bool)
+
+    def _split_remedy(self) -> str:
+        if self._split_of is None:
+            return super()._split_remedy()
+        return "mark more identities in the split column of the index file (train, validation or test)"
+
+    def _why_no_validation(self) -> str:
+        if self._split_of is None:
+            return super()._why_no_validation()
+        return "no row of the index file's split column says validation or val"
 
 
 _SOURCES = {"identities": IdentityFolder, "videos": VideoFolder, "index": IndexFile}

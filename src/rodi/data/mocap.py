@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rodi.data.rendered import LabelledCharacters, cached_arrays
+from rodi.data.rendered import SPLITS, LabelledCharacters, cached_arrays
 
 CLIPS = ("walk", "run", "jump", "punch", "spin", "dance_a", "cartwheel", "backflip", "crawl",
          "roll", "getup_facedown", "kick", "spinkick", "dance_b", "getup_faceup")
@@ -311,17 +311,17 @@ class MocapHumanoid(LabelledCharacters):
     def num_poses(self) -> int:
         return len(self.pose_labels)
 
-    def split(self, name: str) -> torch.Tensor:
-        """Appearance indices of split ``train`` or ``test``."""
-        if name not in ("train", "test"):
-            raise ValueError(f"unknown split {name!r}; use 'train' or 'test'")
+    def _published_split(self, name: str) -> torch.Tensor:
+        """Appearance indices of the published split ``train`` or ``test`` (see :meth:`split`)."""
         return self._appearances[name]
 
     def pose_split(self, name: str) -> torch.Tensor:
-        """Pose indices of split ``train`` (training clips) or ``test`` (held-out clips)."""
-        if name not in ("train", "test"):
-            raise ValueError(f"unknown split {name!r}; use 'train' or 'test'")
-        return self._poses[name]
+        """Pose indices of split ``train`` and ``validation`` (training clips) or ``test``
+        (held-out clips): validation holds out appearances only, so model selection sees no test
+        clip either."""
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}; use one of {', '.join(SPLITS)}")
+        return self._poses["test" if name == "test" else "train"]
 
     def _attribute(self, character: torch.Tensor, name: str) -> torch.Tensor:
         return self.characters[character, self.appearance_attributes.index(name)]

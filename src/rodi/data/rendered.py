@@ -19,6 +19,9 @@ import numpy as np
 import torch
 
 POSE_ATTRIBUTES = ("action", "direction", "frame")
+SPLITS = ("train", "validation", "test")
+VALIDATION_FRACTION = 0.1  # of the published training characters, held out to choose best.pt
+VALIDATION_SEED = 1357
 
 
 def cached_arrays(path: Path, build: Callable[[], dict[str, np.ndarray]], what: str) -> dict[str, np.ndarray]:
@@ -52,6 +55,31 @@ class LabelledCharacters:
 
     pose_attributes = POSE_ATTRIBUTES
     appearance_attributes: tuple[str, ...] = ()
+
+    def _published_split(self, name: str) -> torch.Tensor:
+        """Character indices of the source's published ``train`` or ``test`` split (subclasses)."""
+        raise NotImplementedError
+
+    def split(self, name: str) -> torch.Tensor:
+        """Character indices (K,) long of split ``train``, ``validation`` or ``test``.
+
+        ``test`` is the published held-out split (what reports score). ``validation`` is a fixed
+        ``VALIDATION_FRACTION`` of the published training characters (100 of Sprites' 1,000), held
+        out of ``train`` and used only to choose ``best.pt``, so model selection never sees test
+        data. ``train`` is the rest of the published training characters.
+
+        Raises:
+            ValueError: for an unknown split name.
+        """
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}; use one of {', '.join(SPLITS)}")
+        if name == "test":
+            return self._published_split("test")
+        published = self._published_split("train")
+        order = torch.from_numpy(np.random.RandomState(VALIDATION_SEED).permutation(len(published)))
+        n_validation = max(1, round(len(published) * VALIDATION_FRACTION))
+        picked = order[:n_validation] if name == "validation" else order[n_validation:]
+        return published[picked.sort().values]
 
     def labels(self, character: torch.Tensor, pose: torch.Tensor) -> dict[str, torch.Tensor]:
         """One (B,) long tensor per appearance attribute, ``action``, ``direction``, ``frame``,
@@ -95,7 +123,8 @@ class LabelledCharacters:
         return batch
 
     def triplet_indices(self, n: int = 8000, seed: int = 0, split: str = "test") -> torch.Tensor:
-        """Fixed test triplets as (n, 4) long: character A, character B != A, pose p, pose q.
+        """Fixed triplets of ``split`` (``test`` for reports, ``validation`` for model selection)
+        as (n, 4) long: character A, character B != A, pose p, pose q.
         The appearance input is A in q, the pose input B in p, the target A in p.
 
         Raises:

@@ -327,10 +327,8 @@ class SpriteSheets(LabelledCharacters):
             out = torch.addcmul(out * (1.0 - alpha), rgba[:, :3], alpha)
         return out.mul_(2.0).sub_(1.0)
 
-    def split(self, name: str) -> torch.Tensor:
-        """Character indices of split ``train`` or ``test``."""
-        if name not in ("train", "test"):
-            raise ValueError(f"unknown split {name!r}; use 'train' or 'test'")
+    def _published_split(self, name: str) -> torch.Tensor:
+        """Character indices of the published split ``train`` or ``test`` (see :meth:`split`)."""
         return torch.from_numpy(getattr(self.protocol, name)).long()
 
     def _example_poses(self, n: int, split: str, generator: torch.Generator) -> torch.Tensor:

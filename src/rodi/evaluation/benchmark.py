@@ -20,7 +20,8 @@ from rodi.viz import plot_training_curves, plot_violins, side_by_side
 COLUMNS = (
     "variant", "step", "train_minutes", "triplet_mse_mean", "triplet_mse_median", "triplet_mse_std",
     "reconstruction_mse_mean", "ssim_mean", "psnr_db_mean", "pose_pck@0.05", "pose_pck@0.1",
-    "pose_pixel_error", "pose_label_accuracy", "appearance_retention", "pose_to_appearance", "pose_to_appearance_chance", "pose_mean_to_appearance",
+    "pose_pixel_error", "pose_label_accuracy", "appearance_retention", "normalised_pose",
+    "normalised_appearance", "pose_to_appearance", "pose_to_appearance_chance", "pose_mean_to_appearance",
     "appearance_to_pose", "appearance_to_pose_chance", "appearance_to_appearance", "pose_to_pose",
     "pose_mean_to_pose", "posthoc_mi_nats", "posthoc_mi_mean_nats", "final_gamma", "images_per_s",
 )
@@ -110,6 +111,8 @@ def _judged(m: dict, scored: str) -> dict:
         "pose_pixel_error": pose.get("pixel_error", {}).get(scored),
         "pose_label_accuracy": sum(labels) / len(labels) if labels else None,
         "appearance_retention": look.get("mean", {}).get(scored),
+        **({"normalised_pose": m.get("normalised", {}).get("pose"),
+            "normalised_appearance": m.get("normalised", {}).get("appearance")} if scored == "transfer" else {}),
     }
 
 
@@ -167,13 +170,17 @@ def _write_tables(rows: list[dict], out_dir: Path, budget: str, bounds: dict) ->
                  f"{_fmt(r['posthoc_mi_nats'])} / {_fmt(r.get('posthoc_mi_mean_nats'))}",
                  _fmt(r["final_gamma"]), _fmt(r["images_per_s"])]
         lines.append("| " + " | ".join(cells) + " |")
-    judged = ("pose_pck@0.05", "pose_pck@0.1", "pose_pixel_error", "pose_label_accuracy", "appearance_retention")
+    judged = ("pose_pck@0.05", "pose_pck@0.1", "pose_pixel_error", "pose_label_accuracy", "appearance_retention",
+              "normalised_pose", "normalised_appearance")
     lines += ["", "Transfers against exact targets: SSIM and PSNR (dB); pose accuracy (PCK at 0.05 and 0.1 of "
               "the image side, mean keypoint error in pixels, mean accuracy of the pose labels) and appearance "
               "retention (mean attribute accuracy) as a judge trained on exact renders reads them. Ceiling: the "
-              "judge on the exact targets; floor: on the input that should not show through.", "",
-              "| variant | SSIM | PSNR | PCK@0.05 | PCK@0.1 | keypoint error (px) | pose labels | appearance retention |",
-              "|---|---|---|---|---|---|---|---|"]
+              "judge on the exact targets; floor: the best of the input that should not show through, the mean "
+              "held-out target and a constant average body. Normalised: (score - floor) / (ceiling - floor) per "
+              "metric or attribute, then averaged (pose: PCK@0.1, or the pose labels where there are no keypoints).", "",
+              "| variant | SSIM | PSNR | PCK@0.05 | PCK@0.1 | keypoint error (px) | pose labels | appearance retention "
+              "| normalised pose | normalised appearance |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows + [{"variant": f"*{k}*", **v} for k, v in bounds.items()]:
         cells = [r["variant"], _fmt(r.get("ssim_mean")), _fmt(r.get("psnr_db_mean")), *(_fmt(r.get(k)) for k in judged)]
         lines.append("| " + " | ".join(cells) + " |")

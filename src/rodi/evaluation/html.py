@@ -44,18 +44,21 @@ Appearance of A in pose q, pose of B in pose p, compared with the exact render o
 {% if m.pose_accuracy %}
 <h2>Pose accuracy of transfers</h2>
 <p class="note">A judge trained on exact renders ({{ m.judge_train_steps }} steps) reads the pose of each transfer.
-Ceiling: the judge on the exact targets. Floor: the judge on the appearance input, whose pose is wrong.
+Ceiling: the judge on the exact targets. Floor: the best of three outputs that know no pose: the appearance input
+(whose pose is wrong), the mean held-out target image and one constant average body (the target closest to that mean).
+Normalised: (transfer - floor) / (ceiling - floor), 0 at the floor and 1 at the ceiling, not clipped.
 PCK: fraction of keypoints within 0.05 or 0.1 of the image side of the target's keypoints; pixel error in pixels (lower is better);
 labels: accuracy against the pose input's label. A transfer can score below its floor when it
 shows neither input's pose.</p>
-<table><tr><th>measure</th><th>floor</th><th>transfer</th><th>ceiling</th></tr>
-{% for name, v in m.pose_accuracy.items() %}<tr><td>{{ name }}</td><td>{{ fmt(v.floor) }}</td><td><b>{{ fmt(v.transfer) }}</b></td><td>{{ fmt(v.ceiling) }}</td></tr>
+<table><tr><th>measure</th><th>floor</th><th>transfer</th><th>ceiling</th><th>normalised</th></tr>
+{% for name, v in m.pose_accuracy.items() %}<tr><td>{{ name }}</td><td>{{ fmt(v.floor) }}</td><td><b>{{ fmt(v.transfer) }}</b></td><td>{{ fmt(v.ceiling) }}</td><td>{{ fmt(v.normalised) }}</td></tr>
 {% endfor %}</table>
 <h2>Appearance retention of transfers</h2>
 <p class="note">Accuracy of the judge's attribute predictions on each transfer against the appearance input's attributes.
-Ceiling: the judge on the exact targets. Floor: the judge on the pose input, whose appearance is wrong.</p>
-<table><tr><th>attribute</th><th>floor</th><th>transfer</th><th>ceiling</th></tr>
-{% for name, v in m.appearance_retention.items() %}<tr><td>{{ name }}</td><td>{{ fmt(v.floor) }}</td><td><b>{{ fmt(v.transfer) }}</b></td><td>{{ fmt(v.ceiling) }}</td></tr>
+Ceiling: the judge on the exact targets. Floor: the best of the pose input (whose appearance is wrong), the mean
+held-out target image and the constant average body. The mean's normalised score is the mean of the attributes' normalised scores.</p>
+<table><tr><th>attribute</th><th>floor</th><th>transfer</th><th>ceiling</th><th>normalised</th></tr>
+{% for name, v in m.appearance_retention.items() %}<tr><td>{{ name }}</td><td>{{ fmt(v.floor) }}</td><td><b>{{ fmt(v.transfer) }}</b></td><td>{{ fmt(v.ceiling) }}</td><td>{{ fmt(v.normalised) }}</td></tr>
 {% endfor %}</table>
 {% endif %}
 

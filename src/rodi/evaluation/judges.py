@@ -245,9 +245,23 @@ def keypoint_scores(predicted: torch.Tensor, truth: torch.Tensor, image_size: in
     return out
 
 
-def judge_transfers(judge: Judge, batch: dict, transfers: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-triplet scores of transfers, beside the exact targets' (the ceiling) and those of the
-    input that should not show through (the floor).
+FLOORS = ("input", "mean_image", "average_body")
+
+
+@torch.no_grad()
+def trivial_outputs(targets: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The constant images that a transfer must beat: ``mean_image``, the pixel-wise mean of the
+    held-out targets, and ``average_body``, the one target closest to that mean (a sharp body in
+    the average pose and colours). Each (3, S, S) in [-1, 1], from (N, 3, S, S) targets."""
+    mean = targets.float().mean(0)
+    closest = (targets.float() - mean).square().flatten(1).sum(1).argmin()
+    return {"mean_image": mean, "average_body": targets[closest].float()}
+
+
+def judge_transfers(judge: Judge, batch: dict, transfers: torch.Tensor,
+                    trivial: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """Per-triplet scores of transfers, beside the exact targets' (the ceiling) and those of
+    outputs that know nothing they should (the floors).
 
     Args:
         judge: the source's judge.
@@ -255,25 +269,29 @@ def judge_transfers(judge: Judge, batch: dict, transfers: torch.Tensor) -> dict[
             (B in p), ``target`` (A in p), their labels and, where the source has them,
             ``target_keypoints`` (B, K, 2) in pixels.
         transfers: (B, 3, S, S) in [-1, 1], D(pi(pose input), alpha(appearance input)).
+        trivial: constant (3, S, S) images from :func:`trivial_outputs`, scored as further floors.
 
     Returns:
         (B,) float tensors named ``<group>/<metric>/<scored>``, ``scored`` being ``transfer``,
-        ``ceiling`` (the target judged) or ``floor`` (for pose: the appearance input, which has
-        the wrong pose; for appearance: the pose input, which has the wrong appearance).
+        ``ceiling`` (the target judged) or a floor: ``floor_input`` (for pose: the appearance
+        input, which has the wrong pose; for appearance: the pose input, which has the wrong
+        appearance), ``floor_mean_image`` and ``floor_average_body`` (the constant images).
+        :func:`rodi.evaluation.report.summarize_judged` takes the best floor per metric.
         ``pose/pck@0.05``, ``pose/pck@0.1`` (fractions of keypoints within that fraction of the
         image side) and ``pose/pixel_error`` (pixels) compare with the target's keypoints, which
         are the pose input's joints on the appearance's body (mocap's body scale is appearance);
         ``pose/<label>`` and ``appearance/<attribute>`` are 1 where the prediction equals the pose
         input's label or the appearance input's attribute, else 0.
     """
-    judged = {"transfer": judge.predict(transfers), "ceiling": judge.predict(batch["target"]),
-              "pose_floor": judge.predict(batch["appearance_image"]),
-              "appearance_floor": judge.predict(batch["pose_image"])}
+    n = len(transfers)
+    judged = {"transfer": (judge.predict(transfers),) * 2, "ceiling": (judge.predict(batch["target"]),) * 2,
+              "floor_input": (judge.predict(batch["appearance_image"]), judge.predict(batch["pose_image"]))}
+    for name, image in (trivial or {}).items():
+        constant = {k: v.expand(n, *v.shape[1:]) for k, v in judge.predict(image[None]).items()}
+        judged[f"floor_{name}"] = (constant, constant)
     size = transfers.shape[-1]
     out = {}
-    for scored in ("transfer", "ceiling", "floor"):
-        pose = judged["pose_floor" if scored == "floor" else scored]
-        look = judged["appearance_floor" if scored == "floor" else scored]
+    for scored, (pose, look) in judged.items():
         if judge.has_keypoints:
             for name, v in keypoint_scores(pose["keypoints"], batch["target_keypoints"], size).items():
                 out[f"pose/{name}/{scored}"] = v

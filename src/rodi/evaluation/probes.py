@@ -50,12 +50,14 @@ def encode_codes(model: AppearancePoseModel, sheets, split: str, n: int, seed: i
 
 def _pose_codes(model: AppearancePoseModel, x: torch.Tensor, g: torch.Generator
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A posterior sample (the mean for deterministic models) and the mean, flattened, on the CPU."""
+    """A posterior sample (the mean for deterministic models) and the exact code that transfer
+    gives the decoder (:meth:`AppearancePoseModel.transfer_pose`), flattened, on the CPU."""
     mean, logvar = model.encode_pose(x)
     mean, logvar = mean.flatten(1).cpu(), logvar.flatten(1).cpu()
+    code = model.transfer_pose(x).flatten(1).cpu()
     if not model.stochastic_pose:
-        return mean, mean
-    return mean + (0.5 * logvar).exp() * torch.randn(mean.shape, generator=g), mean
+        return mean, code
+    return mean + (0.5 * logvar).exp() * torch.randn(mean.shape, generator=g), code
 
 
 def probe_accuracies(train_x: torch.Tensor, train_y: dict[str, torch.Tensor], test_x: torch.Tensor,
@@ -136,24 +138,33 @@ def posthoc_mutual_information(pose: torch.Tensor, appearance: torch.Tensor, ste
                                eval_every: int = 50) -> float:
     """Mutual information in nats between paired codes, estimated by a fresh separable critic.
 
-    The critic is trained on the first half of the pairs; every ``eval_every`` steps its logistic
-    loss is measured on the second half, and the estimate (mean joint logit on the second half) of
-    the step with the lowest held-out loss is returned, so an overfitting critic does not bias the
-    estimate below zero.
+    The critic is trained on the first half of the pairs. The second half is split in two: every
+    ``eval_every`` steps the critic's logistic loss is measured on its first quarter of the data
+    (selection), and the estimate (mean joint logit) is read on the last quarter (report) at the
+    step with the lowest selection loss. Selecting and reporting on different pairs keeps the
+    choice of step from biasing the number reported, and selecting on held-out pairs keeps an
+    overfitting critic from biasing it below zero.
 
     Args:
         pose: (N, D_pi) codes; appearance: (N, D_alpha) codes; row i of both belong together.
-            N >= 4.
+            N >= 8.
+
+    Returns:
+        The estimate in nats.
+
+    Raises:
+        ValueError: for fewer than 8 pairs.
     """
-    if len(pose) < 4:
-        raise ValueError(f"need at least 4 code pairs to estimate mutual information, got {len(pose)}")
+    if len(pose) < 8:
+        raise ValueError(f"need at least 8 code pairs to estimate mutual information, got {len(pose)}")
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     mean_p, std_p = pose.mean(0), pose.std(0).clamp_min(1e-6)
     mean_a, std_a = appearance.mean(0), appearance.std(0).clamp_min(1e-6)
     p, a = (pose - mean_p) / std_p, (appearance - mean_a) / std_a
     half = len(p) // 2
-    held_out = derangement(len(p) - half, g)
+    third = half + (len(p) - half) // 2  # selection pairs: [half, third), report pairs: [third, N)
+    select_perm, report_perm = derangement(third - half, g), derangement(len(p) - third, g)
     critic = SeparableCritic(p.shape[1], a.shape[1], width=width)
     opt = torch.optim.Adam(critic.parameters(), lr=1e-3)
     b = min(batch_size, half)
@@ -161,10 +172,10 @@ def posthoc_mutual_information(pose: torch.Tensor, appearance: torch.Tensor, ste
     for step in range(steps + 1):
         if step % eval_every == 0 or step == steps:
             with torch.no_grad():
-                joint, marginal = critic(p[half:], a[half:], held_out)
-                loss = critic_loss(joint, marginal).item()
-            if loss < best_loss:
-                best_loss, best_estimate = loss, joint.mean().item()
+                loss = critic_loss(*critic(p[half:third], a[half:third], select_perm)).item()
+                if loss < best_loss:
+                    best_loss = loss
+                    best_estimate = critic(p[third:], a[third:], report_perm)[0].mean().item()
         if step == steps:
             break
         idx = torch.randint(half, (b,), generator=g)

@@ -77,13 +77,32 @@ def evaluate_state(state: TrainState, source, num_triplets: int | None = None, p
     return metrics, errors
 
 
+LOWER_IS_BETTER = ("pixel_error",)
+
+
+def normalised(score: float, floor: float, ceiling: float) -> float | None:
+    """(score - floor) / (ceiling - floor): 0 at the floor, 1 at the ceiling, never clipped (below 0
+    is worse than a trivial output); None where the ceiling does not beat the floor."""
+    span = ceiling - floor
+    return (score - floor) / span if span != 0 and (span > 0) == (ceiling > floor) else None
+
+
 def summarize_judged(errors: dict[str, torch.Tensor]) -> dict:
-    """Means of the judged per-triplet scores (keys ``<group>/<metric>/<scored>``).
+    """Means of the judged per-triplet scores (keys ``<group>/<metric>/<scored>``), each metric's
+    floor, and normalised scores (humanoid issue's yardstick; docs/METHOD.md, "Evaluation").
+
+    The floor of a metric is the best of the trivial outputs' means (``floor_input``,
+    ``floor_mean_image``, ``floor_average_body``; for ``pixel_error`` the lowest): a transfer
+    must beat every output that knows nothing it should.
 
     Returns:
         ``pose_accuracy``: per metric (``pck@0.05``, ``pck@0.1`` in [0, 1], ``pixel_error`` in
-        pixels, then one accuracy per pose label) a dict of ``transfer``, ``ceiling`` and ``floor``;
-        ``appearance_retention``: the same per appearance attribute, and ``mean`` over attributes.
+        pixels, then one accuracy per pose label) a dict of ``transfer``, ``ceiling``, ``floor``,
+        the three ``floor_*`` candidates and ``normalised``;
+        ``appearance_retention``: the same per appearance attribute, and ``mean`` over attributes
+        (its ``normalised`` is the mean of the per-attribute normalised scores);
+        ``normalised``: ``pose`` (PCK@0.1 where there are keypoints, else the mean over pose
+        labels), ``pose_labels`` (mean over pose labels) and ``appearance`` (mean over attributes).
     """
     out = {"pose_accuracy": {}, "appearance_retention": {}}
     for key, values in errors.items():
@@ -92,10 +111,26 @@ def summarize_judged(errors: dict[str, torch.Tensor]) -> dict:
         group, metric, scored = key.split("/")
         name = "pose_accuracy" if group == "pose" else "appearance_retention"
         out[name].setdefault(metric, {})[scored] = values.double().mean().item()
-    attributes = list(out["appearance_retention"].values())
+    for group in ("pose_accuracy", "appearance_retention"):
+        for metric, v in out[group].items():
+            floors = [x for k, x in v.items() if k.startswith("floor_")]
+            if floors:
+                v["floor"] = min(floors) if metric in LOWER_IS_BETTER else max(floors)
+            if "floor" in v and "ceiling" in v:
+                v["normalised"] = normalised(v["transfer"], v["floor"], v["ceiling"])
+    pose, look = out["pose_accuracy"], out["appearance_retention"]
+    mean_of = lambda values: sum(values) / len(values) if values and None not in values else None  # noqa: E731
+    attributes = list(look.values())
     if attributes:
-        out["appearance_retention"]["mean"] = {s: sum(a[s] for a in attributes) / len(attributes)
-                                               for s in ("transfer", "ceiling", "floor")}
+        keys = [k for k in attributes[0] if k != "normalised" and all(k in a for a in attributes)]
+        look["mean"] = {s: sum(a[s] for a in attributes) / len(attributes) for s in keys}
+        look["mean"]["normalised"] = mean_of([a.get("normalised") for a in attributes])
+    labels = [v.get("normalised") for k, v in pose.items() if not k.startswith(("pck@", "pixel_error"))]
+    out["normalised"] = {
+        "pose": pose["pck@0.1"].get("normalised") if "pck@0.1" in pose else mean_of(labels),
+        "pose_labels": mean_of(labels),
+        "appearance": look.get("mean", {}).get("normalised"),
+    }
     return out
 
 
@@ -180,8 +215,11 @@ def format_table(metrics: dict) -> str:
         rows.append(("transfer SSIM / PSNR", f"{q['ssim']['mean']:.4f} / {q['psnr_db']['mean']:.2f} dB"))
     for group, label in (("pose_accuracy", "pose"), ("appearance_retention", "appearance")):
         for name, v in metrics.get(group, {}).items():
-            rows.append((f"{label}: {name} (floor / transfer / ceiling)",
-                         f"{v['floor']:.3f} / {v['transfer']:.3f} / {v['ceiling']:.3f}"))
+            rows.append((f"{label}: {name} (floor / transfer / ceiling; normalised)",
+                         f"{v['floor']:.3f} / {v['transfer']:.3f} / {v['ceiling']:.3f}; " + _fmt3(v.get("normalised"))))
+    if "normalised" in metrics:
+        n = metrics["normalised"]
+        rows.append(("normalised pose / appearance", f"{_fmt3(n['pose'])} / {_fmt3(n['appearance'])}"))
     if "probes" in metrics:
         p = metrics["probes"]
         for name, label in (("pose_to_appearance", "probe: pose sample -> appearance (leak)"),
@@ -196,6 +234,10 @@ def format_table(metrics: dict) -> str:
         rows.append(("post-hoc MI(pose mean; appearance)", f"{metrics['posthoc_mi_mean_nats']:.3f} nats"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _fmt3(v) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
 
 
 def write_json(metrics: dict, path: str | os.PathLike) -> Path:

@@ -42,7 +42,8 @@ def _add_quality(scores: dict, images: torch.Tensor, targets: torch.Tensor, qual
 
 @torch.no_grad()
 def triplet_errors(model: AppearancePoseModel, sheets, num_triplets: int = 8000,
-                   seed: int = 0, batch_size: int = 250, judge=None, quality: bool = True) -> dict[str, torch.Tensor]:
+                   seed: int = 0, batch_size: int = 250, judge=None, quality: bool = True,
+                   split: str = "test") -> dict[str, torch.Tensor]:
     """Per-triplet errors on held-out characters of a source with exact targets (``sprites``,
     ``mocap``, ``flare``), pixels in [-1, 1], posterior mean for pi.
 
@@ -52,6 +53,7 @@ def triplet_errors(model: AppearancePoseModel, sheets, num_triplets: int = 8000,
     Args:
         judge: a :class:`rodi.evaluation.judges.Judge` of the source, or None.
         quality: also SSIM and PSNR (off for the quick validation during training).
+        split: ``test`` (reports) or ``validation`` (model selection during training).
 
     Returns:
         ``transfer``: (num_triplets,) MSE between D(mean pi(pose input), alpha(appearance input))
@@ -60,11 +62,16 @@ def triplet_errors(model: AppearancePoseModel, sheets, num_triplets: int = 8000,
         against x for the appearance inputs x; with a judge, also the per-triplet scores of
         :func:`rodi.evaluation.judges.judge_transfers`.
     """
-    from rodi.evaluation.judges import judge_transfers
+    from rodi.evaluation.judges import judge_transfers, trivial_outputs
 
     device = next(model.parameters()).device
-    indices = sheets.triplet_indices(num_triplets, seed)
+    indices = sheets.triplet_indices(num_triplets, seed, split=split)
     scores = defaultdict(list)
+    trivial = None
+    if judge is not None:  # the constant images a transfer must beat, from the same targets
+        a, _, p, _ = indices.unbind(1)
+        trivial = trivial_outputs(torch.cat([sheets.render(ac, pc) for ac, pc in
+                                             zip(a.split(batch_size), p.split(batch_size))]))
     for chunk in indices.split(batch_size):
         batch = sheets.triplets(chunk)
         app, pose, target = (batch[k].to(device) for k in ("appearance_image", "pose_image", "target"))
@@ -73,15 +80,16 @@ def triplet_errors(model: AppearancePoseModel, sheets, num_triplets: int = 8000,
         rec = model.transfer(app, app)
         scores["reconstruction"].append((rec - app).square().flatten(1).mean(1).cpu())
         if judge is not None:
-            for k, v in judge_transfers(judge, batch, out).items():
+            for k, v in judge_transfers(judge, batch, out, trivial).items():
                 scores[k].append(v)
     return {k: torch.cat(v) for k, v in scores.items()}
 
 
 @torch.no_grad()
 def pair_errors(model: AppearancePoseModel, source, n: int = 8000, seed: int = 0,
-                batch_size: int = 250, quality: bool = True) -> dict[str, torch.Tensor]:
-    """Per-pair errors on held-out identities of user data (no renderer, so no third image).
+                batch_size: int = 250, quality: bool = True, split: str = "test") -> dict[str, torch.Tensor]:
+    """Per-pair errors on held-out identities (``split``: ``test`` for reports, ``validation`` for
+    model selection) of user data (no renderer, so no third image).
 
     For each pair (x', x) of one held-out identity, x is the exact target of transferring the
     appearance of x' into the pose of x: ``transfer`` is the (n,) MSE of D(mean pi(x), alpha(x'))
@@ -91,7 +99,7 @@ def pair_errors(model: AppearancePoseModel, source, n: int = 8000, seed: int = 0
     same images as ``transfer`` (see :func:`image_quality`).
     """
     device = next(model.parameters()).device
-    pairs = source.held_out_pairs(n, seed=seed)
+    pairs = source.held_out_pairs(n, seed=seed, split=split)
     scores = defaultdict(list)
     for app, pose in zip(pairs["appearance_image"].split(batch_size), pairs["pose_image"].split(batch_size)):
         app, pose = app.to(device), pose.to(device)

@@ -31,6 +31,17 @@ class ResBlock(nn.Module):
         return x + self.conv(self.act(x))
 
 
+def _upsample(w_in: int, w_out: int, mode: str) -> nn.Module:
+    """x2 up-sampling from ``w_in`` to ``w_out`` channels: a 4x4 stride-2 transposed convolution
+    (``transpose``, the authors') or nearest-neighbour resizing then a 3x3 convolution (``resize``,
+    which cannot make the checkerboard texture of uneven kernel overlap; Odena et al., Distill 2016)."""
+    if mode == "transpose":
+        return nn.ConvTranspose2d(w_in, w_out, 4, stride=2, padding=1)
+    if mode == "resize":
+        return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(w_in, w_out, 3, padding=1))
+    raise ValueError(f"unknown up-sampling {mode!r}; use 'transpose' or 'resize'")
+
+
 def _widths(image_size: int, code_size: int, channels: int, max_channels: int) -> list[int]:
     levels = int(math.log2(image_size // code_size))
     if code_size * 2**levels != image_size:
@@ -68,7 +79,7 @@ class Decoder(nn.Module):
     (B, 3, H, W) pixels (unbounded; clamp to [-1, 1] for display). No skips from the pose image."""
 
     def __init__(self, code_channels: int = 16, image_size: int = 64, code_size: int = 4,
-                 channels: int = 64, max_channels: int = 256, blocks: int = 1):
+                 channels: int = 64, max_channels: int = 256, blocks: int = 1, upsample: str = "transpose"):
         super().__init__()
         widths = _widths(image_size, code_size, channels, max_channels)[::-1]
         half = widths[0] // 2
@@ -77,9 +88,9 @@ class Decoder(nn.Module):
         layers: list[nn.Module] = [nn.Conv2d(2 * half, widths[0], 3, padding=1)]
         for w_in, w_out in zip(widths[:-2], widths[1:-1]):
             layers += [ResBlock(w_in) for _ in range(blocks)]
-            layers += [_act(), nn.ConvTranspose2d(w_in, w_out, 4, stride=2, padding=1)]
+            layers += [_act(), _upsample(w_in, w_out, upsample)]
         layers += [ResBlock(widths[-2]) for _ in range(blocks)]
-        layers += [_act(), nn.ConvTranspose2d(widths[-2], 3, 4, stride=2, padding=1)]
+        layers += [_act(), _upsample(widths[-2], 3, upsample)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, pose: torch.Tensor, appearance: torch.Tensor) -> torch.Tensor:
@@ -96,11 +107,12 @@ class AppearancePoseModel(nn.Module):
         channels, max_channels, blocks: width at the first level, width cap, residual blocks per
             resolution.
         stochastic_pose: False for the plain autoencoder (``ae``): pi is the mean, no sampling.
+        upsample: the decoder's x2 up-sampling, ``transpose`` or ``resize`` (see :func:`_upsample`).
     """
 
     def __init__(self, image_size: int = 64, code_channels: int = 16, code_size: int = 4,
                  channels: int = 64, max_channels: int = 256, blocks: int = 1,
-                 stochastic_pose: bool = True):
+                 stochastic_pose: bool = True, upsample: str = "transpose"):
         super().__init__()
         self.image_size = image_size
         self.stochastic_pose = stochastic_pose
@@ -108,7 +120,7 @@ class AppearancePoseModel(nn.Module):
                   max_channels=max_channels, blocks=blocks)
         self.pose_encoder = Encoder(2 * code_channels, **kw)
         self.appearance_encoder = Encoder(code_channels, **kw)
-        self.decoder = Decoder(code_channels, **kw)
+        self.decoder = Decoder(code_channels, upsample=upsample, **kw)
 
     def encode_pose(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior q(pi | x) of (B, 3, H, W) pixels in [-1, 1]: mean and log-variance, each
@@ -124,12 +136,17 @@ class AppearancePoseModel(nn.Module):
         """Render (B, 3, H, W) pixels from pose and appearance codes."""
         return self.decoder(pose, appearance)
 
+    def transfer_pose(self, pose_image: torch.Tensor) -> torch.Tensor:
+        """The pose code that transfer gives the decoder: the posterior mean of q(pi | x),
+        (B, C, h, w), for (B, 3, H, W) pixels in [-1, 1]. The leakage probes score this code."""
+        return self.encode_pose(pose_image)[0]
+
     @torch.no_grad()
     def transfer(self, appearance_image: torch.Tensor, pose_image: torch.Tensor) -> torch.Tensor:
-        """Appearance of ``appearance_image`` in the pose of ``pose_image`` (posterior mean);
-        both (B, 3, H, W) in [-1, 1]; returns (B, 3, H, W) clamped to [-1, 1]."""
-        mean, _ = self.encode_pose(pose_image)
-        return self.decode(mean, self.encode_appearance(appearance_image)).clamp(-1, 1)
+        """Appearance of ``appearance_image`` in the pose of ``pose_image`` (pose code from
+        :meth:`transfer_pose`); both (B, 3, H, W) in [-1, 1]; returns (B, 3, H, W) clamped to
+        [-1, 1]."""
+        return self.decode(self.transfer_pose(pose_image), self.encode_appearance(appearance_image)).clamp(-1, 1)
 
 
 class SeparableCritic(nn.Module):

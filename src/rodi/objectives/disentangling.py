@@ -169,8 +169,11 @@ class DisentanglingObjective(nn.Module):
         x_hat = model.decode(pose, appearance)
         reconstruction = (x_hat - x).square().flatten(1).sum(1).mean()
 
+        # what the critics score: the sample the decoder sees in training (the authors'), or the
+        # posterior mean that transfer gives the decoder (objective.critic_code)
+        scored = mean if self.cfg.critic_code == "mean" else pose
         # the critics see the detached codes of the whole global batch, the same on every process
-        pose_d, appearance_d = dd.gather(pose), dd.gather(appearance)
+        pose_d, appearance_d = dd.gather(scored), dd.gather(appearance)
         s = derangement(pose_d.shape[0], device=x.device)
         fp, ga = self.critic.features(pose_d, appearance_d)
         joint, marginal = (fp * ga).sum(1), (fp * ga[s]).sum(1)
@@ -184,7 +187,7 @@ class DisentanglingObjective(nn.Module):
             # T(pi_i, alpha_i) with T fixed: f through frozen parameters, g(alpha) reused from T's
             # own forward above (detached inputs and parameters give the same values)
             frozen = {k: v.detach() for k, v in self.critic.f.named_parameters()}
-            attacked_f = functional_call(self.critic.f, frozen, (pose,), strict=True).flatten(1)
+            attacked_f = functional_call(self.critic.f, frozen, (scored,), strict=True).flatten(1)
             attacked_joint = (attacked_f * dd.shard(ga.detach())).sum(1)
             constraint = attacked_joint.mean() - self.cfg.epsilon
             multiplier = self.multiplier.to(constraint.dtype)
@@ -247,7 +250,7 @@ class DisentanglingObjective(nn.Module):
         self.ema_steps.add_(1)
         if out["constraint"] is not None:
             self.multiplier.fill_(update_multiplier(self.multiplier.item(), out["constraint"].item(), self.cfg.mu))
-        if self.cfg.variant == "rodi":
+        if self.cfg.variant == "rodi" and (self.cfg.gamma_in_warmup or step >= self.cfg.warmup_steps):
             ema, ema_i = self.corrected_emas()
             self.gamma.fill_(update_gamma(self.gamma.item(), ema, ema_i, self.cfg))
 

@@ -79,13 +79,19 @@ def save_checkpoints(state: TrainState, run_dir: Path, keep: int, validation: fl
 
 
 @torch.no_grad()
-def validation_error(model, source, n: int, seed: int = 99) -> float:
-    """Mean transfer MSE (pixels in [-1, 1]) on ``n`` fixed held-out triplets, or same-identity pairs
-    for user data: the number ``best.pt`` is chosen by."""
+def validation_error(model, source, n: int, seed: int = 99) -> float | None:
+    """Mean transfer MSE (pixels in [-1, 1]) on ``n`` fixed triplets, or same-identity pairs for
+    user data, of the ``validation`` split: training identities held out of training (and, for
+    mocap, poses of training clips). The number ``best.pt`` is chosen by; it never looks at test
+    data. None where the data has too few identities for a validation split (then no ``best.pt``
+    is written, only ``last.pt``)."""
     from rodi.evaluation.triplets import pair_errors, triplet_errors
 
+    if len(source.split("validation")) < (2 if hasattr(source, "triplet_indices") else 1):
+        return None
+
     score = triplet_errors if hasattr(source, "triplet_indices") else pair_errors
-    return score(model, source, n, seed, quality=False)["transfer"].mean().item()
+    return score(model, source, n, seed, quality=False, split="validation")["transfer"].mean().item()
 
 
 _RESUME_HINT = ("the last good checkpoint is kept; resume it with `rodi train --resume RUN_DIR`, "
@@ -218,7 +224,8 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
             if state.step % cfg.train.checkpoint_every == 0 and main:
                 state.train_seconds += time.perf_counter() - started
                 validation = validation_error(model, source, cfg.train.validation_items)
-                logger.log_validation(state.step, state.train_seconds, validation)
+                if validation is not None:
+                    logger.log_validation(state.step, state.train_seconds, validation)
                 save_checkpoints(state, run_dir, cfg.train.keep_checkpoints, validation)
                 started = time.perf_counter()
             state.train_seconds += time.perf_counter() - started

@@ -44,7 +44,8 @@ def resolve_device(name: str) -> torch.device:
 def build_model(cfg: Config) -> AppearancePoseModel:
     m = cfg.model
     return AppearancePoseModel(m.image_size, m.code_channels, m.code_size, m.channels, m.max_channels,
-                               m.blocks, stochastic_pose=cfg.objective.variant not in DETERMINISTIC_POSE)
+                               m.blocks, stochastic_pose=cfg.objective.variant not in DETERMINISTIC_POSE,
+                               upsample=m.upsample)
 
 
 class TrainState:
