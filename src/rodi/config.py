@@ -1,7 +1,7 @@
 """Typed configuration: defaults in dataclasses, YAML files and ``key=value`` overrides merged on
 top, validated before anything is built (OmegaConf structured configs).
 
-The defaults are the authors' 64x64 Sprites setup (METHOD.md section 5).
+The defaults are the authors' 64x64 Sprites setup (docs/method.md section 5).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Using a trained model on files: transfers, motion retargeting to video, and interpolation in code
-space (ICCV 2019, Esser et al.: the transfers, interpolations and videos the paper shows; METHOD.md
+space (ICCV 2019, Esser et al.: the transfers, interpolations and videos the paper shows; docs/method.md
 section 1).
 
 :class:`Renderer` holds a model and the preprocessing of its training data (image size, background,

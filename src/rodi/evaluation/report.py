@@ -89,7 +89,7 @@ def normalised(score: float, floor: float, ceiling: float) -> float | None:
 
 def summarize_judged(errors: dict[str, torch.Tensor]) -> dict:
     """Means of the judged per-triplet scores (keys ``<group>/<metric>/<scored>``), each metric's
-    floor, and normalised scores (humanoid issue's yardstick; docs/METHOD.md, "Evaluation").
+    floor, and normalised scores (humanoid issue's yardstick; docs/method.md section 8).
 
     The floor of a metric is the best of the trivial outputs' means (``floor_input``,
     ``floor_mean_image``, ``floor_average_body``; for ``pixel_error`` the lowest): a transfer

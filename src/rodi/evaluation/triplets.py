@@ -1,5 +1,5 @@
 """The paper's Sprites benchmark: transfer error on held-out triplets (ICCV 2019, Esser et al.,
-section 4.1; METHOD.md section 6)."""
+section 4.1; docs/method.md section 6)."""
 
 from __future__ import annotations
 

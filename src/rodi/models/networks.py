@@ -1,5 +1,5 @@
 """Encoders and decoder of the appearance/pose model (ICCV 2019, Esser et al., section 3 and
-supplement; METHOD.md section 2).
+supplement; docs/method.md section 2).
 
 Codes are spatial maps (C, h, w); the 64x64 setup uses C = 16 at 4x4. Residual blocks are
 ``x + conv(act(x))`` (the official code forgot the activation, which made its networks linear).

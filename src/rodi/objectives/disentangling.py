@@ -10,7 +10,7 @@ penalty is an augmented Lagrangian with multiplier lambda, and (variant ``rodi``
 whenever a second critic T', trained on detached codes and never attacked by the encoder, sees more
 information than T: the smallest KL weight at which T's estimate can be trusted.
 
-Variants (METHOD.md section 4): ``ae`` deterministic pi, no KL, no constraint; ``variational`` fixed
+Variants (docs/method.md section 4): ``ae`` deterministic pi, no KL, no constraint; ``variational`` fixed
 gamma; ``adversarial`` fixed gamma plus the MI constraint; ``rodi`` adaptive gamma plus the MI
 constraint; ``drnet``, the baseline of Denton & Birodkar (NeurIPS 2017) in the same framework:
 deterministic pi, the appearance codes of both images of a pair pulled together, and a scene
@@ -99,7 +99,7 @@ class DisentanglingObjective(nn.Module):
     (for bias correction).
 
     Args:
-        cfg: objective hyper-parameters (METHOD.md section 5).
+        cfg: objective hyper-parameters (docs/method.md section 5).
         code_channels: channels of the pose and appearance codes.
     """
 
@@ -131,7 +131,7 @@ class DisentanglingObjective(nn.Module):
         return self.constrained and step >= self.cfg.warmup_steps
 
     def forward(self, model: AppearancePoseModel, batch: dict, step: int) -> dict:
-        """Both losses of one training step, computed in the safe order (METHOD.md section 3).
+        """Both losses of one training step, computed in the safe order (docs/method.md section 3).
 
         The critics see detached codes; the encoder's penalty goes through T with its parameters
         detached, so one backward of ``model_loss + critic_loss`` gives each optimiser exactly its
@@ -243,7 +243,7 @@ class DisentanglingObjective(nn.Module):
     @torch.no_grad()
     def update(self, out: dict, step: int) -> None:
         """After the optimisers stepped: moving averages, lambda (when the constraint is active)
-        and, for ``rodi``, gamma (METHOD.md section 3, items 4-5)."""
+        and, for ``rodi``, gamma (docs/method.md section 3, items 4-5)."""
         d = self.cfg.ema_decay
         self.ema_mi.mul_(d).add_((1 - d) * out["mi"].double())
         self.ema_mi_independent.mul_(d).add_((1 - d) * out["mi_independent"].double())
