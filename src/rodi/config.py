@@ -68,6 +68,10 @@ class ObjectiveConfig:
     gamma_bias: float = 0.01  # b_gamma
     gamma_in_warmup: bool = True  # adapt gamma while the constraint is still off (the authors' code does)
     epsilon: float = 0.1  # MI bound in nats
+    # reconstruction term: sse (summed squared pixel error, the authors') | calibrated (Gaussian NLL with
+    # the variance at the batch MSE, at least min_variance; docs/method.md section 9)
+    reconstruction: str = "sse"
+    min_variance: float = 1.0e-4
     critic_code: str = "sample"  # what the critics score: sample (of q(pi | x), the authors') | mean (what transfer uses)
     mu: float = 0.1  # augmented-Lagrangian penalty weight
     lambda_init: float = 0.0
@@ -261,6 +265,8 @@ def validate(cfg: Config) -> None:
          "objective.gamma must be in [0, objective.gamma_max]"),
         (cfg.objective.mu > 0, "objective.mu must be > 0"),
         (cfg.objective.critic_code in ("sample", "mean"), "objective.critic_code must be 'sample' or 'mean'"),
+        (cfg.objective.reconstruction in ("sse", "calibrated"), "objective.reconstruction must be 'sse' or 'calibrated'"),
+        (cfg.objective.min_variance > 0, "objective.min_variance must be > 0"),
         (cfg.objective.lambda_init >= 0, "objective.lambda_init must be >= 0"),
         (0 < cfg.objective.ema_decay < 1, "objective.ema_decay must be in (0, 1)"),
         (cfg.objective.warmup_steps >= 0, "objective.warmup_steps must be >= 0"),

@@ -76,3 +76,52 @@ def test_critic_estimates_the_mutual_information_of_correlated_gaussians():
 
 def test_critic_estimates_zero_for_independent_gaussians():
     assert abs(_train_critic(0.0, 2)) < 0.05
+
+
+def _objective_and_model(**overrides):
+    from rodi.models.networks import AppearancePoseModel
+    from rodi.objectives.disentangling import DisentanglingObjective
+
+    cfg = ObjectiveConfig(critic_width=16, **overrides)
+    torch.manual_seed(0)
+    model = AppearancePoseModel(image_size=16, code_channels=4, code_size=4, channels=8, max_channels=16)
+    return DisentanglingObjective(cfg, code_channels=4), model
+
+
+def _batch(b=4, size=16):
+    g = torch.Generator().manual_seed(1)
+    return {"pose_image": torch.rand(b, 3, size, size, generator=g) * 2 - 1,
+            "appearance_image": torch.rand(b, 3, size, size, generator=g) * 2 - 1}
+
+
+def test_calibrated_reconstruction_is_the_gaussian_nll_gradient_at_the_batch_variance():
+    """Its gradient is that of (D / 2) log(MSE): the SSE's gradient over 2 * MSE."""
+    batch = _batch()
+    grads = {}
+    for mode in ("sse", "calibrated"):
+        objective, model = _objective_and_model(reconstruction=mode, variant="ae")
+        out = objective(model, batch, step=0)
+        out["model_loss"].backward()
+        grads[mode] = model.decoder.net[-1].weight.grad.clone() if not isinstance(model.decoder.net[-1], torch.nn.Sequential) \
+            else model.decoder.net[-1][-1].weight.grad.clone()
+        mse = out["reconstruction"].item() / batch["pose_image"][0].numel()
+    assert torch.allclose(grads["calibrated"], grads["sse"] / (2 * mse), rtol=1e-4, atol=1e-7)
+
+
+def test_gamma_can_be_held_during_the_warm_up():
+    objective, model = _objective_and_model(gamma_in_warmup=False, warmup_steps=5, gamma=0.5)
+    out = {"mi": torch.tensor(0.0), "mi_independent": torch.tensor(3.0), "constraint": None}
+    for step in range(5):
+        objective.update(out, step)
+    assert objective.gamma.item() == 0.5  # the gap is ignored while the constraint is off
+    objective.update({**out, "constraint": torch.tensor(0.0)}, 5)
+    assert objective.gamma.item() > 0.5
+
+
+def test_critics_may_score_the_posterior_mean():
+    objective, model = _objective_and_model(critic_code="mean")
+    batch = _batch()
+    torch.manual_seed(3)
+    first = objective(model, batch, step=2000)["mi"]
+    torch.manual_seed(4)  # another posterior sample: the critics' input, the mean, is the same
+    assert objective(model, batch, step=2000)["mi"] == first

@@ -167,7 +167,16 @@ class DisentanglingObjective(nn.Module):
             kl = kl_standard_normal(mean, logvar).mean()
         appearance = model.encode_appearance(x_app)
         x_hat = model.decode(pose, appearance)
-        reconstruction = (x_hat - x).square().flatten(1).sum(1).mean()
+        sse = (x_hat - x).square().flatten(1).sum(1)  # (B,) summed squared error per example
+        reconstruction = sse.mean()
+        if self.cfg.reconstruction == "calibrated":
+            # Gaussian NLL in nats with the variance set to its maximum-likelihood value, the
+            # batch's mean squared error (docs/method.md section 9): the gradient of
+            # (D / 2) log(MSE), so reconstruction, KL and the MI penalty are nats of one ELBO
+            variance = dd.mean(sse.detach().mean()) / x[0].numel()
+            reconstruction_loss = reconstruction / (2.0 * variance.clamp_min(self.cfg.min_variance))
+        else:  # summed squared error: a Gaussian NLL with variance 1/2 (the authors')
+            reconstruction_loss = reconstruction
 
         # what the critics score: the sample the decoder sees in training (the authors'), or the
         # posterior mean that transfer gives the decoder (objective.critic_code)
@@ -202,7 +211,7 @@ class DisentanglingObjective(nn.Module):
                 penalty = augmented_lagrangian(constraint, multiplier, self.cfg.mu)
                 penalty_loss = penalty
         gamma = self.gamma.to(kl.dtype)
-        model_loss = reconstruction + gamma * kl + penalty_loss
+        model_loss = reconstruction_loss + gamma * kl + penalty_loss
         if self.cfg.variant == "drnet":
             drnet_loss, scene_loss = self._drnet(model, x, x_app, pose, appearance, s)
             model_loss = model_loss + drnet_loss
