@@ -67,8 +67,9 @@ def test_there_are_272_poses_and_4000_distinct_characters_split_80_20(heroes):
     assert heroes.num_poses == 8 * 34
     assert len(torch.unique(heroes.pose_labels, dim=0)) == heroes.num_poses
     assert len(torch.unique(heroes.characters, dim=0)) == len(heroes.characters) == 4000
-    train, test = set(heroes.split("train").tolist()), set(heroes.split("test").tolist())
-    assert not train & test and len(train | test) == 4000 and len(test) == 800
+    train, validation, test = (set(heroes.split(k).tolist()) for k in ("train", "validation", "test"))
+    assert not train & test and not validation & (train | test)
+    assert len(train | validation | test) == 4000 and len(test) == 800 and len(validation) == 320
     sizes = [len(GENDERS)] + [len(c) for c in LAYER_CHOICES.values()]
     assert (heroes.characters.max(0).values < torch.tensor(sizes)).all()
     with pytest.raises(ValueError, match="unknown split"):

@@ -87,3 +87,12 @@ def test_corrupt_cache_is_rendered_again(tmp_path):
     cache.write_bytes(cache.read_bytes()[:1000])  # a run killed mid-write by an older version
     again = MocapHumanoid(32, frame_stride=60, yaws=1, cache_dir=tmp_path, progress=False)
     assert again.render(torch.arange(2), torch.arange(2)).shape == (2, 3, 32, 32)
+
+
+def test_validation_holds_out_training_appearances_in_training_clips(humanoid):
+    validation = set(humanoid.split("validation").tolist())
+    assert validation and not validation & set(humanoid.split("train").tolist())
+    assert not validation & set(humanoid.split("test").tolist())
+    a, b, p, q = humanoid.triplet_indices(300, seed=99, split="validation").unbind(1)
+    assert set(a.tolist()) | set(b.tolist()) <= validation
+    assert set(p.tolist()) | set(q.tolist()) <= set(humanoid.pose_split("train").tolist())

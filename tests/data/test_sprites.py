@@ -124,3 +124,15 @@ def test_sheets_are_downloaded_into_the_cache_and_checked(sheets_root, tmp_path,
         assert not (root / "hair" / "9.png").exists()
     finally:
         server.shutdown()
+
+
+def test_validation_characters_are_held_out_of_the_published_training_ones(sheets):
+    """Model selection never sees test characters: 100 of the 1,000 training characters."""
+    train, validation, test = (set(sheets.split(k).tolist()) for k in ("train", "validation", "test"))
+    assert len(validation) == 100 and len(train) == 900 and len(test) == 296
+    assert not validation & train and not validation & test
+    assert train | validation == set(sheets.protocol.train.tolist())
+    batch = sheets.sample_pairs(256, torch.Generator().manual_seed(0))
+    assert not set(batch["pose_character"].tolist()) & validation
+    a = sheets.triplet_indices(500, seed=99, split="validation")[:, :2].flatten()
+    assert set(a.tolist()) <= validation
