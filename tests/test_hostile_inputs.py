@@ -134,3 +134,15 @@ def test_a_checkpoint_written_on_a_gpu_machine_loads_on_the_cpu(tmp_path):
     result = CliRunner().invoke(main, ["transfer", "-c", str(tmp_path / "gpu.pt"), "-a", str(tmp_path / "a.png"),
                                        "-p", str(tmp_path / "a.png"), "-o", str(tmp_path / "o.png")])
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("text, where", [("train:\n  batch_size: [1, {\n", "line 3"),
+                                         ("train:\n  a: b: c\n", "line 2, column 7")])
+def test_a_config_file_with_a_yaml_syntax_error_is_one_clear_error(tmp_path, text, where):
+    from rodi.config import ConfigError, load_config
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(ConfigError, match=f"bad.yaml: not valid YAML \\({where}") as err:
+        load_config(str(bad))
+    assert "\n" not in str(err.value)

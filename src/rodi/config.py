@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Optional
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
@@ -188,6 +189,11 @@ def load_config(name_or_path: Optional[str] = None, overrides: tuple[str, ...] |
             merged = OmegaConf.merge(merged, OmegaConf.load(path))
     except OmegaConfBaseException as err:
         raise _explain(err, str(name_or_path)) from None
+    except yaml.YAMLError as err:  # a syntax error: say where, in one line
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{name_or_path}: not valid YAML{where}: {problem}") from None
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value")
