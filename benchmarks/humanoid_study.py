@@ -52,8 +52,6 @@ def run_one(config: str, overrides: list[str], steps: int, seed: int, run_dir: P
     if not (run_dir / "checkpoints" / "last.pt").exists():
         _run([*rodi, "train", config, *overrides, "train.max_minutes=null", f"train.max_steps={steps}",
               f"train.seed={seed}", f"train.threads={threads}", f"train.out_dir={run_dir}", "--no-progress"], log)
-    elif json.loads((run_dir / "checkpoints" / "best.json").read_text())["step"] is None:
-        pass
     if not (report / "metrics.json").exists():
         extra = ["--num-triplets", str(num_triplets)] if num_triplets else []
         _run([*rodi, "evaluate", "-c", str(run_dir / "checkpoints" / "last.pt"), "-o", str(report), *extra], log)

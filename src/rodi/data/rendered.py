@@ -75,11 +75,14 @@ class LabelledCharacters:
             raise ValueError(f"unknown split {name!r}; use one of {', '.join(SPLITS)}")
         if name == "test":
             return self._published_split("test")
-        published = self._published_split("train")
-        order = torch.from_numpy(np.random.RandomState(VALIDATION_SEED).permutation(len(published)))
-        n_validation = max(1, round(len(published) * VALIDATION_FRACTION))
-        picked = order[:n_validation] if name == "validation" else order[n_validation:]
-        return published[picked.sort().values]
+        cache = self.__dict__.setdefault("_carved_splits", {})  # drawn once: split() runs every step
+        if not cache:
+            published = self._published_split("train")
+            order = torch.from_numpy(np.random.RandomState(VALIDATION_SEED).permutation(len(published)))
+            n_validation = max(1, round(len(published) * VALIDATION_FRACTION))
+            cache["validation"] = published[order[:n_validation].sort().values]
+            cache["train"] = published[order[n_validation:].sort().values]
+        return cache[name]
 
     def labels(self, character: torch.Tensor, pose: torch.Tensor) -> dict[str, torch.Tensor]:
         """One (B,) long tensor per appearance attribute, ``action``, ``direction``, ``frame``,

@@ -82,9 +82,10 @@ LOWER_IS_BETTER = ("pixel_error",)
 
 def normalised(score: float, floor: float, ceiling: float) -> float | None:
     """(score - floor) / (ceiling - floor): 0 at the floor, 1 at the ceiling, never clipped (below 0
-    is worse than a trivial output); None where the ceiling does not beat the floor."""
+    is worse than a trivial output); works for lower-is-better metrics too. None where the ceiling
+    equals the floor."""
     span = ceiling - floor
-    return (score - floor) / span if span != 0 and (span > 0) == (ceiling > floor) else None
+    return (score - floor) / span if span != 0 else None
 
 
 def summarize_judged(errors: dict[str, torch.Tensor]) -> dict:
