@@ -18,6 +18,7 @@ class _Errors(click.Group):
     def invoke(self, ctx):
         from rodi.config import ConfigError
         from rodi.data.images import MediaReadError
+        from rodi.evaluation.judges import JudgeFileError
         from rodi.data.sources import data_errors
         from rodi.media import VideoWriteError
         from rodi.training.loop import NonFiniteLossError, RunExistsError
@@ -26,7 +27,7 @@ class _Errors(click.Group):
         try:
             return super().invoke(ctx)
         except (ConfigError, MediaReadError, VideoWriteError, NonFiniteLossError, RunExistsError,
-                CheckpointError, *data_errors()) as err:
+                CheckpointError, JudgeFileError, *data_errors()) as err:
             click.echo(f"error: {err}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
@@ -104,7 +105,7 @@ def train(config, overrides, resume_dir, data, data_root, no_progress):
     click.echo(f"run folder: {run_dir}")
 
 
-_CHECKPOINT_HELP = "A rodi checkpoint (.pt) or exported model (.safetensors)."
+_CHECKPOINT_HELP = "A rodi checkpoint (.pt), an exported model (.safetensors) or a shipped model's name (humanoid)."
 _SCALE_HELP = "Each pixel of the model's renders becomes SCALE x SCALE pixels (nearest neighbour)."
 
 
@@ -120,20 +121,19 @@ _SCALE_HELP = "Each pixel of the model's renders becomes SCALE x SCALE pixels (n
 def transfer(checkpoint, appearance, pose, output, matrix, device):
     """Render the appearance of one image in the pose of another (posterior mean of pi)."""
     from rodi.data.images import expand_image_paths
-    from rodi.retarget import Renderer
-    from rodi.training.state import resolve_device
+    from rodi.inference import load
     from rodi.viz import save_png, save_transfer_matrix, to_uint8
 
-    renderer = Renderer.from_checkpoint(checkpoint, resolve_device(device))
-    apps = renderer.images(expand_image_paths(list(appearance)))
-    poses = renderer.images(expand_image_paths(list(pose)))
+    model = load(checkpoint, device)
+    apps = model.prepare(expand_image_paths(list(appearance)))
+    poses = model.prepare(expand_image_paths(list(pose)))
     if matrix:
-        path = save_transfer_matrix(renderer.model, apps, poses, output)
+        path = save_transfer_matrix(model.network, apps, poses, output)
     else:
         if len(apps) != 1 or len(poses) != 1:
             raise click.UsageError(f"got {len(apps)} appearance and {len(poses)} pose images; "
                                    "give one of each, or use --matrix for a grid")
-        path = save_png(to_uint8(renderer.model.transfer(apps, poses))[0], output)
+        path = save_png(to_uint8(model.transfer(apps, poses))[0], output)
     click.echo(f"wrote {path}")
 
 
@@ -151,14 +151,12 @@ def transfer(checkpoint, appearance, pose, output, matrix, device):
 def retarget(checkpoint, appearance, pose_video, output, side_by_side, scale, device, no_progress):
     """Motion retargeting: the appearance of one image (or video) in the pose of every frame of
     another video, written at that video's frame rate."""
+    from rodi.inference import load
     from rodi.media import check_video_output
-    from rodi.retarget import Renderer
-    from rodi.training.state import resolve_device
 
     check_video_output(output)  # before the model is loaded
-    renderer = Renderer.from_checkpoint(checkpoint, resolve_device(device))
-    result = renderer.retarget(appearance, pose_video, output, side_by_side=side_by_side, scale=scale,
-                               progress=not no_progress)
+    result = load(checkpoint, device).retarget(appearance, pose_video, output, side_by_side=side_by_side,
+                                               scale=scale, progress=not no_progress)
     click.echo(f"wrote {result.path}: {result.frames} frames at {float(result.rate):g} fps "
                f"(appearance from {result.appearance_frames} frame(s))")
 
@@ -182,15 +180,14 @@ def retarget(checkpoint, appearance, pose_video, output, side_by_side, scale, de
 def interpolate(checkpoint, appearance, pose, output, steps, walk, walk_frames, fps, scale, device):
     """Interpolation figure: a grid walking linearly between two appearance codes down the rows and
     two pose codes across the columns; corners are the plain transfers."""
+    from rodi.inference import load
     from rodi.media import check_video_output
-    from rodi.retarget import Renderer
-    from rodi.training.state import resolve_device
 
     if len(appearance) != 2 or len(pose) != 2:
         raise click.UsageError(f"give --appearance twice and --pose twice (got {len(appearance)} and {len(pose)})")
     if walk is not None:
         check_video_output(walk)
-    renderer = Renderer.from_checkpoint(checkpoint, resolve_device(device))
+    renderer = load(checkpoint, device).renderer
     apps, poses = renderer.images(appearance), renderer.images(pose)
     click.echo(f"wrote {renderer.save_interpolation_grid(apps, poses, output, steps, scale)}")
     if walk is not None:
@@ -224,14 +221,15 @@ def serve(checkpoint, host, port, max_upload_mb, max_video_frames, examples, dat
 @main.command()
 @click.option("--checkpoint", "-c", required=True, type=click.Path(dir_okay=False), help="A rodi checkpoint (.pt).")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Output .safetensors file.")
-def export(checkpoint, output):
+@click.option("--half", is_flag=True, help="Store the weights as float16 (half the size).")
+def export(checkpoint, output, half):
     """Write the encoders and decoder of a checkpoint as safetensors (config in its metadata), for
     `rodi transfer` and sharing: no critics, optimisers or pickled code."""
     from rodi.training.state import export_model
 
     if not output.endswith(".safetensors"):
         raise click.UsageError(f"--output {output!r} must end in .safetensors")
-    click.echo(f"wrote {export_model(checkpoint, output)}")
+    click.echo(f"wrote {export_model(checkpoint, output, half)}")
 
 
 @main.command()
@@ -275,6 +273,32 @@ def _evaluate_and_report(checkpoint, data_root, num_triplets, device, report_dir
     click.echo(format_table(metrics))
     click.echo(f"wrote {Path(report_dir) / 'report.html'} and metrics.json beside it")
     return Path(report_dir)
+
+
+@main.command()
+@click.argument("data", type=click.Choice(["mocap", "sprites", "flare"]))
+@click.argument("overrides", nargs=-1)
+@click.option("--data-root", type=click.Path(), default=None, help="Sets data.root (e.g. the folder of LPC layer sheets).")
+@click.option("--output-dir", "-o", type=click.Path(file_okay=False), required=True,
+              help="Where the judge file goes (the package's src/rodi/assets/judges to ship it).")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def judge(data, overrides, data_root, output_dir, no_progress):
+    """Train (or take from the cache) the judge of a built-in source and write it as a shipped
+    safetensors file with its fingerprint, recipe, ceilings, licence and credit. OVERRIDES
+    (data.*, evaluation.judge_*) change what it is made for; `rodi evaluate` uses a shipped judge
+    only where its fingerprint matches."""
+    from rodi.config import load_config
+    from rodi.data.sources import open_source
+    from rodi.evaluation.judges import ship_judge
+
+    cfg = load_config(None, _overrides(overrides, data_root, data))
+    source = open_source(cfg.data, cfg.model.image_size, progress=not no_progress)
+    cache = Path(cfg.data.cache_dir) / "judges" if cfg.data.cache_dir else None
+    path, ceilings = ship_judge(source, cfg.evaluation.judge_steps, cfg.evaluation.judge_batch_size,
+                                cfg.data.num_triplets, cfg.data.triplet_seed, output_dir, cache, not no_progress)
+    for group in ("pose", "appearance"):
+        click.echo(f"{group} ceilings: " + ", ".join(f"{k} {v:.3f}" for k, v in ceilings[group].items()))
+    click.echo(f"wrote {path}")
 
 
 @main.command()

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from rodi.data.images import ImageReadError
-from rodi.data.video import VideoReadError
+from rodi.data.video import VideoReadError, VideoWarning
 from rodi.retarget import Renderer
 from rodi.viz import save_png, to_uint8
 
@@ -133,14 +133,39 @@ class Handlers:
         return to_uint8(self.renderer.interpolation(both, both, weights))[0]
 
     def retarget(self, appearance: dict | None, video: dict | None, side_by_side: bool) -> str:
-        """The appearance image in the pose of every frame of the video: an H.264 MP4's path."""
+        """The appearance image in the pose of every frame of the video: an H.264 MP4's path.
+
+        rodi's warnings about the video (:class:`~rodi.data.video.VideoWarning`: fewer frames
+        decode than it declares, no frame rate) are shown in the page (``gr.Warning``), naming
+        the file as the user called it.
+
+        Raises:
+            gr.Error: no appearance or video given, or either is refused: unreadable, a still image
+                where the video belongs, or over the length limit (rodi's one-line message).
+        """
+        import gradio as gr
+
         app_path, video_path = self._path(appearance, "an appearance image"), self._path(video, "a pose video")
         output = self.outputs / f"retargeted-{uuid.uuid4().hex[:12]}.mp4"
-        try:
-            self.renderer.retarget(app_path, video_path, output, side_by_side=side_by_side, scale=4,
-                                   progress=True, max_frames=self.limits.max_video_frames)
-        except (ImageReadError, VideoReadError) as err:  # InputLimitError too
-            raise self._refuse(err, appearance, video) from None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", VideoWarning)
+            try:
+                self.renderer.retarget(app_path, video_path, output, side_by_side=side_by_side, scale=4,
+                                       progress=True, max_frames=self.limits.max_video_frames)
+            except (ImageReadError, VideoReadError) as err:  # StillImageError and InputLimitError too
+                raise self._refuse(err, appearance, video) from None
+        shown = []
+        for w in caught:
+            if not issubclass(w.category, VideoWarning):
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+                continue
+            message = str(w.message)
+            for payload in (appearance, video):  # the server's cached copies are named as uploaded
+                name = payload.get("orig_name") or Path(payload["path"]).name
+                message = message.replace(str(Path(payload["path"])), name).replace(payload["path"], name)
+            if message not in shown:
+                shown.append(message)
+                gr.Warning(message)
         return str(output)
 
 
@@ -207,7 +232,8 @@ def build_app(renderer: Renderer, limits: Limits, outputs: Path, examples: list[
 def serve(checkpoint: str | os.PathLike, host: str = "127.0.0.1", port: int = 7860,
           device: torch.device | None = None, limits: Limits = Limits(), examples: int = 4,
           data_root: str | None = None) -> None:
-    """Load a checkpoint and serve the app until interrupted.
+    """Load a model (a checkpoint, an export or a shipped model's name, with
+    :func:`rodi.inference.load`) and serve the app until interrupted.
 
     Args:
         host: address to bind; the loopback address keeps the app on this machine.
@@ -217,7 +243,9 @@ def serve(checkpoint: str | os.PathLike, host: str = "127.0.0.1", port: int = 78
     Raises:
         CheckpointError: the checkpoint cannot be read.
     """
-    renderer = Renderer.from_checkpoint(checkpoint, device)
+    from rodi.inference import load
+
+    renderer = load(checkpoint, device or "auto").renderer
     with tempfile.TemporaryDirectory(prefix="rodi-serve-") as work:
         work = Path(work)
         app = build_app(renderer, limits, work, dataset_examples(renderer, work, examples, data_root))

@@ -43,7 +43,7 @@ Appearance of A in pose q, pose of B in pose p, compared with the exact render o
 
 {% if m.pose_accuracy %}
 <h2>Pose accuracy of transfers</h2>
-<p class="note">A judge trained on exact renders ({{ m.judge_train_steps }} steps) reads the pose of each transfer.
+<p class="note">A judge trained on exact renders ({{ m.judge_train_steps }} steps{% if m.judge %}; {{ m.judge.origin }}{% if m.judge.fingerprint %}, renders {{ m.judge.fingerprint }}{% endif %}{% endif %}) reads the pose of each transfer.
 Ceiling: the judge on the exact targets. Floor: the best of three outputs that know no pose: the appearance input
 (whose pose is wrong), the mean held-out target image and one constant average body (the target closest to that mean).
 Normalised: (transfer - floor) / (ceiling - floor), 0 at the floor and 1 at the ceiling, not clipped.

@@ -16,6 +16,12 @@ The judge is a measuring instrument, not a model under test: it learns from rend
 appearance in every pose (training and held-out splits alike), half of them blurred, so a blurry
 transfer is judged by the pose and appearance it shows rather than by its sharpness. Its own score
 on the exact targets is the ceiling printed beside every transfer score.
+
+Judges of the built-in sources ship inside the package (``rodi/assets/judges``, written by
+``rodi judge``): a safetensors file named by the fingerprint of the renders it was trained on, with
+its recipe, ceilings, licence and credit in the metadata. :func:`load_or_train_judge` uses the
+shipped file whenever the fingerprint matches, so every user's scores come from the same instrument;
+other settings (another image size, say) train a judge once and cache it.
 """
 
 from __future__ import annotations
@@ -33,6 +39,9 @@ from torch import nn
 from rodi.data.rendered import cached_arrays
 
 JUDGE_VERSION = 1
+JUDGE_FORMAT = "rodi-judge"
+SHIPPED_JUDGES = Path(__file__).resolve().parent.parent / "assets" / "judges"
+JUDGE_LR = 3e-3
 PCK_THRESHOLDS = (0.05, 0.1)  # fractions of the image side
 
 
@@ -105,12 +114,18 @@ class Judge:
         pose_labels: label names scored against the pose input (action, direction, frame).
         appearance_labels: label names scored against the appearance input.
         train_steps: optimisation steps it was trained for.
+        batch_size, seed, lr: the rest of its recipe (see :func:`train_judge`).
+        origin: where it came from: ``shipped`` (a file in the package), ``cache`` or ``trained``.
+        fingerprint: the fingerprint of the renders and recipe (see :func:`load_or_train_judge`),
+            or None for a judge trained outside it.
     """
 
-    def __init__(self, net: JudgeNet, source, train_steps: int):
+    def __init__(self, net: JudgeNet, source, train_steps: int, batch_size: int, seed: int = 0,
+                 lr: float = JUDGE_LR, origin: str = "trained", fingerprint: str | None = None):
         self.net = net.eval()
         self.pose_labels, self.appearance_labels = tuple(source.pose_attributes), tuple(source.appearance_attributes)
-        self.train_steps = train_steps
+        self.train_steps, self.batch_size, self.seed, self.lr = train_steps, batch_size, seed, lr
+        self.origin, self.fingerprint = origin, fingerprint
 
     @property
     def has_keypoints(self) -> bool:
@@ -154,7 +169,7 @@ def _sample(source, n: int, generator: torch.Generator) -> tuple[torch.Tensor, t
     return character, torch.randint(source.num_poses, (n,), generator=generator)
 
 
-def train_judge(source, steps: int, batch_size: int, seed: int = 0, lr: float = 3e-3,
+def train_judge(source, steps: int, batch_size: int, seed: int = 0, lr: float = JUDGE_LR,
                 progress: bool = False) -> Judge:
     """Train a judge on exact renders of ``source`` (every appearance in every pose) for ``steps``
     steps of ``batch_size`` images (the defaults are ``evaluation.judge_steps`` and
@@ -187,7 +202,7 @@ def train_judge(source, steps: int, batch_size: int, seed: int = 0, lr: float = 
         loss.backward()
         opt.step()
         sched.step()
-    return Judge(net, source, steps)
+    return Judge(net, source, steps, batch_size, seed, lr)
 
 
 def _fingerprint(source, steps: int, batch_size: int, seed: int) -> str:
@@ -205,26 +220,182 @@ def _fingerprint(source, steps: int, batch_size: int, seed: int) -> str:
     return h.hexdigest()[:16]
 
 
-def load_or_train_judge(source, steps: int, batch_size: int, seed: int = 0,
-                        cache_dir: str | os.PathLike | None = None, progress: bool = True) -> Judge:
-    """The judge of ``source`` from the cache, else trained with :func:`train_judge` and cached.
+class JudgeFileError(RuntimeError):
+    """A shipped judge file is unreadable or does not describe the source it is asked for."""
 
-    The weights are stored as a plain ``.npz`` of arrays (no pickles) named by a fingerprint of the
-    source's renders and labels and of the training recipe, so changed data trains a new judge.
-    A cache that cannot be written only gives a warning.
+
+def _file_name(source, fingerprint: str, suffix: str) -> str:
+    return f"{type(source).__name__.lower()}-{fingerprint}{suffix}"
+
+
+def shipped_judge_path(source, steps: int, batch_size: int, seed: int = 0,
+                       shipped_dir: str | os.PathLike | None = None) -> Path:
+    """Where the shipped judge of ``source`` with this recipe is, or would be (it may not exist)."""
+    folder = Path(shipped_dir) if shipped_dir is not None else SHIPPED_JUDGES
+    return folder / _file_name(source, _fingerprint(source, steps, batch_size, seed), ".safetensors")
+
+
+def read_judge_file(path: str | os.PathLike, source) -> tuple[Judge, dict]:
+    """A judge written by :func:`write_judge_file`, and its metadata (``recipe``, ``ceilings``,
+    ``check``, ``licence``, ``credit``, ... decoded from JSON where they are JSON).
+
+    Raises:
+        JudgeFileError: the file is unreadable, is not a judge, or its weights do not fit
+            ``source``'s judge network.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            raw = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise JudgeFileError(f"{path} is not a readable safetensors file ({err})") from None
+    if raw.get("format") != JUDGE_FORMAT or raw.get("judge_version") != str(JUDGE_VERSION):
+        raise JudgeFileError(f"{path} is not a rodi judge of version {JUDGE_VERSION} "
+                             f"(format {raw.get('format')!r}, version {raw.get('judge_version')!r})")
+    meta = {}
+    for k, v in raw.items():
+        try:
+            meta[k] = json.loads(v)
+        except ValueError:
+            meta[k] = v
+    net = _new_net(source)
+    try:
+        net.load_state_dict({k: v.float() for k, v in tensors.items()})
+    except RuntimeError as err:
+        raise JudgeFileError(f"{path}: its weights do not fit the judge of {type(source).__name__} ({err})") from None
+    recipe = meta["recipe"]
+    return Judge(net, source, int(recipe["steps"]), int(recipe["batch_size"]), int(recipe["seed"]),
+                 float(recipe["lr"]), "shipped", str(meta["fingerprint"])), meta
+
+
+def write_judge_file(judge: Judge, source, path: str | os.PathLike, ceilings: dict, check: dict,
+                     licence: str, credit: str) -> Path:
+    """Write ``judge`` as safetensors (float32 weights) with the fingerprint, recipe, ceilings and
+    provenance in its metadata; :func:`read_judge_file` reads it back.
+
+    Args:
+        ceilings: :func:`judge_ceilings` on the evaluation's held-out triplets.
+        check: :func:`judge_ceilings` on a small sample, which a test reproduces from the file.
+        licence, credit: of the art the judge learnt from (it is a derived work of it).
+    """
+    from safetensors.torch import save_file
+
+    from rodi.atomic import NEW_FILE_MODE, replacing
+
+    metadata = {
+        "format": JUDGE_FORMAT, "judge_version": str(JUDGE_VERSION), "source": type(source).__name__,
+        "fingerprint": judge.fingerprint, "licence": licence, "credit": credit,
+        "recipe": json.dumps({"steps": judge.train_steps, "batch_size": judge.batch_size, "seed": judge.seed,
+                              "lr": judge.lr, "blurred_fraction": 0.5, "classes": judge.net.classes,
+                              "num_keypoints": judge.net.num_keypoints, "image_size": judge.net.image_size}),
+        "ceilings": json.dumps(ceilings), "check": json.dumps(check),
+    }
+    tensors = {k: v.detach().float().contiguous().cpu() for k, v in judge.net.state_dict().items()}
+    with replacing(path) as tmp:
+        save_file(tensors, tmp, metadata=metadata)
+        os.chmod(tmp, NEW_FILE_MODE)  # safetensors replaces the file it writes with an owner-only one
+    return Path(path)
+
+
+@torch.no_grad()
+def judge_ceilings(judge: Judge, source, n: int, seed: int) -> dict:
+    """The judge's scores on the exact targets of ``n`` held-out triplets (``source.triplet_indices(n,
+    seed)``, as ``rodi evaluate`` draws them): ``pose`` per metric (``pck@0.05``, ``pck@0.1`` in
+    [0, 1], ``pixel_error`` in pixels, one accuracy per pose label) and ``appearance`` per attribute,
+    each a float; plus ``n`` and ``seed``."""
+    from rodi.evaluation.report import summarize_judged
+
+    scores: dict[str, list[torch.Tensor]] = {}
+    indices = source.triplet_indices(n, seed)
+    for chunk in indices.split(250):
+        batch = source.triplets(chunk)
+        for k, v in judge_transfers(judge, batch, batch["target"]).items():
+            if k.endswith("/ceiling"):
+                scores.setdefault(k, []).append(v)
+    summary = summarize_judged({k: torch.cat(v) for k, v in scores.items()})
+    return {"n": n, "seed": seed,
+            "pose": {k: v["ceiling"] for k, v in summary["pose_accuracy"].items()},
+            "appearance": {k: v["ceiling"] for k, v in summary["appearance_retention"].items() if k != "mean"}}
+
+
+LICENCES = {  # source class -> (licence, credit) of the renders a judge learns from
+    "MocapHumanoid": ("zlib (the renders' assets); the weights MIT like rodi",
+                      "pybullet's humanoid and its DeepMimic motion clips (pybullet_data, zlib licence)"),
+    "SpriteSheets": ("CC-BY-SA 3.0 / GPL 3.0 (a work derived from the art it learnt from)",
+                     "art by the artists of the Liberated Pixel Cup (lpc.opengameart.org), as collected in "
+                     "github.com/jrconway3/Universal-LPC-spritesheet, selection of github.com/YingzhenLi/Sprites"),
+    "FlareHeroes": ("CC-BY-SA 3.0 (a work derived from the art it learnt from)",
+                    "avatar art by the artists of the Flare project (flarerpg.org, github.com/flareteam/flare-game)"),
+}
+CHECK_TRIPLETS = 64  # the sample a test reproduces a shipped judge's ceilings on
+
+
+def ship_judge(source, steps: int, batch_size: int, num_triplets: int, triplet_seed: int,
+               out_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
+               progress: bool = True) -> tuple[Path, dict]:
+    """Write the judge of a built-in source (from ``out_dir`` if it is there, else the cache, else
+    trained) into ``out_dir`` as a shipped file: its ceilings on the ``num_triplets`` held-out
+    triplets ``rodi evaluate`` draws with ``triplet_seed``, and on :data:`CHECK_TRIPLETS` of them
+    for the test, the recipe, the licence and the credit (``rodi judge``).
+
+    Returns:
+        The file, and its ceilings.
+
+    Raises:
+        ValueError: ``source`` is not a built-in source with exact renders.
+    """
+    name = type(source).__name__
+    if name not in LICENCES or not supports_judges(source):
+        raise ValueError(f"only the built-in rendered sources ship judges, not {name}")
+    judge = load_or_train_judge(source, steps, batch_size, cache_dir=cache_dir, progress=progress,
+                                shipped_dir=out_dir)
+    ceilings = judge_ceilings(judge, source, num_triplets, triplet_seed)
+    check = judge_ceilings(judge, source, CHECK_TRIPLETS, triplet_seed)
+    path = shipped_judge_path(source, steps, batch_size, judge.seed, out_dir)
+    return write_judge_file(judge, source, path, ceilings, check, *LICENCES[name]), ceilings
+
+
+def load_or_train_judge(source, steps: int, batch_size: int, seed: int = 0,
+                        cache_dir: str | os.PathLike | None = None, progress: bool = True,
+                        shipped_dir: str | os.PathLike | None = None) -> Judge:
+    """The judge of ``source``: the shipped one whose fingerprint matches, else the user cache's,
+    else trained with :func:`train_judge` and cached.
+
+    The fingerprint hashes a fixed sample of the source's renders, labels and keypoints and the
+    training recipe, so changed data or settings never reuse a judge made for other renders. The
+    cache holds a plain ``.npz`` of arrays (no pickles); a cache that cannot be written only gives
+    a warning.
+
+    Args:
+        shipped_dir: the folder of shipped judges (default: the package's ``assets/judges``).
+
+    Raises:
+        JudgeFileError: a shipped file of the right name is unreadable or does not fit.
     """
     fingerprint = _fingerprint(source, steps, batch_size, seed)
+    shipped = shipped_judge_path(source, steps, batch_size, seed, shipped_dir)
+    if shipped.is_file():
+        judge, meta = read_judge_file(shipped, source)
+        if meta.get("fingerprint") != fingerprint:
+            raise JudgeFileError(f"{shipped}: made for renders with fingerprint {meta.get('fingerprint')!r}, "
+                                 f"not {fingerprint!r}; rename or remove it")
+        return judge
     path = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    path = path / f"{type(source).__name__.lower()}-{fingerprint}.npz"
+    path = path / _file_name(source, fingerprint, ".npz")
     template = _new_net(source)
+    origin = "cache" if path.is_file() else "trained"
 
     def build() -> dict[str, np.ndarray]:
+        nonlocal origin
+        origin = "trained"
         judge = train_judge(source, steps, batch_size, seed, progress=progress)
         return {k: v.numpy() for k, v in judge.net.state_dict().items()}
 
     arrays = cached_arrays(path, build, "the trained judge")
     template.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in arrays.items()})
-    return Judge(template, source, steps)
+    return Judge(template, source, steps, batch_size, seed, JUDGE_LR, origin, fingerprint)
 
 
 def keypoint_scores(predicted: torch.Tensor, truth: torch.Tensor, image_size: int) -> dict[str, torch.Tensor]:

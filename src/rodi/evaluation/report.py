@@ -62,6 +62,7 @@ def evaluate_state(state: TrainState, source, num_triplets: int | None = None, p
     if judge is not None:
         metrics.update(summarize_judged(errors))
         metrics["judge_train_steps"] = judge.train_steps
+        metrics["judge"] = {"origin": judge.origin, "fingerprint": judge.fingerprint, "train_steps": judge.train_steps}
     if e.probes:
         model = state.model
         if hasattr(source, "appearance_attributes"):
@@ -214,6 +215,9 @@ def format_table(metrics: dict) -> str:
     if "image_quality" in metrics:
         q = metrics["image_quality"]
         rows.append(("transfer SSIM / PSNR", f"{q['ssim']['mean']:.4f} / {q['psnr_db']['mean']:.2f} dB"))
+    if "judge" in metrics:
+        j = metrics["judge"]
+        rows.append(("judge", f"{j['origin']} ({j['train_steps']} steps; renders {j['fingerprint']})"))
     for group, label in (("pose_accuracy", "pose"), ("appearance_retention", "appearance")):
         for name, v in metrics.get(group, {}).items():
             rows.append((f"{label}: {name} (floor / transfer / ceiling; normalised)",

@@ -202,10 +202,39 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 EXPORT_FORMAT = "rodi-model"
 
 
-def export_model(checkpoint: str | os.PathLike, output: str | os.PathLike) -> Path:
+PRETRAINED = Path(__file__).resolve().parent.parent / "assets" / "models"
+
+
+def pretrained_names() -> list[str]:
+    """Names of the models shipped in the package (``rodi transfer -c humanoid``)."""
+    return sorted(p.stem for p in PRETRAINED.glob("*.safetensors"))
+
+
+def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
+    """``name_or_path`` as a path, unless it is a bare name (no folder, no suffix) that is not a
+    file here: then the shipped model of that name (see :func:`pretrained_names`).
+
+    Raises:
+        CheckpointError: a bare name that is neither a file nor a shipped model.
+    """
+    path = Path(name_or_path)
+    if path.is_file() or path.suffix or len(path.parts) != 1:
+        return path
+    shipped = PRETRAINED / f"{path.name}.safetensors"
+    if shipped.is_file():
+        return shipped
+    names = ", ".join(pretrained_names()) or "none"
+    raise CheckpointError(f"{path}: neither a model file nor a shipped model (shipped models: {names})")
+
+
+def export_model(checkpoint: str | os.PathLike, output: str | os.PathLike, half: bool = False) -> Path:
     """Write the inference part of a checkpoint (encoders and decoder, no critics, optimisers or
     RNG states) as a safetensors file whose metadata holds the config (JSON), the format version and
     the training step. :func:`load_model` and ``rodi transfer`` read it.
+
+    Args:
+        half: store floating-point weights as float16 (half the size; :func:`load_model` computes
+            in float32 again).
 
     Raises:
         CheckpointError: the checkpoint cannot be read.
@@ -217,7 +246,7 @@ def export_model(checkpoint: str | os.PathLike, output: str | os.PathLike) -> Pa
     state = read_checkpoint(checkpoint)
     metadata = {"format": EXPORT_FORMAT, "format_version": str(FORMAT_VERSION), "rodi_version": __version__,
                 "step": str(state["step"]), "config": json.dumps(state["config"])}
-    tensors = {k: v.contiguous() for k, v in state["model"].items()}
+    tensors = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in state["model"].items()}
     with replacing(output) as tmp:
         save_file(tensors, tmp, metadata=metadata)
         os.chmod(tmp, NEW_FILE_MODE)  # safetensors replaces the file it writes with an owner-only one
@@ -225,16 +254,17 @@ def export_model(checkpoint: str | os.PathLike, output: str | os.PathLike) -> Pa
 
 
 def load_model(path: str | os.PathLike, device: torch.device | None = None) -> tuple[AppearancePoseModel, Config]:
-    """The model and config of a training checkpoint (``.pt``) or an export (``.safetensors``), in
-    eval mode on ``device`` (default: the CPU). Neither format can run code when read.
+    """The model and config of a training checkpoint (``.pt``), an export (``.safetensors``, float32
+    or float16 weights) or a shipped model's name (``humanoid``), in float32 and eval mode on
+    ``device`` (default: the CPU). Neither format can run code when read.
 
     Raises:
-        CheckpointError: unreadable file, another format version, or weights that do not fit the
-            stored config.
+        CheckpointError: no such file or shipped model, unreadable file, another format version, or
+            weights that do not fit the stored config.
     """
     import json
 
-    path = Path(path)
+    path = resolve_model_path(path)
     device = device or torch.device("cpu")
     if path.suffix != ".safetensors":
         state = TrainState.from_checkpoint(path, device)
@@ -259,7 +289,7 @@ def load_model(path: str | os.PathLike, device: torch.device | None = None) -> t
         raise CheckpointError(f"{path}: its stored config is unusable ({err})") from None
     model = build_model(cfg)
     try:
-        model.load_state_dict(tensors)
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
     except RuntimeError as err:
         raise CheckpointError(f"{path}: weights do not fit its config: {str(err).splitlines()[0]}") from None
     return model.to(device).eval(), cfg
