@@ -2,7 +2,12 @@
 
 Every process draws the same global batch of ``world_size * train.batch_size`` pairs with the shared
 data generator and keeps its own slice, so a run on W processes sees exactly the data of a
-single-process run with a W times larger batch. Gradients are averaged with all-reduce. The method's
+single-process run with a W times larger batch. Gradients are averaged by torch's
+DistributedDataParallel (:func:`wrap_step`): bucketed all-reduces that overlap with the backward
+pass. It wraps one module holding the networks and the objective (:class:`TrainingStep`), so the
+model's and the critics' gradients, each for its own optimiser, are reduced in the same pass; the
+critics' inputs and the encoder's penalty path through a frozen copy of T are detached, so they add no
+extra reduction. The method's
 global quantities are computed identically on every process: the critics score the pose and
 appearance codes of the whole global batch (gathered, detached), the constraint I_T - epsilon is
 all-reduced before the Lagrange multiplier moves, and the moving averages of I_T and I_T' that set
@@ -61,21 +66,6 @@ class Distributed:
         dist.all_reduce(out)
         return out / self.world_size
 
-    def average_gradients(self, parameters) -> None:
-        """Replace every gradient by its mean over processes, in one flat all-reduce."""
-        if not self.enabled:
-            return
-        grads = [p.grad for p in parameters if p.grad is not None]
-        if not grads:
-            return
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat)
-        flat /= self.world_size
-        offset = 0
-        for g in grads:
-            g.copy_(flat[offset:offset + g.numel()].view_as(g))
-            offset += g.numel()
-
     def any(self, flag: bool, device: torch.device) -> bool:
         """True on every process when ``flag`` is true on any (to stop all processes at one step)."""
         if not self.enabled:
@@ -90,6 +80,38 @@ class Distributed:
 
 
 SINGLE = Distributed()
+
+
+class TrainingStep(torch.nn.Module):
+    """The networks and the objective as one module whose ``forward(batch, step)`` is one training
+    step's losses (:meth:`rodi.objectives.disentangling.DisentanglingObjective.forward`), so that
+    DistributedDataParallel sees every parameter that any optimiser steps."""
+
+    def __init__(self, model: torch.nn.Module, objective: torch.nn.Module):
+        super().__init__()
+        self.model, self.objective = model, objective
+
+    def forward(self, batch: dict, step: int) -> dict:
+        return self.objective(self.model, batch, step)
+
+
+def wrap_step(model: torch.nn.Module, objective: torch.nn.Module, distributed: Distributed,
+              device: torch.device) -> torch.nn.Module:
+    """A callable ``(batch, step) -> losses``: :class:`TrainingStep`, wrapped in
+    DistributedDataParallel when ``distributed`` spans several processes.
+
+    The wrapper does not broadcast buffers: gamma, lambda and the moving averages are computed
+    identically on every process from global numbers. Every variant gives every parameter a
+    gradient at every step (the critics train on detached codes even where no constraint uses
+    them), so DDP needs no search for unused parameters.
+    """
+    step = TrainingStep(model, objective)
+    if not distributed.enabled:
+        return step
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(step, device_ids=[device.index] if device.type == "cuda" else None,
+                                   broadcast_buffers=False)
 
 
 def init_from_environment(device_name: str) -> tuple[Distributed, str]:

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from rodi.config import Config, to_yaml
 from rodi.data.sources import open_source
-from rodi.training.distributed import init_from_environment, shutdown
+from rodi.training.distributed import init_from_environment, shutdown, wrap_step
 from rodi.training.logging import ScalarLogger
 from rodi.training.state import TrainState, resolve_device
 from rodi.viz import save_transfer_matrix
@@ -174,6 +174,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     sums: dict[str, float] = defaultdict(float)
     count, compute_seconds = 0, 0.0
     model, objective = state.model, state.objective
+    step_losses = wrap_step(model, objective, dd, device)  # DistributedDataParallel under torchrun
     b = cfg.train.batch_size
     interrupted = []
     in_main_thread = threading.current_thread() is threading.main_thread()
@@ -188,13 +189,11 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
             batch = {k: dd.shard(batch[k]).to(device, non_blocking=True) for k in ("pose_image", "appearance_image")}
             state.apply_schedule()
             with autocast:
-                out = objective(model, batch, state.step)
+                out = step_losses(batch, state.step)
             _check_finite(out, state.step)
             for opt in state.optimizers.values():
                 opt.zero_grad(set_to_none=True)
-            (out["model_loss"] + out["critic_loss"]).backward()
-            for opt in state.optimizers.values():
-                dd.average_gradients(p for group in opt.param_groups for p in group["params"])
+            (out["model_loss"] + out["critic_loss"]).backward()  # DDP averages gradients over processes here
             _check_finite_gradients(state, state.step)
             for opt in state.optimizers.values():
                 opt.step()
