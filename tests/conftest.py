@@ -6,22 +6,82 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+LPC_SHEETS_ABSENT = (
+    "the real LPC layer sheets are absent: set RODI_SPRITES_ROOT to a folder of them (body/0.png ... "
+    "hair/9.png, as published in github.com/YingzhenLi/Sprites) or put them at ../shared/data/lpc-sprites "
+    "beside the clone"
+)
+_SESSION: dict[str, Path] = {}  # the sheets the session's tests use, set by the sheets_root fixture
+
+
+def real_sprites_root() -> Path | None:
+    """The real LPC layer sheets: $RODI_SPRITES_ROOT, else ../shared/data/lpc-sprites beside the clone,
+    else None.
+
+    Raises:
+        SpritesDataError: $RODI_SPRITES_ROOT is set but is not a complete folder of sheets (asked
+            for the real ones, the tests do not quietly fall back to synthetic ones).
+    """
+    from rodi.data.sprites import ENV_ROOT, SpritesDataError, locate_sheets
+
+    env = os.environ.get(ENV_ROOT)
+    if env:
+        return locate_sheets(env, download=False)
+    try:
+        return locate_sheets(REPO.parent / "shared" / "data" / "lpc-sprites", download=False)
+    except SpritesDataError:
+        return None
+
+
 def sprites_root() -> Path:
-    """The LPC layer sheets: $RODI_SPRITES_ROOT, else ../shared/data/lpc-sprites beside the clone."""
-    env = os.environ.get("RODI_SPRITES_ROOT")
-    root = Path(env) if env else REPO.parent / "shared" / "data" / "lpc-sprites"
-    if not (root / "body" / "0.png").is_file():
-        raise RuntimeError(f"tests need the LPC layer sheets; none at {root}: set RODI_SPRITES_ROOT")
+    """The layer sheets this session's Sprites tests use (see the ``sheets_root`` fixture), for code
+    that cannot ask for a fixture, such as :func:`tiny_overrides`."""
+    if "sprites_root" not in _SESSION:
+        raise RuntimeError("sprites_root() is only known once the session fixture sheets_root has run")
+    return _SESSION["sprites_root"]
+
+
+def pytest_report_header(config) -> str:
+    """Say in the session header which layer sheets the Sprites tests use."""
+    try:
+        root = real_sprites_root()
+    except Exception as err:  # a bad $RODI_SPRITES_ROOT: the fixture reports it where it is used
+        return f"sprites: {err}"
+    return f"sprites: the real LPC layer sheets at {root}" if root else (
+        f"sprites: synthetic layer sheets ({LPC_SHEETS_ABSENT})")
+
+
+@pytest.fixture(scope="session")
+def synthetic_sheets_root(tmp_path_factory) -> Path:
+    """Procedurally drawn stand-ins for the LPC layer sheets (see ``synthetic_sheets.py``), in the
+    loader's layout, written once per session into a temporary folder."""
+    from synthetic_sheets import write_synthetic_sheets
+
+    return write_synthetic_sheets(tmp_path_factory.mktemp("synthetic-lpc-sprites"))
+
+
+@pytest.fixture(scope="session")
+def real_sheets_root() -> Path:
+    """The real LPC layer sheets, for the few tests of the art itself; skips the test where absent."""
+    root = real_sprites_root()
+    if root is None:
+        pytest.skip(LPC_SHEETS_ABSENT)
+    return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sheets_root(request) -> Path:
+    """The layer sheets for every test that needs Sprites: the real ones where present, else the
+    synthetic ones. Autouse, so that :func:`sprites_root` (and so :func:`tiny_overrides`) knows them
+    in every test and fixture."""
+    root = real_sprites_root() or request.getfixturevalue("synthetic_sheets_root")
+    _SESSION["sprites_root"] = root
     return root
 
 
 @pytest.fixture(scope="session")
-def sheets_root() -> Path:
-    return sprites_root()
-
-
-@pytest.fixture(scope="session")
 def sheets(sheets_root):
+    """The ``sprites`` protocol composed from this session's layer sheets."""
     from rodi.data.sprites import SpriteSheets
 
     return SpriteSheets("sprites", sheets_root)
@@ -36,7 +96,8 @@ def humanoid(tmp_path_factory):
 
 
 def tiny_overrides(tmp_path, **extra) -> list[str]:
-    """A config small enough for a few CPU steps in a test."""
+    """A config small enough for a few CPU steps in a test, on this session's layer sheets (the real
+    ones where present, else the synthetic ones: see the ``sheets_root`` fixture)."""
     values = {
         "data.root": str(sprites_root()),
         "data.num_triplets": 16,

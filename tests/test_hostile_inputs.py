@@ -136,13 +136,102 @@ def test_a_checkpoint_written_on_a_gpu_machine_loads_on_the_cpu(tmp_path):
     assert result.exit_code == 0, result.output
 
 
-@pytest.mark.parametrize("text, where", [("train:\n  batch_size: [1, {\n", "line 3"),
-                                         ("train:\n  a: b: c\n", "line 2, column 7")])
-def test_a_config_file_with_a_yaml_syntax_error_is_one_clear_error(tmp_path, text, where):
+def _alias_bomb(levels: int = 9, width: int = 9) -> str:
+    """The "billion laughs": each anchored list holds ``width`` aliases of the one before, so
+    ``levels`` short lines expand to ``width ** levels`` strings."""
+    lines = ["train:", f"  l0: &l0 [{', '.join(['lol'] * width)}]"]
+    lines += [f"  l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * width)}]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+def _train_with_config(tmp_path, content: bytes) -> tuple[str, str]:
+    """``rodi train FILE`` with the tiny overrides (whose ``train.out_dir`` is ``tmp_path/run``):
+    the config file's path as given and the command's output, after checking what every refused
+    config file must give: exit status 2, one line, no traceback and no run folder."""
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(content)
+    result = CliRunner().invoke(main, ["train", str(path), *tiny_overrides(tmp_path), "--no-progress"])
+    assert result.exit_code == 2, result.output
+    assert len(result.output.splitlines()) == 1 and "Traceback" not in result.output, result.output
+    assert isinstance(result.exception, SystemExit)  # the CLI's own exit, not an escaped exception
+    assert not (tmp_path / "run").exists()
+    return str(path), result.output
+
+
+@pytest.mark.parametrize("content, line, message", [
+    (b"train:\n  batch_size: [1, {\n", 3, "not valid YAML: expected the node content, but found '<stream end>'"),
+    (b"train:\n  a: b: c\n", 2, "not valid YAML: mapping values are not allowed here (column 7)"),
+    (b"train:\n  seed: 1\n  seed: 2\n", 3, "not valid YAML: found duplicate key seed"),
+    (b"- train\n- model\n", 1, "the file holds a list, not a mapping of sections (data:, model:"),
+    (b"just words\n", 1, "the file holds a single value, not a mapping of sections"),
+    (b"model:\n  channels: 8\ntrain: 3\n", 3, "section train: is a single value; it must be a mapping"),
+    (b"train:\n  seed: !!python/object:os.system\n    a: 1\n", 2, "unknown tag !!python/object:os.system: "
+                                                                 "a config file holds plain values"),
+    (b"model:\n  channels: !foo 8\n", 2, "unknown tag !foo"),
+    (_alias_bomb().encode(), 6, "too many aliases: expanded, the file would hold more than 10000 values"),
+    (b"train: &t\n  seed: *t\n", 2, "the alias *t is inside the value it names (a cycle)"),
+    (b"\xff\xfe model: 3\n", 1, "not UTF-8 text: byte 0xff at offset 0 of the file (it starts with a UTF-16 "
+                                "byte-order mark); save it as UTF-8"),
+    (b"train:\n  seed: 1\n  out_dir: caf\xe9\n", 3, "not UTF-8 text: byte 0xe9 at offset 31 of the file"),
+    (b"train:\n  seed: 1\n  nul: \x00\n", 3, "character #x0000 is not allowed in YAML"),
+    (b"train:\n  batch_size: 3\n  max_stepz: 3\n", 3, "unknown key 'train.max_stepz'; did you mean 'train.max_steps'?"),
+])
+def test_a_malformed_config_file_is_one_line_naming_the_file_and_line(tmp_path, content, line, message):
+    path, output = _train_with_config(tmp_path, content)
+    assert output.startswith(f"error: {path} line {line}: "), output
+    assert message in output, output
+
+
+def test_a_config_file_with_words_where_numbers_belong_is_one_line(tmp_path):
+    path, output = _train_with_config(tmp_path, b"optim:\n  betas: [0.5, many]\n")
+    assert output == "error: optim.betas must be two numbers in [0, 1)\n"
+
+
+def test_a_config_file_cannot_run_code_through_a_python_tag(tmp_path):
+    pwned = tmp_path / "pwned"
+    content = f"train:\n  seed: !!python/object/apply:os.system ['echo pwned > {pwned}']\n"
+    path, output = _train_with_config(tmp_path, content.encode())
+    assert output.startswith(f"error: {path} line 2: unknown tag !!python/object/apply:os.system"), output
+    assert not pwned.exists()
+
+
+def test_an_alias_bomb_is_refused_fast_and_in_bounded_memory(tmp_path, monkeypatch):
+    """9 ** 30 strings once expanded: refused while the aliases are read, whatever limit OmegaConf
+    itself has (here switched off, as OMEGACONF_MAX_YAML_EXPANDED_NODES=none does)."""
+    import time
+    import tracemalloc
+
     from rodi.config import ConfigError, load_config
 
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(text)
-    with pytest.raises(ConfigError, match=f"bad.yaml: not valid YAML \\({where}") as err:
-        load_config(str(bad))
-    assert "\n" not in str(err.value)
+    monkeypatch.setenv("OMEGACONF_MAX_YAML_EXPANDED_NODES", "none")
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(_alias_bomb(levels=30))
+    assert bomb.stat().st_size < 2_000
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with pytest.raises(ConfigError, match=r"bomb\.yaml line 6: too many aliases"):
+            load_config(str(bomb))
+        elapsed = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert elapsed < 5 and peak < 20 * 2**20, (elapsed, peak)
+
+
+def test_a_config_file_over_the_size_limit_is_refused_unparsed(tmp_path):
+    from rodi.config import MAX_CONFIG_BYTES
+
+    content = b"train:\n" + b"  # padding\n" * (MAX_CONFIG_BYTES // 12 + 1)
+    path, output = _train_with_config(tmp_path, content)
+    assert output.startswith(f"error: {path}: larger than 1 MB"), output
+
+
+def test_a_config_file_with_anchors_and_merge_keys_within_the_limit_still_loads(tmp_path):
+    from rodi.config import load_config
+
+    good = tmp_path / "good.yaml"
+    good.write_text("model: &small\n  channels: 8\n  max_channels: 16\n"
+                    "optim:\n  betas: &b [0.5, 0.9]\n  lr: 1e-3\n")
+    cfg = load_config(str(good))
+    assert (cfg.model.channels, cfg.model.max_channels, cfg.optim.betas, cfg.optim.lr) == (8, 16, [0.5, 0.9], 1e-3)

@@ -1,6 +1,9 @@
 """Motion retargeting and interpolation: what is rendered from which codes, and the videos and grids
 ``rodi retarget`` and ``rodi interpolate`` write."""
 
+import subprocess
+import sys
+import warnings
 from fractions import Fraction
 
 import av
@@ -15,6 +18,7 @@ from rodi.cli import main
 from rodi.data.images import to_tensor
 from rodi.retarget import Renderer, grid_weights, interpolate, walk_weights
 from rodi.viz import to_uint8
+from video_samples import cut_mp4
 
 S = 64  # the tiny checkpoint's image size
 
@@ -117,6 +121,8 @@ def test_side_by_side_output_is_three_times_as_wide(tiny_checkpoint, inputs, tmp
     ("text as appearance", "notes.txt: not a readable image"),
     ("unsupported output", "cannot write .webm"),
     ("output over the input", "is also an input"),
+    ("still image as pose video", "pose.png: a still image (PNG), not a video; a video is needed here"),
+    ("still image named as a video", "photo.mp4: a still image (JPEG), not a video; a video is needed here"),
 ])
 def test_bad_inputs_are_one_line_errors_and_write_nothing(tiny_checkpoint, inputs, tmp_path, case, message):
     with av.open(str(tmp_path / "empty.avi"), "w") as container:
@@ -125,6 +131,8 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(tiny_checkpoint, input
         container.start_encoding()
     (tmp_path / "corrupt.mp4").write_bytes((inputs / "pose.mp4").read_bytes()[:300])
     (tmp_path / "notes.txt").write_text("not an image")
+    Image.open(inputs / "p0.png").save(tmp_path / "pose.png")
+    Image.open(inputs / "p0.png").save(tmp_path / "photo.mp4", format="JPEG")
     appearance, pose, output = inputs / "a0.png", inputs / "pose.mp4", tmp_path / "out" / "out.mp4"
     if case == "text as appearance":
         appearance = tmp_path / "notes.txt"
@@ -136,12 +144,52 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(tiny_checkpoint, input
         output.write_bytes((inputs / "pose.mp4").read_bytes())
     else:
         pose = tmp_path / {"missing video": "missing.mp4", "corrupt video": "corrupt.mp4",
-                           "video without frames": "empty.avi"}[case]
+                           "video without frames": "empty.avi", "still image as pose video": "pose.png",
+                           "still image named as a video": "photo.mp4"}[case]
     result = CliRunner().invoke(main, ["retarget", "-c", str(tiny_checkpoint), "-a", str(appearance),
                                        "-p", str(pose), "-o", str(output), "--no-progress"])
     assert result.exit_code == 2, result.output
     assert result.output.startswith("error: ") and message in result.output and len(result.output.splitlines()) == 1
     assert not output.parent.exists() or [p.name for p in output.parent.iterdir()] in ([], [pose.name])
+
+
+def test_a_cut_pose_video_is_retargeted_with_a_warning_giving_both_counts(tiny_checkpoint, sheets, inputs, tmp_path):
+    """The CLI as a user runs it (a subprocess: pytest would otherwise capture the warning)."""
+    pose = tmp_path / "pose.mp4"
+    declared, decodable = cut_mp4(pose, character_frames(sheets, 3, range(25)), rate=12)
+    out = tmp_path / "out.mp4"
+    run = subprocess.run([sys.executable, "-m", "rodi.cli", "retarget", "-c", str(tiny_checkpoint),
+                          "-a", str(inputs / "a0.png"), "-p", str(pose), "-o", str(out), "--no-progress"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.splitlines() == [f"warning: {pose} declares 25 frames but only {decodable} decode; "
+                                       "the video may be cut"], run.stderr
+    assert f"wrote {out}: {decodable} frames at 12 fps" in run.stdout
+    frames, rate, _ = decoded(out)
+    assert (len(frames), rate) == (decodable, 12)  # what decodes is used
+
+
+def test_a_whole_video_that_declares_its_frames_gives_no_warning(renderer, inputs, tmp_path):
+    from rodi.data.video import VideoWarning, probe_video
+
+    assert probe_video(inputs / "pose.mp4").declared == 7  # the declared-count path is taken
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", VideoWarning)
+        result = renderer.retarget(inputs / "a0.png", inputs / "pose.mp4", tmp_path / "out.gif", progress=False)
+    assert result.frames == 7
+
+
+def test_a_single_frame_gif_as_pose_video_is_a_still_image_but_an_animated_one_is_a_video(renderer, sheets, tmp_path):
+    from rodi.data.video import StillImageError
+
+    frames = [Image.fromarray(f) for f in character_frames(sheets, 3, [0, 10, 20])]
+    frames[0].save(tmp_path / "still.gif")
+    frames[0].save(tmp_path / "walk.gif", save_all=True, append_images=frames[1:], duration=100)
+    with pytest.raises(StillImageError, match=r"still\.gif: a still image \(GIF\), not a video"):
+        renderer.retarget(tmp_path / "still.gif", tmp_path / "still.gif", tmp_path / "out.gif", progress=False)
+    assert not (tmp_path / "out.gif").exists()
+    assert renderer.retarget(tmp_path / "still.gif", tmp_path / "walk.gif", tmp_path / "out.gif",
+                             progress=False).frames == 3
 
 
 def test_a_failure_while_rendering_leaves_no_partial_video(renderer, inputs, tmp_path, monkeypatch):

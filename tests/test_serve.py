@@ -21,6 +21,7 @@ from PIL import Image
 from conftest import write_video
 from rodi.retarget import Renderer
 from rodi.serve import Handlers, Limits, dataset_examples
+from video_samples import cut_mp4
 
 # As root in a container Chromium needs --no-sandbox; the rest keep it from calling out of a closed
 # network (each refused connection costs time) and from changing between runs.
@@ -183,6 +184,29 @@ def test_a_pose_video_is_retargeted_to_a_playable_video(page, pair, renderer, tm
     assert duration == pytest.approx(1.0, abs=0.2)  # 6 frames at 6 fps
 
 
+def test_a_cut_pose_video_shows_a_warning_in_the_page(page, pair, tmp_path):
+    frames = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in pair * 10])
+    declared, decodable = cut_mp4(tmp_path / "dance.mp4", frames, rate=5)
+    page.get_by_role("tab", name="Video").click()
+    page.locator("#video-appearance input[type=file]").set_input_files(pair[0])
+    page.locator("#pose-video input[type=file]").set_input_files(tmp_path / "dance.mp4")
+    page.click("#retarget")
+    message = toast(page, "declares")
+    assert f"dance.mp4 declares {declared} frames but only {decodable} decode; the video may be cut" in message
+    assert "gradio" not in message  # no server paths in the page
+    page.wait_for_function("document.querySelector('#video-result video') && "
+                           "document.querySelector('#video-result video').videoWidth > 0")  # and the video came
+
+
+def test_a_still_image_as_pose_video_is_refused_in_the_page(page, pair, tmp_path):
+    Image.open(pair[1]).convert("RGB").save(tmp_path / "photo.mp4", format="JPEG")  # passes the page's type check
+    page.get_by_role("tab", name="Video").click()
+    page.locator("#video-appearance input[type=file]").set_input_files(pair[0])
+    page.locator("#pose-video input[type=file]").set_input_files(tmp_path / "photo.mp4")
+    page.click("#retarget")
+    toast(page, "photo.mp4: a still image (JPEG), not a video; a video is needed here")
+
+
 def test_a_video_over_the_length_limit_is_refused_by_name(renderer, pair, tmp_path):
     import gradio as gr
 
@@ -193,3 +217,31 @@ def test_a_video_over_the_length_limit_is_refused_by_name(renderer, pair, tmp_pa
     with pytest.raises(gr.Error, match=r"dance\.mp4: 5 frames \(1\.0 s\); at most 4 frames"):
         handlers.retarget({"path": pair[0], "orig_name": "a.png"}, upload, False)
     assert not any(tmp_path.glob("retargeted-*"))
+
+
+def test_a_still_image_as_pose_video_is_refused_as_one(renderer, pair, tmp_path):
+    import gradio as gr
+
+    handlers = Handlers(renderer, Limits(), tmp_path)
+    for cached, name, kind in [(pair[1], "pose.png", "PNG"), (tmp_path / "cached.mp4", "photo.mp4", "JPEG")]:
+        Image.open(pair[1]).convert("RGB").save(tmp_path / "cached.mp4", format="JPEG")
+        with pytest.raises(gr.Error) as err:
+            handlers.retarget({"path": pair[0], "orig_name": "a.png"}, {"path": str(cached), "orig_name": name}, False)
+        assert err.value.message == f"{name}: a still image ({kind}), not a video; a video is needed here"
+    assert not any(tmp_path.glob("retargeted-*"))
+
+
+def test_a_cut_pose_video_is_retargeted_with_a_warning_for_the_page(renderer, pair, tmp_path):
+    """gr.Warning shows a message box in the page; called outside a request, as here, it warns."""
+    import av
+
+    frames = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in pair * 10])
+    declared, decodable = cut_mp4(tmp_path / "cached-name.mp4", frames, rate=5)
+    handlers = Handlers(renderer, Limits(), tmp_path)
+    upload = {"path": str(tmp_path / "cached-name.mp4"), "orig_name": "dance.mp4"}
+    with pytest.warns(UserWarning) as caught:
+        output = handlers.retarget({"path": pair[0], "orig_name": "a.png"}, upload, False)
+    shown = [str(w.message) for w in caught if "declares" in str(w.message)]
+    assert shown == [f"dance.mp4 declares {declared} frames but only {decodable} decode; the video may be cut"]
+    with av.open(output) as container:
+        assert sum(1 for _ in container.decode(video=0)) == decodable

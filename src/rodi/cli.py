@@ -344,9 +344,19 @@ def demo(data, data_root, out_dir, minutes, no_progress):
     if minutes is not None:
         overrides.append(f"train.max_minutes={minutes}")
     # the Sprites sheets keep the authors' objective (sprites-demo.yaml says why)
+    import json
+    import time
+
+    started = time.perf_counter()
     cfg = load_config("sprites-demo" if data == "sprites" else "demo", overrides)
     run_dir = run_training(cfg, resume=checkpoint_path(out_dir).exists(), progress=not no_progress)
     report = _evaluate_and_report(checkpoint_path(run_dir), cfg.data.root, None, None, None)
+    metrics = json.loads((report / "metrics.json").read_text())
+    stages = metrics.get("evaluation_seconds", {})
+    evaluation, total = sum(stages.values()), time.perf_counter() - started
+    click.echo(f"time: {total / 60:.1f} min in all: training {metrics['train_seconds']:.0f} s, evaluation "
+               f"{evaluation:.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in stages.items()) +
+               f"), data and set-up {max(0.0, total - evaluation - metrics['train_seconds']):.0f} s")
     click.echo(f"outputs (config, checkpoints, transfer matrices, scalars; report in {report.relative_to(run_dir)}): "
                f"{run_dir.resolve()}")
 

@@ -7,6 +7,7 @@ The defaults are the authors' 64x64 Sprites setup (docs/method.md section 5).
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -74,6 +75,9 @@ class ObjectiveConfig:
     reconstruction: str = "sse"
     min_variance: float = 1.0e-4
     critic_code: str = "sample"  # what the critics score: sample (of q(pi | x), the authors') | mean (what transfer uses)
+    # random colour changes of the pose encoder's input only (not of the reconstruction target), so
+    # the pose code cannot carry colours: 0 off (the authors'), 1 full strength (docs/method.md section 9)
+    pose_colour_jitter: float = 0.0
     mu: float = 0.1  # augmented-Lagrangian penalty weight
     lambda_init: float = 0.0
     warmup_steps: int = 1000
@@ -161,39 +165,225 @@ def _all_keys(node: Any, prefix: str = "") -> list[str]:
     return keys
 
 
-def _explain(err: OmegaConfBaseException, source: str) -> ConfigError:
-    if isinstance(err, ConfigKeyError) and err.full_key:
+def _explain(err: OmegaConfBaseException, source: str, lines: Optional[dict[str, int]] = None) -> ConfigError:
+    """A one-line :class:`ConfigError` for an OmegaConf error; ``lines`` (dotted key -> line of
+    the file) puts the line of the offending key after ``source`` where it is known."""
+    full_key = getattr(err, "full_key", None)
+    line = _key_line(full_key, lines) if full_key and lines else None
+    where = source if line is None else f"{source} line {line}"
+    if isinstance(err, ConfigKeyError) and full_key:
         valid = _all_keys(OmegaConf.to_container(OmegaConf.structured(Config)))
-        close = difflib.get_close_matches(err.full_key, valid, n=1)
+        close = difflib.get_close_matches(full_key, valid, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        return ConfigError(f"{source}: unknown key {err.full_key!r}{hint}")
-    key = f" at {err.full_key!r}" if getattr(err, "full_key", None) else ""
-    message = str(err.msg if getattr(err, "msg", None) else err).splitlines()[0]
-    return ConfigError(f"{source}{key}: {message}")
+        return ConfigError(f"{where}: unknown key {full_key!r}{hint}")
+    key = f" at {full_key!r}" if full_key else ""
+    message = (str(err.msg if getattr(err, "msg", None) else err).splitlines() or [type(err).__name__])[0]
+    return ConfigError(f"{where}{key}: {message}")
+
+
+# A config file is a few kilobytes; these bound what reading a hostile one can cost.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_EXPANDED_VALUES = 10_000  # values of the file with every alias replaced by what it names
+
+
+def _file_error(shown: str, line: Optional[int], what: str) -> ConfigError:
+    where = shown if line is None else f"{shown} line {line}"
+    return ConfigError(f"{where}: {' '.join(what.split())}")  # one line, whatever the parts held
+
+
+class _CheckedComposer(yaml.SafeLoader):
+    """PyYAML's pure-Python safe loader, used only to compose the node tree (nothing is
+    constructed) and to refuse, while composing, aliases that would make the document explode
+    when it is expanded (the "billion laughs") or that point into their own anchor (a cycle).
+
+    Composing is linear in the size of the file, since an alias is one shared node; what explodes is
+    the expansion when the tree is turned into Python objects and then OmegaConf nodes, so the
+    expanded size is added up (memoised per node) at each alias and the alias that takes it past
+    :data:`MAX_EXPANDED_VALUES` is refused by its position.
+    """
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._expanded = 0
+        self._sizes: dict[int, int] = {}
+        self._open_anchors: set[str] = set()
+
+    def _size(self, node: yaml.Node) -> int:
+        """Values under ``node``, itself included, with aliases expanded."""
+        if id(node) not in self._sizes:
+            children = node.value if isinstance(node, yaml.SequenceNode) else (
+                [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else [])
+            self._sizes[id(node)] = 1 + sum(self._size(child) for child in children)
+        return self._sizes[id(node)]
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self._open_anchors:
+                raise yaml.composer.ComposerError(
+                    None, None, f"the alias *{event.anchor} is inside the value it names (a cycle)", event.start_mark)
+            if event.anchor in self.anchors:
+                self._expanded += self._size(self.anchors[event.anchor])
+                if self._expanded > MAX_EXPANDED_VALUES:
+                    raise yaml.composer.ComposerError(
+                        None, None, f"too many aliases: expanded, the file would hold more than "
+                                    f"{MAX_EXPANDED_VALUES} values", event.start_mark)
+        else:
+            self._expanded += 1
+        return super().compose_node(parent, index)
+
+    def _compose_collection(self, compose, anchor):
+        if anchor is not None:
+            self._open_anchors.add(anchor)
+        try:
+            return compose(anchor)
+        finally:
+            self._open_anchors.discard(anchor)
+
+    def compose_sequence_node(self, anchor):
+        return self._compose_collection(super().compose_sequence_node, anchor)
+
+    def compose_mapping_node(self, anchor):
+        return self._compose_collection(super().compose_mapping_node, anchor)
+
+
+def _key_lines(node: yaml.Node, prefix: str = "", lines: Optional[dict[str, int]] = None) -> dict[str, int]:
+    """Dotted key (``train.max_steps``, ``optim.betas[1]``) -> 1-based line, from a composed tree."""
+    lines = {} if lines is None else lines
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                name = f"{prefix}.{key.value}" if prefix else str(key.value)
+                lines.setdefault(name, key.start_mark.line + 1)
+                _key_lines(value, name, lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, value in enumerate(node.value):
+            lines.setdefault(f"{prefix}[{i}]", value.start_mark.line + 1)
+            _key_lines(value, f"{prefix}[{i}]", lines)
+    return lines
+
+
+def _key_line(full_key: str, lines: dict[str, int]) -> Optional[int]:
+    """The line of ``full_key`` (``optim.betas[1]``), or of the nearest enclosing key the file has."""
+    key = str(full_key)
+    while key not in lines:
+        shorter = re.sub(r"(\.[^.\[]*|\[\d+\])$", "", key)
+        if shorter == key:
+            return None
+        key = shorter
+    return lines[key]
+
+
+def _yaml_error(err: yaml.YAMLError, shown: str, text: str) -> ConfigError:
+    """A one-line :class:`ConfigError` for a PyYAML error, with the line it is on."""
+    if isinstance(err, yaml.reader.ReaderError):
+        line = text[:err.position].count("\n") + 1 if isinstance(err.position, int) else None
+        return _file_error(shown, line, f"character #x{err.character:04x} is not allowed in YAML ({err.reason})"
+                           if isinstance(err.character, int) else err.reason)
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    line = mark.line + 1 if mark is not None else None
+    problem = getattr(err, "problem", None) or (str(err).splitlines() or ["unreadable"])[0]
+    unknown_tag = re.match(r"could not determine a constructor for the tag '([^']*)'", problem)
+    if unknown_tag:
+        tag = unknown_tag.group(1).replace("tag:yaml.org,2002:", "!!")
+        return _file_error(shown, line, f"unknown tag {tag}: a config file holds plain values "
+                                        "(numbers, strings, lists, mappings)")
+    if problem.startswith(("too many aliases", "the alias *")):
+        return _file_error(shown, line, problem)
+    details = [f"column {mark.column + 1}"] if mark is not None else []
+    context, context_mark = getattr(err, "context", None), getattr(err, "context_mark", None)
+    if context and context_mark is not None and context_mark.line + 1 != line:
+        details.append(f"{context} on line {context_mark.line + 1}")
+    return _file_error(shown, line, f"not valid YAML: {problem}" + (f" ({'; '.join(details)})" if details else ""))
+
+
+def read_config_file(path: str | Path, shown: Optional[str] = None) -> tuple[Any, dict[str, int]]:
+    """Read a YAML config file defensively: at most :data:`MAX_CONFIG_BYTES`, UTF-8 only, one
+    mapping at the top, aliases that expand to at most :data:`MAX_EXPANDED_VALUES` values.
+
+    Args:
+        shown: how the file is named in messages (the path as the user gave it; default ``path``).
+
+    Returns:
+        The file as an OmegaConf ``DictConfig`` (None for an empty file), and the 1-based line of
+        each dotted key in it (see :func:`_key_lines`).
+
+    Raises:
+        ConfigError: one line, ``SHOWN line N: what is wrong`` (without ``line N`` where no line
+            applies): unreadable, too large, not UTF-8, a YAML syntax error, an unknown tag, too
+            many aliases or a cycle of them, duplicate keys, nesting too deep, or a top level that
+            is not a mapping.
+    """
+    shown = str(path) if shown is None else shown
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as err:
+        raise _file_error(shown, None, f"cannot be read ({err.strerror or err})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise _file_error(shown, None, f"larger than {MAX_CONFIG_BYTES // (1 << 20)} MB; a config file is a few "
+                                       "kilobytes of YAML")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        bom = " (it starts with a UTF-16 byte-order mark)" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise _file_error(shown, line, f"not UTF-8 text: byte 0x{data[err.start]:02x} at offset {err.start} of the "
+                                       f"file{bom}; save it as UTF-8") from None
+    try:
+        composer = _CheckedComposer(text)
+        try:
+            root = composer.get_single_node()
+        finally:
+            composer.dispose()
+        if root is None:
+            return None, {}
+        if not isinstance(root, yaml.MappingNode):
+            kind = "a list" if isinstance(root, yaml.SequenceNode) else "a single value"
+            raise _file_error(shown, root.start_mark.line + 1,
+                              f"the file holds {kind}, not a mapping of sections "
+                              f"({', '.join(f'{name}:' for name in Config.__dataclass_fields__)})")
+        for key, value in root.value:
+            if getattr(key, "value", None) in Config.__dataclass_fields__ and not isinstance(value, yaml.MappingNode):
+                kind = ("empty" if value.tag == "tag:yaml.org,2002:null" else
+                        "a list" if isinstance(value, yaml.SequenceNode) else "a single value")
+                raise _file_error(shown, key.start_mark.line + 1,
+                                  f"section {key.value}: is {kind}; it must be a mapping of its keys "
+                                  f"(or be left out)")
+        lines = _key_lines(root)
+        conf = OmegaConf.create(text)  # constructed by OmegaConf's own loader, as OmegaConf.load would
+    except yaml.YAMLError as err:
+        raise _yaml_error(err, shown, text) from None
+    except OmegaConfBaseException as err:
+        raise _explain(err, shown) from None
+    except RecursionError:
+        raise _file_error(shown, None, "nested too deeply to be a config file") from None
+    return conf, lines
 
 
 def load_config(name_or_path: Optional[str] = None, overrides: tuple[str, ...] | list[str] = (),
                 base: Optional[dict] = None) -> Config:
     """Defaults, then ``base`` (a saved run's config), then the YAML file (a path or a bundled
-    name), then ``key=value`` overrides.
+    name, read by :func:`read_config_file`), then ``key=value`` overrides.
 
     Raises:
-        ConfigError: unknown keys (with the closest valid key), wrong types, impossible values.
+        ConfigError: one line: a malformed file (``NAME line N: ...``, see :func:`read_config_file`),
+            unknown keys (with the closest valid key), wrong types, impossible values.
     """
     merged = OmegaConf.structured(Config)
-    try:
-        if base is not None:
+    if base is not None:
+        try:
             merged = OmegaConf.merge(merged, base)
-        if name_or_path is not None:
-            path = _resolve_path(name_or_path)
-            merged = OmegaConf.merge(merged, OmegaConf.load(path))
-    except OmegaConfBaseException as err:
-        raise _explain(err, str(name_or_path)) from None
-    except yaml.YAMLError as err:  # a syntax error: say where, in one line
-        mark = getattr(err, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"{name_or_path}: not valid YAML{where}: {problem}") from None
+        except OmegaConfBaseException as err:
+            raise _explain(err, "saved config") from None
+    lines: dict[str, int] = {}
+    if name_or_path is not None:
+        conf, lines = read_config_file(_resolve_path(name_or_path), str(name_or_path))
+        if conf is not None:
+            try:
+                merged = OmegaConf.merge(merged, conf)
+            except OmegaConfBaseException as err:
+                raise _explain(err, str(name_or_path), lines) from None
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value")
@@ -201,9 +391,18 @@ def load_config(name_or_path: Optional[str] = None, overrides: tuple[str, ...] |
             merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([item]))
         except OmegaConfBaseException as err:
             raise _explain(err, f"override {item!r}") from None
-    cfg: Config = OmegaConf.to_object(merged)
+    try:
+        cfg: Config = OmegaConf.to_object(merged)  # resolves ${...} interpolations
+    except OmegaConfBaseException as err:
+        raise _explain(err, "config" if name_or_path is None else str(name_or_path), lines) from None
     validate(cfg)
     return cfg
+
+
+def _numbers(values: Any, n: int) -> bool:
+    """Whether ``values`` is a list of ``n`` numbers (not booleans, not strings)."""
+    return (isinstance(values, (list, tuple)) and len(values) == n
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values))
 
 
 def validate(cfg: Config) -> None:
@@ -230,12 +429,12 @@ def validate(cfg: Config) -> None:
          or Path(cfg.data.root).expanduser().is_dir() or not Path(cfg.data.root).expanduser().exists(),
          f"data.root {cfg.data.root!r} must be a folder for data.source={cfg.data.source}"),
         (cfg.data.frame_stride is None or cfg.data.frame_stride >= 1, "data.frame_stride must be >= 1"),
-        (cfg.data.time_window is None or (len(cfg.data.time_window) == 2
+        (cfg.data.time_window is None or (_numbers(cfg.data.time_window, 2)
                                           and 0 <= cfg.data.time_window[0] < cfg.data.time_window[1]),
          "data.time_window must be [start_s, end_s] with 0 <= start_s < end_s"),
         (cfg.data.yaws >= 1, "data.yaws must be >= 1"),
         (cfg.data.fit in ("pad", "crop"), "data.fit must be 'pad' or 'crop'"),
-        (len(cfg.data.background) == 3 and all(0 <= v <= 255 for v in cfg.data.background),
+        (_numbers(cfg.data.background, 3) and all(0 <= v <= 255 for v in cfg.data.background),
          "data.background must be three numbers in 0..255"),
         (0 < cfg.data.validation_fraction < 1, "data.validation_fraction must be in (0, 1)"),
         (cfg.data.source != "sprites" or cfg.model.image_size == 64,
@@ -265,7 +464,7 @@ def validate(cfg: Config) -> None:
         (min(cfg.evaluation.judge_steps, cfg.evaluation.judge_batch_size) >= 1,
          "evaluation.judge_steps and judge_batch_size must be >= 1"),
         (cfg.optim.lr > 0 and cfg.optim.critic_lr_factor > 0, "optim.lr and critic_lr_factor must be > 0"),
-        (len(cfg.optim.betas) == 2 and all(0 <= b < 1 for b in cfg.optim.betas), "optim.betas must be two numbers in [0, 1)"),
+        (_numbers(cfg.optim.betas, 2) and all(0 <= b < 1 for b in cfg.optim.betas), "optim.betas must be two numbers in [0, 1)"),
         (cfg.optim.schedule in ("constant", "linear"), "optim.schedule must be 'constant' or 'linear'"),
         (cfg.objective.gamma >= 0 and cfg.objective.gamma_max >= cfg.objective.gamma,
          "objective.gamma must be in [0, objective.gamma_max]"),
@@ -273,6 +472,7 @@ def validate(cfg: Config) -> None:
         (cfg.objective.critic_code in ("sample", "mean"), "objective.critic_code must be 'sample' or 'mean'"),
         (cfg.objective.reconstruction in ("sse", "calibrated"), "objective.reconstruction must be 'sse' or 'calibrated'"),
         (cfg.objective.min_variance > 0, "objective.min_variance must be > 0"),
+        (0 <= cfg.objective.pose_colour_jitter <= 1, "objective.pose_colour_jitter must be in [0, 1]"),
         (cfg.objective.lambda_init >= 0, "objective.lambda_init must be >= 0"),
         (0 < cfg.objective.ema_decay < 1, "objective.ema_decay must be in (0, 1)"),
         (cfg.objective.warmup_steps >= 0, "objective.warmup_steps must be >= 0"),

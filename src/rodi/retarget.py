@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rodi.data.images import load_image, prepare_image, to_tensor
-from rodi.data.video import VideoInfo, VideoReadError, is_video, probe_video, video_frames
+from rodi.data.video import VideoInfo, VideoReadError, VideoWarning, is_video, probe_video, video_frames
 from rodi.media import VideoWriteError, check_video_output, video_writer
 from rodi.viz import interpolation_grid, save_png, to_uint8
 
@@ -204,6 +204,7 @@ class Renderer:
 
         Raises:
             VideoReadError: missing, unreadable, no video stream or no frames.
+            StillImageError: a still image (PNG, JPEG, ...), whatever its name says.
             InputLimitError: more than ``max_frames`` frames.
         """
         info = probe_video(path)
@@ -269,9 +270,14 @@ class Renderer:
             progress: show a progress bar over the frames.
             max_frames: refuse videos with more frames.
 
+        Warns:
+            VideoWarning: a video decodes to fewer frames than its container declares (it may be
+                cut; what decodes is used), or the pose video gives no frame rate (25 is used).
+
         Raises:
             ImageReadError, VideoReadError: an input is missing or unreadable, or the pose video
                 has no frames.
+            StillImageError: the pose video (or an appearance "video") is a still image.
             InputLimitError: a video has more than ``max_frames`` frames.
             VideoWriteError: the output suffix is not supported, H.264 is not available, or the
                 output is one of the inputs.
@@ -283,7 +289,8 @@ class Renderer:
         code, app_frames = self.appearance(appearance, max_frames)
         rate = info.rate
         if rate is None:
-            warnings.warn(f"{pose_video} does not give its frame rate; writing {FALLBACK_RATE} frames per second")
+            warnings.warn(f"{pose_video} does not give its frame rate; writing {FALLBACK_RATE} frames per second",
+                          VideoWarning, stacklevel=2)
             rate = FALLBACK_RATE
         written = 0
         bar = tqdm(total=info.frames, unit="frame", desc="retargeting", disable=not progress)

@@ -1,9 +1,14 @@
+import hashlib
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from rodi.data.sprites import SpritesDataError, locate_sheets, make_protocol
+from rodi.data.sprites import (
+    CELL, LAYER_CHOICES, LAYER_ORDER, SHEET_ROWS, SHEET_SHA256, SHEET_SIZE, SpriteSheets, SpritesDataError,
+    locate_sheets, make_protocol,
+)
 
 
 def test_sprites_protocol_has_1296_characters_72_poses_and_the_published_split():
@@ -102,6 +107,11 @@ def _serve(folder):
     return server
 
 
+def _sha256(path) -> str:
+    """The hex sha256 of a file's bytes, as in ``SHEET_SHA256``."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def test_sheets_are_downloaded_into_the_cache_and_checked(sheets_root, tmp_path, monkeypatch):
     import shutil
 
@@ -109,6 +119,9 @@ def test_sheets_are_downloaded_into_the_cache_and_checked(sheets_root, tmp_path,
     shutil.copytree(sheets_root, served)
     server = _serve(served)
     try:
+        # the registry of the sheets served (the published one where they are the real sheets: see
+        # test_the_real_sheets_are_the_published_ones)
+        monkeypatch.setattr("rodi.data.sprites.SHEET_SHA256", {f: _sha256(served / f) for f in SHEET_SHA256})
         monkeypatch.delenv("RODI_SPRITES_ROOT", raising=False)
         monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
         monkeypatch.setattr("rodi.data.sprites.DOWNLOAD_BASE_URL", f"http://127.0.0.1:{server.server_port}/")
@@ -136,3 +149,46 @@ def test_validation_characters_are_held_out_of_the_published_training_ones(sheet
     assert not set(batch["pose_character"].tolist()) & validation
     a = sheets.triplet_indices(500, seed=99, split="validation")[:, :2].flatten()
     assert set(a.tolist()) <= validation
+
+
+def test_the_real_sheets_are_the_published_ones(real_sheets_root):
+    """The sheets found are byte for byte the ones published with the Sprites benchmark (the checksums
+    a download is verified against)."""
+    assert {f: _sha256(real_sheets_root / f) for f in SHEET_SHA256} == SHEET_SHA256
+
+
+def test_synthetic_sheets_have_the_loaders_layout(synthetic_sheets_root):
+    """Every sheet the loader reads, at the sheet size, drawn only in the cells of an action's frames."""
+    assert locate_sheets(synthetic_sheets_root) == synthetic_sheets_root
+    assert sorted(SHEET_SHA256) == sorted(f"{k}/{i}.png" for k in LAYER_ORDER for i in range(LAYER_CHOICES[k]))
+    drawn = np.zeros((SHEET_SIZE[1] // CELL, SHEET_SIZE[0] // CELL), bool)
+    for _, first_row, n_frames, directions in SHEET_ROWS:
+        drawn[first_row:first_row + len(directions), :n_frames] = True
+    for name in SHEET_SHA256:
+        with Image.open(synthetic_sheets_root / name) as im:
+            assert im.size == SHEET_SIZE and im.mode == "P"
+            alpha = np.asarray(im.convert("RGBA"))[..., 3]
+        assert set(np.unique(alpha)) <= {0, 255}  # like the real sheets: opaque or transparent
+        cells = alpha.reshape(drawn.shape[0], CELL, drawn.shape[1], CELL).max(axis=(1, 3)) > 0
+        assert not (cells & ~drawn).any(), f"{name} draws in a cell no action uses"
+        if not name.startswith("eyes/"):  # eyes are not seen from the back
+            assert cells[drawn].all(), f"{name} leaves a pose's cell empty"
+
+
+def test_synthetic_sheets_tell_every_pose_and_every_character_apart(synthetic_sheets_root):
+    """Different cells (action, direction, frame) and different layer choices render differently, so
+    the synthetic sheets exercise pose and appearance as the real ones do."""
+    full = SpriteSheets("sprites-full", synthetic_sheets_root)
+    poses = full.render(torch.zeros(full.num_poses, dtype=torch.long), torch.arange(full.num_poses))
+    assert len(torch.unique(poses.flatten(1), dim=0)) == full.num_poses == 178
+    walk_front = [(p.action, p.direction, p.frame) for p in full.protocol.poses].index((2, 2, 0))
+    for i, layer in enumerate(LAYER_ORDER):  # one character per choice of this layer, the others at 0
+        others = [j for j in range(len(LAYER_ORDER)) if j != i]
+        chars = torch.nonzero((full.characters[:, others] == 0).all(1)).squeeze(1)
+        images = full.render(chars, torch.full_like(chars, walk_front))
+        assert len(torch.unique(images.flatten(1), dim=0)) == LAYER_CHOICES[layer], layer
+    sprites = SpriteSheets("sprites", synthetic_sheets_root)
+    n = len(sprites.characters)
+    everyone = sprites.render(torch.arange(n), torch.zeros(n, dtype=torch.long))
+    assert len(torch.unique(everyone.flatten(1), dim=0)) == 1296
+    assert (everyone[:, :, 0, 0] == -1).all()  # on the black background

@@ -84,6 +84,60 @@ class LabelledCharacters:
             cache["train"] = published[order[n_validation:].sort().values]
         return cache[name]
 
+    @torch.no_grad()
+    def label_equivalents(self, character: torch.Tensor, pose: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Which values of each pose label name a pose that renders exactly like ``pose`` for that
+        character: a judge cannot tell them apart, so scoring it modulo identical renders (the
+        learning-speed issue; docs/method.md section 8) takes any of them as right.
+
+        Some labels render identically on Sprites: spellcast repeats a column, slash repeats two,
+        and the first frame of one action can match another's. Pose p' is "p with label L set to v"
+        (the other labels kept); where no such pose exists, v is not equivalent.
+
+        Args:
+            character, pose: (B,) long indices.
+
+        Returns:
+            ``equivalent_<label>``: (B, classes) bool per pose label, True at the true value; an
+            empty dict where label values do not name single poses (mocap: many frames per label).
+        """
+        table = self.__dict__.get("_label_swaps")
+        if table is None:
+            index = {tuple(row): i for i, row in enumerate(self.pose_labels.tolist())}
+            if len(index) != len(self.pose_labels):
+                table = {}
+            else:
+                table = {}
+                for i, name in enumerate(self.pose_attributes):
+                    classes = int(self.pose_labels[:, i].max()) + 1
+                    swap = torch.full((len(self.pose_labels), classes), -1, dtype=torch.long)
+                    for p, row in enumerate(self.pose_labels.tolist()):
+                        for v in range(classes):
+                            swap[p, v] = index.get(tuple(row[:i] + [v] + row[i + 1:]), -1)
+                    table[name] = swap
+            self.__dict__["_label_swaps"] = table
+        if not table:
+            return {}
+        hashes = self.__dict__.setdefault("_render_hashes", {})  # character -> (P,) hash of each pose's render
+        missing = [c for c in character.unique().tolist() if c not in hashes]
+        if missing:
+            poses = torch.arange(self.num_poses)
+            for c in missing:
+                pixels = ((self.render(torch.full_like(poses, c), poses) + 1) * 127.5).round().long().flatten(1)
+                # two random projections of the uint8 pixels: equal renders hash equal, and unequal
+                # ones collide with probability about 2**-62 (sums stay far below 2**63)
+                weights = torch.randint(1, 2**31 - 1, (2, pixels.shape[1]), generator=torch.Generator().manual_seed(0))
+                hashes[c] = torch.stack([(pixels * w).sum(1) for w in weights], 1)  # (P, 2)
+        h = torch.stack([hashes[c] for c in character.tolist()])  # (B, P, 2)
+        rows = torch.arange(len(character))
+        own = h[rows, pose]  # (B, 2)
+        out = {}
+        for name, swap in table.items():
+            candidates = swap[pose]  # (B, classes) pose index or -1
+            same = (h[rows[:, None], candidates.clamp(min=0)] == own[:, None]).all(-1)
+            out[f"equivalent_{name}"] = same & (candidates >= 0)
+        return out
+
     def labels(self, character: torch.Tensor, pose: torch.Tensor) -> dict[str, torch.Tensor]:
         """One (B,) long tensor per appearance attribute, ``action``, ``direction``, ``frame``,
         ``character`` and ``pose``."""

@@ -8,6 +8,7 @@ display matrix, then the square fit and resize of :func:`rodi.data.images.square
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -25,6 +26,21 @@ class VideoReadError(MediaReadError):
     """A video file is missing, unreadable, has no video stream or no frames (``path``, ``reason``)."""
 
 
+class StillImageError(VideoReadError):
+    """A still image (PNG, JPEG, a single-frame GIF, ...) where a video is needed."""
+
+
+class VideoWarning(UserWarning):
+    """A video can be used, but not entirely as it claims: fewer frames decode than its container
+    declares (it may be cut), or it gives no frame rate."""
+
+
+# FFmpeg demuxers of single images (``png_pipe``, ``jpeg_pipe``, ...: all named ``*_pipe``), and
+# those of formats that are stills when they hold one frame.
+_IMAGE_DEMUXERS = ("image2", "image2pipe")
+_ANIMATED_IMAGE_DEMUXERS = ("gif", "apng")
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     """What a video holds, read from its packets without decoding them.
@@ -33,12 +49,15 @@ class VideoInfo:
         frames: frames in the time window.
         rate: frames per second (the stream's average rate), or None where the file does not say.
         width, height: of the stored frames, before any rotation.
+        declared: frames of the whole stream as its container declares them, or None where it
+            does not (fragmented MP4, Matroska, WebM).
     """
 
     frames: int
     rate: Fraction | None
     width: int
     height: int
+    declared: int | None = None
 
 
 def is_video(path: str | os.PathLike) -> bool:
@@ -51,7 +70,27 @@ def _ffmpeg_reason(err: Exception) -> str:
     return getattr(err, "strerror", None) or str(err)
 
 
+def _still_image(path: Path, kind: str) -> StillImageError:
+    return StillImageError(path, f"a still image ({kind}), not a video; a video is needed here")
+
+
+def _image_kind(container) -> str | None:
+    """What still-image format FFmpeg opened the file as ("PNG", "JPEG", ...), or None for a
+    video (or an animation) format."""
+    name = container.format.name
+    if not (name.endswith("_pipe") or name in _IMAGE_DEMUXERS):
+        return None
+    kind = name.removesuffix("_pipe") if name.endswith("_pipe") else container.streams.video[0].codec_context.name
+    return {"mjpeg": "JPEG"}.get(kind, kind.upper())
+
+
 def _open(path: Path):
+    """Open a video with PyAV: the container, whose first video stream is the video.
+
+    Raises:
+        VideoReadError: the file is missing, unreadable or has no video stream.
+        StillImageError: FFmpeg opens it as a still image (PNG, JPEG, WebP, ...), whatever its name.
+    """
     import av
 
     if not path.is_file():
@@ -63,6 +102,10 @@ def _open(path: Path):
     if not container.streams.video:
         container.close()
         raise VideoReadError(path, "no video stream")
+    kind = _image_kind(container)
+    if kind is not None:
+        container.close()
+        raise _still_image(path, kind)
     return container
 
 
@@ -86,6 +129,8 @@ def probe_video(path: str | os.PathLike, time_window: tuple[float, float | None]
     Raises:
         VideoReadError: the file is missing, unreadable, has no video stream, or no frames (in the
             window).
+        StillImageError: the file is a still image (see :func:`_open`), or a GIF or APNG of
+            one frame.
     """
     import av
 
@@ -94,14 +139,29 @@ def probe_video(path: str | os.PathLike, time_window: tuple[float, float | None]
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate
         width, height = stream.codec_context.width, stream.codec_context.height
+        declared = stream.frames or None
+        packets = 0
+        n = 0
         try:
-            n = sum(1 for packet in container.demux(stream)
-                    if packet.size and _in_window(_seconds(packet.pts, stream), time_window))
+            for packet in container.demux(stream):
+                if packet.size:
+                    packets += 1
+                    n += _in_window(_seconds(packet.pts, stream), time_window)
         except av.FFmpegError as err:
             raise VideoReadError(path, f"not a readable video ({_ffmpeg_reason(err)})") from None
+        if packets == 1 and container.format.name in _ANIMATED_IMAGE_DEMUXERS:
+            raise _still_image(path, container.format.name.upper())
     if n == 0:
         raise VideoReadError(path, "no frames" + ("" if time_window is None else f" in {time_window} s"))
-    return VideoInfo(n, Fraction(rate) if rate else None, width, height)
+    return VideoInfo(n, Fraction(rate) if rate else None, width, height, declared)
+
+
+def warn_if_cut(path: str | os.PathLike, declared: int | None, decoded: int) -> None:
+    """Warn (:class:`VideoWarning`) when fewer frames decoded than the container declares: the
+    file may have been cut short (an interrupted download or copy)."""
+    if declared and decoded < declared:
+        warnings.warn(f"{path} declares {declared} frames but only {decoded} decode; the video may be cut",
+                      VideoWarning, stacklevel=2)
 
 
 def frame_array(frame, size: int, background: tuple[int, int, int] = (0, 0, 0), fit: str = "pad") -> np.ndarray:
@@ -123,6 +183,26 @@ def frame_array(frame, size: int, background: tuple[int, int, int] = (0, 0, 0), 
     return square_array(im, size, background, fit)
 
 
+def _decode(container, stream) -> Iterator:
+    """The decoded frames of ``stream``, in order, as ``container.decode(stream)`` gives them,
+    except that a packet the demuxer flags as corrupt (the last one of a file that was cut, read
+    short) and that then fails to decode is dropped, so a cut video gives the frames before the cut.
+
+    Raises:
+        av.FFmpegError: any other packet fails to decode.
+    """
+    import av
+
+    for packet in container.demux(stream):
+        try:
+            frames = packet.decode()
+        except av.FFmpegError:
+            if packet.is_corrupt:
+                continue
+            raise
+        yield from frames
+
+
 def video_frames(path: str | os.PathLike, size: int, background: tuple[int, int, int] = (0, 0, 0),
                  fit: str = "pad", stride: int = 1,
                  time_window: tuple[float, float | None] | None = None) -> Iterator[np.ndarray]:
@@ -133,9 +213,14 @@ def video_frames(path: str | os.PathLike, size: int, background: tuple[int, int,
         time_window: ``(start_s, end_s)``: keep frames shown at ``start_s <= t < end_s`` seconds
             from the start; ``end_s`` may be None for the end. None keeps all.
 
+    Warns:
+        VideoWarning: once all frames are decoded (with no ``time_window``), if fewer decoded than
+            the container declares (see :func:`warn_if_cut`).
+
     Raises:
         VideoReadError: the file cannot be opened, or decoding fails part way (after the frames
             decoded until then have been yielded).
+        StillImageError: the file is a still image (see :func:`_open`).
     """
     import av
 
@@ -143,10 +228,11 @@ def video_frames(path: str | os.PathLike, size: int, background: tuple[int, int,
     with _open(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        declared = stream.frames or None
         end = None if time_window is None else time_window[1]
         in_window = 0
         try:
-            for frame in container.decode(stream):
+            for frame in _decode(container, stream):
                 t = _seconds(frame.pts, stream)
                 if end is not None and t is not None and t >= end:
                     break
@@ -157,3 +243,5 @@ def video_frames(path: str | os.PathLike, size: int, background: tuple[int, int,
                 in_window += 1
         except (av.FFmpegError, ValueError) as err:
             raise VideoReadError(path, f"decoding failed ({_ffmpeg_reason(err)})") from None
+    if time_window is None:
+        warn_if_cut(path, declared, in_window)

@@ -311,6 +311,7 @@ def judge_ceilings(judge: Judge, source, n: int, seed: int) -> dict:
     indices = source.triplet_indices(n, seed)
     for chunk in indices.split(250):
         batch = source.triplets(chunk)
+        batch.update(target_equivalents(source, chunk))
         for k, v in judge_transfers(judge, batch, batch["target"]).items():
             if k.endswith("/ceiling"):
                 scores.setdefault(k, []).append(v)
@@ -429,6 +430,16 @@ def trivial_outputs(targets: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"mean_image": mean, "average_body": targets[closest].float()}
 
 
+def target_equivalents(source, indices: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``target_equivalent_<label>`` masks (see ``LabelledCharacters.label_equivalents``) of the
+    targets (character A in pose p) of (n, 4) triplet ``indices``, for :func:`judge_transfers`; empty
+    where the source has none."""
+    if not hasattr(source, "label_equivalents"):
+        return {}
+    a, _, p, _ = indices.unbind(1)
+    return {f"target_{k}": v for k, v in source.label_equivalents(a, p).items()}
+
+
 def judge_transfers(judge: Judge, batch: dict, transfers: torch.Tensor,
                     trivial: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """Per-triplet scores of transfers, beside the exact targets' (the ceiling) and those of
@@ -452,7 +463,9 @@ def judge_transfers(judge: Judge, batch: dict, transfers: torch.Tensor,
         image side) and ``pose/pixel_error`` (pixels) compare with the target's keypoints, which
         are the pose input's joints on the appearance's body (mocap's body scale is appearance);
         ``pose/<label>`` and ``appearance/<attribute>`` are 1 where the prediction equals the pose
-        input's label or the appearance input's attribute, else 0.
+        input's label or the appearance input's attribute, else 0. Where ``batch`` holds
+        ``target_equivalent_<label>`` masks (:func:`target_equivalents`), a pose label is right when
+        it names any pose that renders exactly like the target (modulo identical renders).
     """
     n = len(transfers)
     judged = {"transfer": (judge.predict(transfers),) * 2, "ceiling": (judge.predict(batch["target"]),) * 2,
@@ -467,7 +480,11 @@ def judge_transfers(judge: Judge, batch: dict, transfers: torch.Tensor,
             for name, v in keypoint_scores(pose["keypoints"], batch["target_keypoints"], size).items():
                 out[f"pose/{name}/{scored}"] = v
         for name in judge.pose_labels:
-            out[f"pose/{name}/{scored}"] = (pose[name] == batch[f"pose_{name}"]).float()
+            right = pose[name] == batch[f"pose_{name}"]
+            equivalent = batch.get(f"target_equivalent_{name}")
+            if equivalent is not None:  # modulo identical renders: any value rendering like the target
+                right = equivalent.gather(1, pose[name].clamp(0, equivalent.shape[1] - 1)[:, None]).squeeze(1)
+            out[f"pose/{name}/{scored}"] = right.float()
         for name in judge.appearance_labels:
             out[f"appearance/{name}/{scored}"] = (look[name] == batch[f"appearance_{name}"]).float()
     return out

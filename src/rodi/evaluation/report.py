@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import torch
@@ -36,13 +37,17 @@ def evaluate_state(state: TrainState, source, num_triplets: int | None = None, p
     exact = hasattr(source, "triplet_indices")
     e = cfg.evaluation
     judge = None
+    seconds = {}
+    clock = time.perf_counter()
     if exact and e.judges and supports_judges(source):
         cache = Path(cfg.data.cache_dir) / "judges" if cfg.data.cache_dir else None
         judge = load_or_train_judge(source, e.judge_steps, e.judge_batch_size, cache_dir=cache, progress=progress)
+        seconds["judge"], clock = time.perf_counter() - clock, time.perf_counter()
     if exact:
         errors = triplet_errors(state.model, source, n, cfg.data.triplet_seed, judge=judge)
     else:
         errors = pair_errors(state.model, source, n, cfg.data.triplet_seed)
+    seconds["transfers"], clock = time.perf_counter() - clock, time.perf_counter()
     metrics = {
         "source": cfg.data.source,
         "protocol": cfg.data.protocol if cfg.data.source == "sprites" else cfg.data.source,
@@ -72,9 +77,12 @@ def evaluate_state(state: TrainState, source, num_triplets: int | None = None, p
             detail = leakage_probes(train, test, layers, source.pose_attributes, steps=e.probe_steps)
             metrics["probes"] = summarize_probes(detail, layers, source.pose_attributes)
             metrics["probes_per_label"] = detail
+            seconds["probes"], clock = time.perf_counter() - clock, time.perf_counter()
         samples, means, appearances = pair_codes(model, source, "test", e.mi_pairs, seed=13)
         metrics["posthoc_mi_nats"] = posthoc_mutual_information(samples, appearances, steps=e.mi_steps)
         metrics["posthoc_mi_mean_nats"] = posthoc_mutual_information(means, appearances, steps=e.mi_steps)
+        seconds["posthoc_mi"] = time.perf_counter() - clock
+    metrics["evaluation_seconds"] = {k: round(v, 1) for k, v in seconds.items()}
     return metrics, errors
 
 
@@ -180,8 +188,10 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_root: str | None = N
     checkpoint, with its protocol, step and wall-clock training time (seconds); unless the config's
     ``evaluation.probes`` is off, also the leakage probes' accuracies beside chance and a post-hoc MI
     estimate in nats; where the data renders labelled characters exactly, SSIM/PSNR, pose accuracy
-    and appearance retention with their ceilings (see :func:`evaluate_state`). With ``report_dir``,
-    also writes the report there (:func:`write_report`).
+    and appearance retention with their ceilings (see :func:`evaluate_state`); and
+    ``evaluation_seconds``, the wall-clock seconds of each stage (``judge``, ``transfers``,
+    ``probes``, ``posthoc_mi``, ``report``). With ``report_dir``, also writes the report there
+    (:func:`write_report`).
 
     Raises:
         CheckpointError: the checkpoint cannot be read.
@@ -195,7 +205,10 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_root: str | None = N
     metrics, _ = evaluate_state(state, source, num_triplets, progress)
     metrics = {"checkpoint": str(checkpoint), **metrics}
     if report_dir is not None:
+        clock = time.perf_counter()
         write_report(state, source, metrics, report_dir, Path(checkpoint).parent.parent / "scalars.csv")
+        metrics["evaluation_seconds"]["report"] = round(time.perf_counter() - clock, 1)
+        write_json(metrics, Path(report_dir) / "metrics.json")
     return metrics
 
 

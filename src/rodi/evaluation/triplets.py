@@ -62,7 +62,7 @@ def triplet_errors(model: AppearancePoseModel, sheets, num_triplets: int = 8000,
         against x for the appearance inputs x; with a judge, also the per-triplet scores of
         :func:`rodi.evaluation.judges.judge_transfers`.
     """
-    from rodi.evaluation.judges import judge_transfers, trivial_outputs
+    from rodi.evaluation.judges import judge_transfers, target_equivalents, trivial_outputs
 
     device = next(model.parameters()).device
     indices = sheets.triplet_indices(num_triplets, seed, split=split)
@@ -80,6 +80,7 @@ def triplet_errors(model: AppearancePoseModel, sheets, num_triplets: int = 8000,
         rec = model.transfer(app, app)
         scores["reconstruction"].append((rec - app).square().flatten(1).mean(1).cpu())
         if judge is not None:
+            batch.update(target_equivalents(sheets, chunk))
             for k, v in judge_transfers(judge, batch, out, trivial).items():
                 scores[k].append(v)
     return {k: torch.cat(v) for k, v in scores.items()}

@@ -49,6 +49,29 @@ def derangement(n: int, generator: torch.Generator | None = None, device=None) -
     return s.to(device) if device is not None else s
 
 
+def colour_jitter(x: torch.Tensor, strength: float, draw=None) -> torch.Tensor:
+    """Random colour changes of (B, 3, H, W) pixels in [-1, 1], one per image: the channels in a
+    random order, each with a random gain in [1 - s/2, 1 + s/2] and offset in [-0.4 s, 0.4 s], then
+    clamped to [-1, 1]. Edges and shading stay where they are, so the pose survives and the colours
+    do not (docs/method.md section 9).
+
+    Args:
+        strength: s in [0, 1]; 0 returns ``x`` unchanged.
+        draw: ``draw(shape) -> uniform [0, 1) tensor`` of that shape on ``x``'s device (to shard a
+            global batch's draws over processes); default ``torch.rand``.
+    """
+    if strength <= 0:
+        return x
+    b = x.shape[0]
+    draw = draw or (lambda shape: torch.rand(shape, device=x.device))
+    u = draw((b, 9)).to(x.dtype)
+    order = u[:, :3].argsort(dim=1)  # a uniformly random permutation of the channels per image
+    gain = 1 + strength * (u[:, 3:6] - 0.5)
+    offset = 0.8 * strength * (u[:, 6:9] - 0.5)
+    permuted = x.gather(1, order[:, :, None, None].expand_as(x))
+    return (permuted * gain[:, :, None, None] + offset[:, :, None, None]).clamp(-1, 1)
+
+
 def kl_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mean, exp(logvar)) || N(0, I)) in nats, summed over all but the batch dimension: (B,)."""
     return 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).flatten(1).sum(1)
@@ -153,7 +176,9 @@ class DisentanglingObjective(nn.Module):
         """
         x, x_app = batch["pose_image"], batch["appearance_image"]
         dd = self.distributed
-        mean, logvar = model.encode_pose(x)
+        # the pose encoder may see the pose image in other colours; the decoder must still render x
+        shard = lambda shape: dd.shard(torch.rand((dd.world_size * shape[0],) + shape[1:], device=x.device))  # noqa: E731
+        mean, logvar = model.encode_pose(colour_jitter(x, self.cfg.pose_colour_jitter, draw=shard))
         if self.cfg.variant in DETERMINISTIC_POSE:
             pose = mean
             kl = torch.zeros((), device=x.device)
