@@ -1,10 +1,12 @@
 """``rodi serve`` in a real browser: the test starts the server on a free loopback port and drives
 headless Chromium (the system's, from the Debian package ``chromium``) with Playwright.
 
-``RODI_SERVE_CHECKPOINT`` serves another checkpoint than the tiny untrained one, and
+The server runs ``rodi serve -c humanoid``, the shipped model, with no training before it;
+``RODI_SERVE_CHECKPOINT`` serves another checkpoint, and
 ``RODI_SCREENSHOT_DIR`` keeps a screenshot of the page after the transfer there.
 """
 
+import io
 import os
 import shutil
 import socket
@@ -45,8 +47,8 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tiny_checkpoint) -> Path:
-    return Path(os.environ.get("RODI_SERVE_CHECKPOINT") or tiny_checkpoint)
+def checkpoint() -> str:
+    return os.environ.get("RODI_SERVE_CHECKPOINT") or "humanoid"
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +119,17 @@ def pair(renderer, tmp_path_factory) -> list[str]:
     return pairs[0]
 
 
+def server_url(page) -> str:
+    return page.url.split("?")[0].rstrip("/") + "/"
+
+
+def renderer_transfer(renderer, pair) -> np.ndarray:
+    """What the model renders for the (appearance, pose) files, as (S, S, 3) uint8."""
+    from rodi.viz import to_uint8
+
+    return to_uint8(renderer.model.transfer(renderer.images([pair[0]]), renderer.images([pair[1]])))[0]
+
+
 def toast(page, text: str) -> str:
     """The text of the message box in the page that says ``text`` (waiting for it)."""
     box = page.locator(".toast-body", has_text=text).first
@@ -142,6 +155,12 @@ def test_transfer_in_the_browser_shows_a_render_of_the_models_size(page, pair, r
     page.click("#transfer")
     assert natural_size(page, "#result img") == (renderer.size, renderer.size)
     assert natural_size(page, "#mix-result img") == (renderer.size, renderer.size)  # the sliders' render
+    # the page shows the model's own transfer of the two uploads
+    src = page.get_attribute("#result img", "src")
+    with urllib.request.urlopen(src if src.startswith("http") else server_url(page) + src.lstrip("/")) as r:
+        shown = np.asarray(Image.open(io.BytesIO(r.read())).convert("RGB"), dtype=np.int16)
+    expected = np.asarray(renderer_transfer(renderer, pair), dtype=np.int16)
+    assert np.abs(shown - expected).mean() < 2.0
     if os.environ.get("RODI_SCREENSHOT_DIR"):
         folder = Path(os.environ["RODI_SCREENSHOT_DIR"])
         folder.mkdir(parents=True, exist_ok=True)

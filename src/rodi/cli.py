@@ -262,8 +262,8 @@ def _evaluate_and_report(checkpoint, data_root, num_triplets, device, report_dir
     if not os.access(report_dir, os.W_OK):  # fail now, not after minutes of evaluation
         raise OSError(errno.EACCES, "cannot write the report folder", str(report_dir))
     click.echo("evaluating: held-out transfers, judges of pose and appearance where renders are exact "
-               "(trained once per dataset), leakage probes where there are labels, post-hoc MI "
-               "(a few minutes on a CPU) ...")
+               "(shipped for the built-in sources, else trained once and cached), leakage probes where "
+               "there are labels, post-hoc MI (a few minutes on a CPU) ...")
     try:
         metrics = evaluate_checkpoint(checkpoint, data_root, num_triplets, device, report_dir)
     except data_errors() as err:
