@@ -125,3 +125,21 @@ def test_critics_may_score_the_posterior_mean():
     first = objective(model, batch, step=2000)["mi"]
     torch.manual_seed(4)  # another posterior sample: the critics' input, the mean, is the same
     assert objective(model, batch, step=2000)["mi"] == first
+
+
+def test_colour_jitter_changes_colours_per_image_and_keeps_where_edges_are():
+    from rodi.objectives.disentangling import colour_jitter
+
+    torch.manual_seed(0)
+    x = torch.rand(64, 3, 8, 8) * 2 - 1
+    x[:, :, :, 4:] = x[:, :, :, :1]  # the right half repeats the first column: no edges there
+    assert colour_jitter(x, 0.0) is x
+    y = colour_jitter(x, 1.0)
+    assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1
+    # a per-image function of each pixel's colour: equal pixels stay equal
+    assert torch.equal(y[:, :, :, 4:], y[:, :, :, :1].expand(-1, -1, -1, 4))
+    # each image gets its own change, and channel order changes for some of them
+    per_image = (y - x).flatten(1).abs().mean(1)
+    assert per_image.std() > 0.01 and (per_image > 0.05).float().mean() > 0.8
+    gray = torch.linspace(-0.5, 0.5, 8).expand(64, 3, 8, 8)
+    assert (colour_jitter(gray, 1.0)[:, 0] != colour_jitter(gray, 1.0)[:, 1]).any()
