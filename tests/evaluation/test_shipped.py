@@ -128,3 +128,17 @@ def test_the_pretrained_file_is_half_precision_and_names_its_run():
     with safe_open(str(PRETRAINED / "humanoid.safetensors"), framework="pt") as f:
         assert {f.get_tensor(k).dtype for k in f.keys()} <= {torch.float16, torch.int64}
         assert int(f.metadata()["step"]) > 0
+
+
+def test_a_damaged_judge_file_is_a_one_line_error(humanoid, tmp_path):
+    from rodi.evaluation.judges import JudgeFileError
+
+    bad = tmp_path / "judge.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    with pytest.raises(JudgeFileError, match="not a readable safetensors file"):
+        read_judge_file(bad, humanoid)
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(1)}, str(bad), metadata={"format": "rodi-model"})
+    with pytest.raises(JudgeFileError, match="not a rodi judge"):
+        read_judge_file(bad, humanoid)

@@ -265,9 +265,12 @@ def read_judge_file(path: str | os.PathLike, source) -> tuple[Judge, dict]:
         net.load_state_dict({k: v.float() for k, v in tensors.items()})
     except RuntimeError as err:
         raise JudgeFileError(f"{path}: its weights do not fit the judge of {type(source).__name__} ({err})") from None
-    recipe = meta["recipe"]
-    return Judge(net, source, int(recipe["steps"]), int(recipe["batch_size"]), int(recipe["seed"]),
-                 float(recipe["lr"]), "shipped", str(meta["fingerprint"])), meta
+    try:
+        recipe = meta["recipe"]
+        return Judge(net, source, int(recipe["steps"]), int(recipe["batch_size"]), int(recipe["seed"]),
+                     float(recipe["lr"]), "shipped", str(meta["fingerprint"])), meta
+    except (KeyError, TypeError, ValueError) as err:
+        raise JudgeFileError(f"{path}: its metadata lacks a usable recipe or fingerprint ({err!r})") from None
 
 
 def write_judge_file(judge: Judge, source, path: str | os.PathLike, ceilings: dict, check: dict,
