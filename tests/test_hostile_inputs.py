@@ -195,10 +195,9 @@ def test_a_config_file_cannot_run_code_through_a_python_tag(tmp_path):
     assert not pwned.exists()
 
 
-def test_an_alias_bomb_is_refused_fast_and_in_bounded_memory(tmp_path, monkeypatch):
+def test_an_alias_bomb_is_refused_in_bounded_memory(tmp_path, monkeypatch):
     """9 ** 30 strings once expanded: refused while the aliases are read, whatever limit OmegaConf
     itself has (here switched off, as OMEGACONF_MAX_YAML_EXPANDED_NODES=none does)."""
-    import time
     import tracemalloc
 
     from rodi.config import ConfigError, load_config
@@ -208,15 +207,13 @@ def test_an_alias_bomb_is_refused_fast_and_in_bounded_memory(tmp_path, monkeypat
     bomb.write_text(_alias_bomb(levels=30))
     assert bomb.stat().st_size < 2_000
     tracemalloc.start()
-    start = time.perf_counter()
     try:
         with pytest.raises(ConfigError, match=r"bomb\.yaml line 6: too many aliases"):
             load_config(str(bomb))
-        elapsed = time.perf_counter() - start
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert elapsed < 5 and peak < 20 * 2**20, (elapsed, peak)
+    assert peak < 20 * 2**20, peak  # expanded, the file would hold 9**30 values
 
 
 def test_a_config_file_over_the_size_limit_is_refused_unparsed(tmp_path):

@@ -57,7 +57,7 @@ def test_results_come_back_in_the_kind_given_and_agree(model, files):
 def test_the_api_renders_what_rodi_transfer_writes(model, files, tmp_path):
     out = tmp_path / "cli.png"
     subprocess.run([sys.executable, "-m", "rodi.cli", "transfer", "-c", "humanoid", "-a", str(files[0]),
-                    "-p", str(files[2]), "-o", str(out)], check=True, capture_output=True)
+                    "-p", str(files[2]), "-o", str(out), "--device", "cpu"], check=True, capture_output=True)
     assert np.array_equal(np.array(Image.open(out).convert("RGB")), np.array(model.transfer(files[0], files[2])))
 
 
@@ -115,8 +115,24 @@ def test_bad_inputs_say_what_is_wrong(model, files):
         model.transfer(torch.full((3, 64, 64), 255.0), files[2])
     with pytest.raises(TypeError, match="not int"):
         model.transfer(3, files[2])
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        model.transfer(torch.full((3, 64, 64), float("nan")), files[2])
+    with pytest.raises(ValueError, match="H, W > 0"):
+        model.transfer(np.zeros((0, 64, 3), np.uint8), files[2])
+    with pytest.raises(ValueError, match="equal numbers"):
+        model.decode(torch.zeros(3, 16, 8, 8), torch.zeros(2, 16, 8, 8))
     with pytest.raises(CheckpointError, match="shipped models: humanoid"):
         rodi.load("no-such-model")
+    from rodi.config import ConfigError
+
+    with pytest.raises(ConfigError, match="use auto, cpu, cuda or cuda:N"):
+        rodi.load("humanoid", device="gpu")
+
+
+def test_a_single_image_gives_a_single_result_and_tensors_stay_batched(model, files):
+    one = model.transfer(Image.open(files[0]), as_tensor(files[2]))
+    assert isinstance(one, Image.Image)
+    assert model.transfer(as_tensor(files[0]), as_tensor(files[2])).shape == (1, 3, model.size, model.size)
 
 
 def test_the_readme_python_example_runs_as_written(tmp_path):

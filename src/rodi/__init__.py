@@ -16,3 +16,7 @@ def __getattr__(name: str):
 
         return getattr(inference, name)
     raise AttributeError(f"module 'rodi' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -350,13 +350,15 @@ def demo(data, data_root, out_dir, minutes, no_progress):
     started = time.perf_counter()
     cfg = load_config("sprites-demo" if data == "sprites" else "demo", overrides)
     run_dir = run_training(cfg, resume=checkpoint_path(out_dir).exists(), progress=not no_progress)
+    trained = time.perf_counter() - started  # this call's: data, set-up and training steps
     report = _evaluate_and_report(checkpoint_path(run_dir), cfg.data.root, None, None, None)
     metrics = json.loads((report / "metrics.json").read_text())
     stages = metrics.get("evaluation_seconds", {})
-    evaluation, total = sum(stages.values()), time.perf_counter() - started
-    click.echo(f"time: {total / 60:.1f} min in all: training {metrics['train_seconds']:.0f} s, evaluation "
-               f"{evaluation:.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in stages.items()) +
-               f"), data and set-up {max(0.0, total - evaluation - metrics['train_seconds']):.0f} s")
+    total = time.perf_counter() - started
+    steps_seconds = min(trained, metrics["train_seconds"])  # a resumed run's earlier sessions are not this call's
+    click.echo(f"time: {total / 60:.1f} min in all: data and set-up {trained - steps_seconds:.0f} s, training "
+               f"{steps_seconds:.0f} s, evaluation {total - trained:.0f} s (" +
+               ", ".join(f"{k} {v:.0f} s" for k, v in stages.items()) + ")")
     click.echo(f"outputs (config, checkpoints, transfer matrices, scalars; report in {report.relative_to(run_dir)}): "
                f"{run_dir.resolve()}")
 

@@ -9,8 +9,9 @@ Inputs may be paths, PIL images, numpy arrays ((H, W, 3) uint8, or a list of the
 command line prepares files (:class:`rodi.retarget.Renderer`: the training data's background, square
 fit and size); a tensor already at the model's size is used as it is, any other tensor is prepared
 like an image. Results come back in the kind of the first image argument: PIL images for paths and
-PIL images, (S, S, 3) uint8 arrays for arrays, (B, 3, S, S) tensors in [-1, 1] on the CPU for tensors;
-a single input gives a single result, a list gives a list. ``rodi transfer``, ``rodi retarget``,
+PIL images, (S, S, 3) uint8 arrays for arrays, (B, 3, S, S) tensors in [-1, 1] on the CPU for tensors
+(always batched, a (3, H, W) tensor too); otherwise a single input gives a single result and a list
+gives a list. ``rodi transfer``, ``rodi retarget``,
 ``rodi interpolate`` and ``rodi serve`` load their models with :func:`load`.
 
 Transfers use the posterior mean of the pose code (``AppearancePoseModel.transfer_pose``) and the
@@ -24,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from rodi.data.images import prepare_image, square_array, to_rgb, to_tensor
 from rodi.retarget import Renderer, RetargetResult, grid_weights, interpolate as interpolate_codes, pose_code, render
@@ -73,18 +74,23 @@ class Model:
         if isinstance(x, (str, os.PathLike)):
             return to_tensor(prepare_image(x, self.size, r.background, r.fit))[None]
         if isinstance(x, Image.Image):
+            if 0 in x.size:
+                raise ValueError(f"an empty image ({x.size[0]} x {x.size[1]} pixels)")
+            x = ImageOps.exif_transpose(x)  # as files are read (rodi.data.images.open_image)
             return to_tensor(square_array(to_rgb(x, r.background), self.size, r.background, r.fit))[None]
         if isinstance(x, np.ndarray):
-            if x.dtype != np.uint8 or x.ndim != 3 or x.shape[2] != 3:
-                raise ValueError(f"an image array must be (H, W, 3) uint8, got {x.shape} {x.dtype}")
+            if x.dtype != np.uint8 or x.ndim != 3 or x.shape[2] != 3 or 0 in x.shape:
+                raise ValueError(f"an image array must be (H, W, 3) uint8 with H, W > 0, got {x.shape} {x.dtype}")
             return self._prepare_one(Image.fromarray(x))
         if isinstance(x, torch.Tensor):
             t = x[None] if x.dim() == 3 else x
-            if t.dim() != 4 or t.shape[1] != 3 or not t.is_floating_point():
-                raise ValueError(f"an image tensor must be (B, 3, H, W) or (3, H, W) float, got "
-                                 f"{tuple(x.shape)} {x.dtype}")
+            if t.dim() != 4 or t.shape[1] != 3 or not t.is_floating_point() or 0 in t.shape:
+                raise ValueError(f"an image tensor must be (B, 3, H, W) or (3, H, W) float with B, H, W > 0, "
+                                 f"got {tuple(x.shape)} {x.dtype}")
             t = t.detach().float().cpu()
-            if t.numel() and (t.min() < -1.001 or t.max() > 1.001):
+            if not torch.isfinite(t).all():
+                raise ValueError("an image tensor holds NaN or infinite values")
+            if t.min() < -1.001 or t.max() > 1.001:
                 raise ValueError(f"image tensors hold pixels in [-1, 1], got values in "
                                  f"[{t.min().item():.3g}, {t.max().item():.3g}]")
             if t.shape[-2:] == (self.size, self.size):
@@ -107,18 +113,38 @@ class Model:
 
     @torch.no_grad()
     def encode_pose(self, images: ImageLike) -> torch.Tensor:
-        """Pose codes (the posterior mean, what transfer uses): (B, C, h, w) on the model's device."""
+        """Pose codes, the posterior mean of q(pi | x) that transfer uses: (B, C, h, w) float32 on
+        the model's device, C = ``model.code_channels``, h = w = ``model.code_size`` of the config.
+
+        Raises:
+            ImageReadError, TypeError, ValueError: as :meth:`prepare`.
+        """
         return pose_code(self.network, self.prepare(images))
 
     @torch.no_grad()
     def encode_appearance(self, images: ImageLike) -> torch.Tensor:
-        """Appearance codes: (B, C, h, w) on the model's device."""
+        """Appearance codes alpha(x): (B, C, h, w) float32 on the model's device, shaped as the
+        pose codes.
+
+        Raises:
+            ImageReadError, TypeError, ValueError: as :meth:`prepare`.
+        """
         return self.network.encode_appearance(self.prepare(images))
 
     @torch.no_grad()
     def decode(self, pose: torch.Tensor, appearance: torch.Tensor) -> torch.Tensor:
         """Renders of pose codes with appearance codes, each (B, C, h, w) or (1, C, h, w) (broadcast
-        to the other's batch): (B, 3, S, S) in [-1, 1] on the model's device."""
+        to the other's batch): (B, 3, S, S) in [-1, 1] on the model's device.
+
+        Raises:
+            ValueError: batches of different lengths above one, or codes of another shape.
+        """
+        shape = (self.config.model.code_channels, self.config.model.code_size, self.config.model.code_size)
+        for name, code in (("pose", pose), ("appearance", appearance)):
+            if code.dim() != 4 or tuple(code.shape[1:]) != shape:
+                raise ValueError(f"{name} codes must be (B, {shape[0]}, {shape[1]}, {shape[2]}), got {tuple(code.shape)}")
+        if len(pose) != len(appearance) and 1 not in (len(pose), len(appearance)):
+            raise ValueError(f"{len(pose)} pose and {len(appearance)} appearance codes: give equal numbers, or one of either")
         return render(self.network, pose.to(self.device), appearance.to(self.device))
 
     def transfer(self, appearance: ImageLike, pose: ImageLike):
@@ -130,13 +156,14 @@ class Model:
             One render per pair, in the kind of ``appearance`` (see the module's docstring).
 
         Raises:
-            ValueError: batches of different lengths above one.
+            ImageReadError, TypeError: as :meth:`prepare`.
+            ValueError: batches of different lengths above one, or an input :meth:`prepare` refuses.
         """
         kind, single = _kind_of(appearance)
         a, p = self.prepare(appearance), self.prepare(pose)
         if len(a) != len(p) and 1 not in (len(a), len(p)):
             raise ValueError(f"{len(a)} appearance and {len(p)} pose images: give equal numbers, or one of either")
-        single = single and _kind_of(pose)[1]
+        single = single and _as_list(pose)[1]
         return self._give(self.decode(self.encode_pose(p), self.encode_appearance(a)), kind, single)
 
     def interpolate(self, appearance: Sequence[ImageLike], pose: Sequence[ImageLike], steps: int = 7):
@@ -192,11 +219,13 @@ class Model:
         return self._give(appearance["image"], "pil", False), self._give(pose["image"], "pil", False)
 
     def retarget(self, appearance: str | os.PathLike, pose_video: str | os.PathLike, output: str | os.PathLike,
-                 side_by_side: bool = False, scale: int = 1, progress: bool = False) -> RetargetResult:
+                 side_by_side: bool = False, scale: int = 4, progress: bool = False) -> RetargetResult:
         """Motion retargeting (``rodi retarget``): ``appearance`` (an image, or a video whose frames'
         appearance codes are averaged) in the pose of every frame of ``pose_video``, written to
-        ``output`` (.mp4, .mov or .mkv in H.264, or .gif) at the pose video's frame rate. See
-        :meth:`rodi.retarget.Renderer.retarget` for the options and the errors raised."""
+        ``output`` (.mp4, .mov or .mkv in H.264, or .gif) at the pose video's frame rate, each pixel
+        of the renders as ``scale`` x ``scale`` pixels (4, as ``rodi retarget``). See
+        :meth:`rodi.retarget.Renderer.retarget` for the options and the errors raised (a still
+        image or an unreadable video as ``pose_video``, an unsupported output suffix)."""
         return self.renderer.retarget(appearance, pose_video, output, side_by_side=side_by_side, scale=scale,
                                       progress=progress)
 
@@ -223,9 +252,12 @@ def load(name_or_path: str | os.PathLike = "humanoid", device: str | torch.devic
     (``.pt``). ``device``: ``auto`` (CUDA when present, else the CPU, as in training), ``cpu``,
     ``cuda``, ``cuda:N`` or a ``torch.device``.
 
+    Returns:
+        A :class:`Model` in eval mode (float32) on that device.
+
     Raises:
         CheckpointError: no such file or shipped model, or a file that is not a rodi model.
-        ConfigError: CUDA asked for where there is none.
+        ConfigError: an unknown device name, or CUDA asked for where there is none.
     """
     from rodi.training.state import resolve_device
 

@@ -172,8 +172,8 @@ class Renderer:
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: torch.device | None = None) -> "Renderer":
-        """Load a training checkpoint (.pt) or an export (.safetensors) with
-        :func:`~rodi.training.state.load_model`.
+        """Load a training checkpoint (.pt), an export (.safetensors) or a shipped model by name
+        (``humanoid``) with :func:`~rodi.training.state.load_model`.
 
         Raises:
             CheckpointError: the file cannot be read as a rodi model.

@@ -36,14 +36,14 @@ def full_humanoid(tmp_path_factory):
     return open_source(cfg.data, cfg.model.image_size, progress=False), cfg
 
 
-def _check_file(path: Path, source, cfg):
+def _check_file(path: Path, source, cfg, cache_dir: Path):
     judge, meta = read_judge_file(path, source)
     e = cfg.evaluation
     assert meta["recipe"]["steps"] == e.judge_steps and meta["recipe"]["batch_size"] == e.judge_batch_size
     assert meta["licence"] and meta["credit"] and (meta["licence"], meta["credit"]) == LICENCES[meta["source"]]
-    # rodi evaluate takes this very file for these renders, without training anything
+    # rodi evaluate takes this very file for these renders (checked first: a mismatch would train)
     assert shipped_judge_path(source, e.judge_steps, e.judge_batch_size) == path
-    found = load_or_train_judge(source, e.judge_steps, e.judge_batch_size)
+    found = load_or_train_judge(source, e.judge_steps, e.judge_batch_size, cache_dir=cache_dir)
     assert found.origin == "shipped" and found.fingerprint == meta["fingerprint"]
     # the ceilings written in it come back on the small sample
     check = judge_ceilings(judge, source, meta["check"]["n"], meta["check"]["seed"])
@@ -66,20 +66,20 @@ def test_every_built_in_source_ships_one_judge():
         assert len(shipped(prefix)) == 1, prefix
 
 
-def test_the_shipped_mocap_judge_reproduces_its_ceilings(full_humanoid):
+def test_the_shipped_mocap_judge_reproduces_its_ceilings(full_humanoid, tmp_path):
     source, cfg = full_humanoid
-    meta = _check_file(shipped("mocaphumanoid")[0], source, cfg)
+    meta = _check_file(shipped("mocaphumanoid")[0], source, cfg, tmp_path)
     floor = MIN_CEILINGS["MocapHumanoid"]
     assert meta["ceilings"]["pose"]["pck@0.1"] >= floor["pose"]["pck@0.1"]
     appearance = meta["ceilings"]["appearance"]
     assert sum(appearance.values()) / len(appearance) >= floor["appearance_mean"]
 
 
-def test_the_shipped_sprites_judge_reproduces_its_ceilings(real_sheets_root):
+def test_the_shipped_sprites_judge_reproduces_its_ceilings(real_sheets_root, tmp_path):
     from rodi.data.sprites import SpriteSheets
 
     cfg = load_config("sprites", [f"data.root={real_sheets_root}"])
-    meta = _check_file(shipped("spritesheets")[0], SpriteSheets(cfg.data.protocol, real_sheets_root), cfg)
+    meta = _check_file(shipped("spritesheets")[0], SpriteSheets(cfg.data.protocol, real_sheets_root), cfg, tmp_path)
     floor = MIN_CEILINGS["SpriteSheets"]
     for name, value in floor["pose"].items():
         assert meta["ceilings"]["pose"][name] >= value, name
@@ -95,7 +95,7 @@ def test_the_shipped_flare_judge_reproduces_its_ceilings(tmp_path_factory):
         pytest.skip(f"Flare game data not available: {err}")
     cfg = load_config("flare")
     source = FlareHeroes(cfg.model.image_size, root, tmp_path_factory.mktemp("flare-judge"), progress=False)
-    _check_file(shipped("flareheroes")[0], source, cfg)
+    _check_file(shipped("flareheroes")[0], source, cfg, tmp_path_factory.mktemp("flare-cache"))
 
 
 def test_a_judge_for_other_renders_is_trained_not_taken_from_the_package(humanoid, tmp_path):
@@ -110,7 +110,7 @@ def test_the_pretrained_humanoid_loads_by_name_and_transfers_above_the_floors(fu
     model, model_cfg = load_model("humanoid")
     assert model_cfg.data.source == "mocap" and model_cfg.model.image_size == cfg.model.image_size
     assert all(p.dtype == torch.float32 for p in model.parameters())
-    judge = load_or_train_judge(source, cfg.evaluation.judge_steps, cfg.evaluation.judge_batch_size)
+    judge, _ = read_judge_file(shipped("mocaphumanoid")[0], source)
     batch = source.triplets(source.triplet_indices(256, cfg.data.triplet_seed))
     with torch.no_grad():
         out = model.transfer(batch["appearance_image"], batch["pose_image"]).clamp(-1, 1)
@@ -142,3 +142,42 @@ def test_a_damaged_judge_file_is_a_one_line_error(humanoid, tmp_path):
     save_file({"w": torch.zeros(1)}, str(bad), metadata={"format": "rodi-model"})
     with pytest.raises(JudgeFileError, match="not a rodi judge"):
         read_judge_file(bad, humanoid)
+
+
+def test_label_values_that_render_alike_count_as_right(sheets, humanoid):
+    from rodi.evaluation.judges import judge_transfers
+
+    # the Sprites protocol repeats frame columns (spellcast repeats column 4), whatever the art
+    labels = sheets.pose_labels
+    character = torch.zeros(len(labels), dtype=torch.long)
+    poses = torch.arange(len(labels))
+    eq = sheets.label_equivalents(character, poses)
+    assert set(eq) == {"equivalent_action", "equivalent_direction", "equivalent_frame"}
+    for name, i in (("action", 0), ("direction", 1), ("frame", 2)):
+        assert eq[f"equivalent_{name}"][poses, labels[:, i]].all()  # the true value always counts
+    repeated = eq["equivalent_frame"].sum(1) > 1
+    assert repeated.any() and not repeated.all()
+    renders = sheets.render(character, poses)
+    p = int(torch.nonzero(repeated)[0, 0])
+    for v in torch.nonzero(eq["equivalent_frame"][p]).squeeze(1).tolist():
+        other = int(torch.nonzero((labels[:, 0] == labels[p, 0]) & (labels[:, 1] == labels[p, 1])
+                                  & (labels[:, 2] == v))[0, 0])
+        assert torch.equal(renders[other], renders[p])
+    for v in torch.nonzero(~eq["equivalent_frame"][p]).squeeze(1).tolist():
+        other = torch.nonzero((labels[:, 0] == labels[p, 0]) & (labels[:, 1] == labels[p, 1]) & (labels[:, 2] == v))
+        assert not len(other) or not torch.equal(renders[int(other[0, 0])], renders[p])
+    assert humanoid.label_equivalents(character[:3], poses[:3]) == {}  # mocap labels name many frames
+
+    class WrongFrame:  # predicts an equivalent, not the true, frame
+        pose_labels, appearance_labels, has_keypoints = ("frame",), (), False
+
+        def predict(self, images):
+            return {"frame": alt}
+
+    alt = torch.tensor([next(v for v in torch.nonzero(eq["equivalent_frame"][p]).squeeze(1).tolist()
+                             if v != labels[p, 2])])
+    batch = {"target": renders[p:p + 1], "appearance_image": renders[p:p + 1], "pose_image": renders[p:p + 1],
+             "pose_frame": labels[p:p + 1, 2], "target_equivalent_frame": eq["equivalent_frame"][p:p + 1]}
+    assert judge_transfers(WrongFrame(), batch, renders[p:p + 1])["pose/frame/transfer"].item() == 1.0
+    del batch["target_equivalent_frame"]
+    assert judge_transfers(WrongFrame(), batch, renders[p:p + 1])["pose/frame/transfer"].item() == 0.0

@@ -121,13 +121,18 @@ class LabelledCharacters:
         hashes = self.__dict__.setdefault("_render_hashes", {})  # character -> (P,) hash of each pose's render
         missing = [c for c in character.unique().tolist() if c not in hashes]
         if missing:
-            poses = torch.arange(self.num_poses)
+            weights = None
             for c in missing:
-                pixels = ((self.render(torch.full_like(poses, c), poses) + 1) * 127.5).round().long().flatten(1)
-                # two random projections of the uint8 pixels: equal renders hash equal, and unequal
-                # ones collide with probability about 2**-62 (sums stay far below 2**63)
-                weights = torch.randint(1, 2**31 - 1, (2, pixels.shape[1]), generator=torch.Generator().manual_seed(0))
-                hashes[c] = torch.stack([(pixels * w).sum(1) for w in weights], 1)  # (P, 2)
+                parts = []
+                for poses in torch.arange(self.num_poses).split(128):  # bounded memory per character
+                    pixels = ((self.render(torch.full_like(poses, c), poses) + 1) * 127.5).round().long().flatten(1)
+                    if weights is None:
+                        # two random projections of the uint8 pixels: equal renders hash equal, and
+                        # unequal ones collide with probability about 2**-62 (sums stay far below 2**63)
+                        weights = torch.randint(1, 2**31 - 1, (2, pixels.shape[1]),
+                                                generator=torch.Generator().manual_seed(0))
+                    parts.append(torch.stack([(pixels * w).sum(1) for w in weights], 1))
+                hashes[c] = torch.cat(parts)  # (P, 2)
         h = torch.stack([hashes[c] for c in character.tolist()])  # (B, P, 2)
         rows = torch.arange(len(character))
         own = h[rows, pose]  # (B, 2)

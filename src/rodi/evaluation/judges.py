@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,8 @@ JUDGE_VERSION = 1
 JUDGE_FORMAT = "rodi-judge"
 SHIPPED_JUDGES = Path(__file__).resolve().parent.parent / "assets" / "judges"
 JUDGE_LR = 3e-3
+BLURRED_FRACTION = 0.5  # of each training batch (see _blur_half)
+KEYPOINT_QUANTUM = 1 / 16  # pixels: keypoints are hashed at this resolution, not at float precision
 PCK_THRESHOLDS = (0.05, 0.1)  # fractions of the image side
 
 
@@ -160,7 +163,7 @@ def _new_net(source) -> JudgeNet:
 def _blur_half(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Blur a random half of the batch (2x box down, bilinear up), as transfers are blurry."""
     blurred = F.interpolate(F.avg_pool2d(x, 2), scale_factor=2, mode="bilinear", align_corners=False)
-    pick = torch.rand(len(x), generator=generator) < 0.5
+    pick = torch.rand(len(x), generator=generator) < BLURRED_FRACTION
     return torch.where(pick.view(-1, 1, 1, 1), blurred, x)
 
 
@@ -205,18 +208,45 @@ def train_judge(source, steps: int, batch_size: int, seed: int = 0, lr: float = 
     return Judge(net, source, steps, batch_size, seed, lr)
 
 
+def _coverage(source) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed sample of (character, pose) index pairs in which every value of every appearance
+    attribute and of every pose label appears at least once (and at least 16 pairs)."""
+    def firsts(table: torch.Tensor) -> list[int]:
+        picked = set()
+        for column in table.T:
+            for value in column.unique():
+                picked.add(int(torch.nonzero(column == value)[0, 0]))
+        return sorted(picked)
+
+    chars, poses = firsts(source.characters), firsts(source.pose_labels)
+    n = max(len(chars), len(poses), 16)
+    character = torch.tensor([chars[i % len(chars)] for i in range(n)])
+    pose = torch.tensor([poses[(7 * i) % len(poses)] for i in range(n)])  # 7: mixes pairings
+    return character, pose
+
+
 def _fingerprint(source, steps: int, batch_size: int, seed: int) -> str:
-    """Changes whenever the source renders or labels differently, or the judge's recipe changes."""
-    g = torch.Generator().manual_seed(1234)
-    character, pose = _sample(source, 16, g)
+    """Changes whenever the source renders or labels differently, or the judge's recipe changes.
+
+    It hashes the whole label tables, uint8 renders of :func:`_coverage`'s sample (every attribute
+    value and pose label drawn at least once) and their keypoints at 1/16 pixel, with the recipe
+    (steps, batch size, seed, learning rate, network width, blurred fraction). Quantising keeps the
+    last float bits of a platform's maths out of it; covering every value keeps a changed layer or
+    palette entry from going unseen.
+    """
+    character, pose = _coverage(source)
     h = hashlib.sha256()
-    h.update(source.render(character, pose).numpy().tobytes())
+    h.update(source.characters.long().numpy().tobytes())
+    h.update(source.pose_labels.long().numpy().tobytes())
+    pixels = ((source.render(character, pose) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    h.update(pixels.numpy().tobytes())
     for v in source.labels(character, pose).values():
-        h.update(v.numpy().tobytes())
+        h.update(v.long().numpy().tobytes())
     if hasattr(source, "keypoints"):
-        h.update(source.keypoints(character, pose).numpy().tobytes())
+        h.update((source.keypoints(character, pose) / KEYPOINT_QUANTUM).round().long().numpy().tobytes())
+    width = JudgeNet.__init__.__defaults__[-1]
     h.update(json.dumps([JUDGE_VERSION, type(source).__name__, len(source.characters), source.num_poses,
-                         _classes(source), steps, batch_size, seed]).encode())
+                         _classes(source), steps, batch_size, seed, JUDGE_LR, width, BLURRED_FRACTION]).encode())
     return h.hexdigest()[:16]
 
 
@@ -282,6 +312,9 @@ def write_judge_file(judge: Judge, source, path: str | os.PathLike, ceilings: di
         ceilings: :func:`judge_ceilings` on the evaluation's held-out triplets.
         check: :func:`judge_ceilings` on a small sample, which a test reproduces from the file.
         licence, credit: of the art the judge learnt from (it is a derived work of it).
+
+    Raises:
+        OSError: the file cannot be written (nothing is left at ``path`` then).
     """
     from safetensors.torch import save_file
 
@@ -291,7 +324,7 @@ def write_judge_file(judge: Judge, source, path: str | os.PathLike, ceilings: di
         "format": JUDGE_FORMAT, "judge_version": str(JUDGE_VERSION), "source": type(source).__name__,
         "fingerprint": judge.fingerprint, "licence": licence, "credit": credit,
         "recipe": json.dumps({"steps": judge.train_steps, "batch_size": judge.batch_size, "seed": judge.seed,
-                              "lr": judge.lr, "blurred_fraction": 0.5, "classes": judge.net.classes,
+                              "lr": judge.lr, "blurred_fraction": BLURRED_FRACTION, "classes": judge.net.classes,
                               "num_keypoints": judge.net.num_keypoints, "image_size": judge.net.image_size}),
         "ceilings": json.dumps(ceilings), "check": json.dumps(check),
     }
@@ -390,6 +423,11 @@ def load_or_train_judge(source, steps: int, batch_size: int, seed: int = 0,
     path = path / _file_name(source, fingerprint, ".npz")
     template = _new_net(source)
     origin = "cache" if path.is_file() else "trained"
+    others = sorted(shipped.parent.glob(_file_name(source, "*", ".safetensors")))
+    if origin == "trained" and others:
+        warnings.warn(f"the shipped judge of {type(source).__name__} ({others[0].name}) was made for other renders "
+                      f"or another recipe than these (fingerprint {fingerprint}); training one for them "
+                      f"({steps} steps, once, then cached)", stacklevel=2)
 
     def build() -> dict[str, np.ndarray]:
         nonlocal origin

@@ -92,6 +92,8 @@ class TrainingStep(torch.nn.Module):
         self.model, self.objective = model, objective
 
     def forward(self, batch: dict, step: int) -> dict:
+        """The objective's losses for ``batch`` (``pose_image``, ``appearance_image``: (B, 3, H, W)
+        in [-1, 1]) at training ``step``; see the objective's ``forward`` for the keys and errors."""
         return self.objective(self.model, batch, step)
 
 

@@ -98,10 +98,16 @@ _RESUME_HINT = ("the last good checkpoint is kept; resume it with `rodi train --
                 "for instance with a lower learning rate: `rodi train --resume RUN_DIR optim.lr=1e-4`")
 
 
-def _check_finite(out: dict, step: int) -> None:
-    for name in ("reconstruction", "kl", "penalty", "critic_loss"):
-        if not torch.isfinite(out[name]):
-            raise NonFiniteLossError(f"loss term {name!r} is {out[name].item()} at step {step}; {_RESUME_HINT}")
+def _check_finite(out: dict, step: int, dd=None, device=None) -> None:
+    """Raise :class:`NonFiniteLossError` naming the first NaN or infinite loss term; under torchrun
+    every process raises at the same step (one process's bad term stops all, none waits in an
+    all-reduce the others never join)."""
+    bad = next((name for name in ("reconstruction", "kl", "penalty", "critic_loss")
+                if not torch.isfinite(out[name])), None)
+    if dd is not None and dd.enabled and dd.any(bad is not None, device) and bad is None:
+        raise NonFiniteLossError(f"a loss term is not finite on another process at step {step}; {_RESUME_HINT}")
+    if bad is not None:
+        raise NonFiniteLossError(f"loss term {bad!r} is {out[bad].item()} at step {step}; {_RESUME_HINT}")
 
 
 def _check_finite_gradients(state: TrainState, step: int) -> None:
@@ -190,7 +196,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
             state.apply_schedule()
             with autocast:
                 out = step_losses(batch, state.step)
-            _check_finite(out, state.step)
+            _check_finite(out, state.step, dd, device)
             for opt in state.optimizers.values():
                 opt.zero_grad(set_to_none=True)
             (out["model_loss"] + out["critic_loss"]).backward()  # DDP averages gradients over processes here

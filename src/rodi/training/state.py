@@ -31,13 +31,16 @@ def resolve_device(name: str) -> torch.device:
     """``auto`` picks CUDA when available, else the CPU.
 
     Raises:
-        ConfigError: CUDA was asked for and is not available.
+        ConfigError: an unknown device name, or CUDA asked for and not available.
     """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"device {name!r}: use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={name} but CUDA is not available on this machine; use cpu or auto")
+        raise ConfigError(f"device {name} asked for, but CUDA is not available on this machine; use cpu or auto")
     return device
 
 
@@ -247,6 +250,10 @@ def export_model(checkpoint: str | os.PathLike, output: str | os.PathLike, half:
     metadata = {"format": EXPORT_FORMAT, "format_version": str(FORMAT_VERSION), "rodi_version": __version__,
                 "step": str(state["step"]), "config": json.dumps(state["config"])}
     tensors = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in state["model"].items()}
+    overflow = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if overflow:
+        raise CheckpointError(f"{checkpoint}: {overflow[0]} does not fit in float16 (or is not finite); "
+                              "export it without --half")
     with replacing(output) as tmp:
         save_file(tensors, tmp, metadata=metadata)
         os.chmod(tmp, NEW_FILE_MODE)  # safetensors replaces the file it writes with an owner-only one
