@@ -73,7 +73,8 @@ def test_batches_pair_up_and_a_single_side_broadcasts(model, files):
     a, p = [files[0], files[1]], [files[2], files[3]]
     pairs = model.transfer(a, p)
     assert isinstance(pairs, list) and len(pairs) == 2
-    assert np.array_equal(np.array(pairs[1]), np.array(model.transfer(files[1], files[3])))
+    alone = np.array(model.transfer(files[1], files[3])).astype(int)
+    assert np.abs(np.array(pairs[1]).astype(int) - alone).max() <= 1  # batched: equal up to rounding
     assert len(model.transfer(files[0], p)) == 2
     with pytest.raises(ValueError, match="equal numbers"):
         model.transfer(a + [files[0]], p)
@@ -91,8 +92,10 @@ def test_codes_decode_to_the_transfer(model, files):
 def test_interpolate_gives_a_grid_whose_corners_are_transfers(model, files):
     grid = model.interpolate([files[0], files[1]], [files[2], files[3]], steps=3)
     assert len(grid) == 3 and all(len(row) == 3 for row in grid)
-    assert np.array_equal(np.array(grid[0][2]), np.array(model.transfer(files[0], files[3])))
-    assert np.array_equal(np.array(grid[2][0]), np.array(model.transfer(files[1], files[2])))
+    # equal up to rounding: batches of other sizes may sum in another order
+    for (i, j), (a, p) in {(0, 2): (files[0], files[3]), (2, 0): (files[1], files[2])}.items():
+        corner = np.array(grid[i][j]).astype(int) - np.array(model.transfer(a, p)).astype(int)
+        assert np.abs(corner).max() <= 1
     cells = model.interpolate(torch.stack([as_tensor(files[0]), as_tensor(files[1])]),
                               torch.stack([as_tensor(files[2]), as_tensor(files[3])]), steps=4)
     assert cells.shape == (4, 4, 3, model.size, model.size)

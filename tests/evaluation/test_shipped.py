@@ -99,7 +99,8 @@ def test_the_shipped_flare_judge_reproduces_its_ceilings(tmp_path_factory):
 
 
 def test_a_judge_for_other_renders_is_trained_not_taken_from_the_package(humanoid, tmp_path):
-    judge = load_or_train_judge(humanoid, 2, 4, cache_dir=tmp_path, progress=False)
+    with pytest.warns(UserWarning, match="shipped judge of MocapHumanoid .* was made for other renders"):
+        judge = load_or_train_judge(humanoid, 2, 4, cache_dir=tmp_path, progress=False)
     assert judge.origin == "trained" and len(list(tmp_path.glob("*.npz"))) == 1
     assert load_or_train_judge(humanoid, 2, 4, cache_dir=tmp_path, progress=False).origin == "cache"
 
@@ -117,7 +118,7 @@ def test_the_pretrained_humanoid_loads_by_name_and_transfers_above_the_floors(fu
     scores = judge_transfers(judge, batch, out, trivial_outputs(batch["target"]))
     mean = {k: v.mean().item() for k, v in scores.items()}
     floor = max(mean[f"pose/pck@0.1/{f}"] for f in ("floor_input", "floor_mean_image", "floor_average_body"))
-    assert mean["pose/pck@0.1/transfer"] > floor + 0.05  # the report: 0.636 against 0.413
+    assert mean["pose/pck@0.1/transfer"] > floor + 0.15  # the report: 0.724 against 0.413
     mse = (out - batch["target"]).square().mean().item()
     assert mse < (trivial_outputs(batch["target"])["mean_image"] - batch["target"]).square().mean().item()
 
@@ -144,7 +145,7 @@ def test_a_damaged_judge_file_is_a_one_line_error(humanoid, tmp_path):
         read_judge_file(bad, humanoid)
 
 
-def test_label_values_that_render_alike_count_as_right(sheets, humanoid):
+def test_label_values_that_render_alike_count_as_right(sheets, full_humanoid):
     from rodi.evaluation.judges import judge_transfers
 
     # the Sprites protocol repeats frame columns (spellcast repeats column 4), whatever the art
@@ -166,7 +167,8 @@ def test_label_values_that_render_alike_count_as_right(sheets, humanoid):
     for v in torch.nonzero(~eq["equivalent_frame"][p]).squeeze(1).tolist():
         other = torch.nonzero((labels[:, 0] == labels[p, 0]) & (labels[:, 1] == labels[p, 1]) & (labels[:, 2] == v))
         assert not len(other) or not torch.equal(renders[int(other[0, 0])], renders[p])
-    assert humanoid.label_equivalents(character[:3], poses[:3]) == {}  # mocap labels name many frames
+    # mocap's labels name many frames each, so they are scored as they are
+    assert full_humanoid[0].label_equivalents(character[:3], poses[:3]) == {}
 
     class WrongFrame:  # predicts an equivalent, not the true, frame
         pose_labels, appearance_labels, has_keypoints = ("frame",), (), False
