@@ -183,3 +183,13 @@ def test_label_values_that_render_alike_count_as_right(sheets, full_humanoid):
     assert judge_transfers(WrongFrame(), batch, renders[p:p + 1])["pose/frame/transfer"].item() == 1.0
     del batch["target_equivalent_frame"]
     assert judge_transfers(WrongFrame(), batch, renders[p:p + 1])["pose/frame/transfer"].item() == 0.0
+
+
+def test_evaluating_the_shipped_model_says_it_needs_a_run(tmp_path):
+    from click.testing import CliRunner
+
+    from rodi.cli import main
+
+    result = CliRunner().invoke(main, ["evaluate", "-c", "humanoid"])
+    assert result.exit_code == 2 and "humanoid is a shipped model" in result.output
+    assert "Traceback" not in result.output

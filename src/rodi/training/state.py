@@ -180,6 +180,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     """
     path = Path(path)
     if not path.is_file():
+        if path.suffix == "" and len(path.parts) == 1 and (PRETRAINED / f"{path.name}.safetensors").is_file():
+            raise CheckpointError(f"{path} is a shipped model (an export): `rodi transfer`, `retarget`, "
+                                  "`interpolate` and `serve` read it; evaluating needs a run's .pt checkpoint")
         raise CheckpointError(f"no checkpoint at {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
