@@ -52,3 +52,33 @@ def _fsync(path: str | os.PathLike) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_safetensors(tensors: dict, path: str | os.PathLike, metadata: dict[str, str]) -> Path:
+    """Write ``tensors`` (name -> contiguous CPU tensor) and string ``metadata`` as a safetensors
+    file, atomically (see :func:`replacing`) and with a plain new file's permissions.
+
+    Raises:
+        OSError: the file cannot be written (nothing is left at ``path`` then).
+    """
+    from safetensors.torch import save_file
+
+    with replacing(path) as tmp:
+        save_file(tensors, tmp, metadata=metadata)
+        os.chmod(tmp, NEW_FILE_MODE)  # safetensors replaces the file it writes with an owner-only one
+    return Path(path)
+
+
+def read_safetensors(path: str | os.PathLike, error: type[Exception]) -> tuple[dict[str, str], dict]:
+    """The metadata and tensors (on the CPU) of a safetensors file; reading one never runs code.
+
+    Raises:
+        error: ``path`` is missing or not a readable safetensors file (one line naming it).
+    """
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise error(f"{path} is not a readable safetensors file ({err})") from None

@@ -259,10 +259,12 @@ def _file_name(source, fingerprint: str, suffix: str) -> str:
 
 
 def shipped_judge_path(source, steps: int, batch_size: int, seed: int = 0,
-                       shipped_dir: str | os.PathLike | None = None) -> Path:
-    """Where the shipped judge of ``source`` with this recipe is, or would be (it may not exist)."""
+                       shipped_dir: str | os.PathLike | None = None, fingerprint: str | None = None) -> Path:
+    """Where the shipped judge of ``source`` with this recipe is, or would be (it may not exist);
+    ``fingerprint``, where the caller has computed it already, saves rendering its sample again."""
     folder = Path(shipped_dir) if shipped_dir is not None else SHIPPED_JUDGES
-    return folder / _file_name(source, _fingerprint(source, steps, batch_size, seed), ".safetensors")
+    fingerprint = fingerprint or _fingerprint(source, steps, batch_size, seed)
+    return folder / _file_name(source, fingerprint, ".safetensors")
 
 
 def read_judge_file(path: str | os.PathLike, source) -> tuple[Judge, dict]:
@@ -273,14 +275,9 @@ def read_judge_file(path: str | os.PathLike, source) -> tuple[Judge, dict]:
         JudgeFileError: the file is unreadable, is not a judge, or its weights do not fit
             ``source``'s judge network.
     """
-    from safetensors import SafetensorError, safe_open
+    from rodi.atomic import read_safetensors
 
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            raw = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as err:
-        raise JudgeFileError(f"{path} is not a readable safetensors file ({err})") from None
+    raw, tensors = read_safetensors(path, JudgeFileError)
     if raw.get("format") != JUDGE_FORMAT or raw.get("judge_version") != str(JUDGE_VERSION):
         raise JudgeFileError(f"{path} is not a rodi judge of version {JUDGE_VERSION} "
                              f"(format {raw.get('format')!r}, version {raw.get('judge_version')!r})")
@@ -316,9 +313,7 @@ def write_judge_file(judge: Judge, source, path: str | os.PathLike, ceilings: di
     Raises:
         OSError: the file cannot be written (nothing is left at ``path`` then).
     """
-    from safetensors.torch import save_file
-
-    from rodi.atomic import NEW_FILE_MODE, replacing
+    from rodi.atomic import write_safetensors
 
     metadata = {
         "format": JUDGE_FORMAT, "judge_version": str(JUDGE_VERSION), "source": type(source).__name__,
@@ -329,10 +324,7 @@ def write_judge_file(judge: Judge, source, path: str | os.PathLike, ceilings: di
         "ceilings": json.dumps(ceilings), "check": json.dumps(check),
     }
     tensors = {k: v.detach().float().contiguous().cpu() for k, v in judge.net.state_dict().items()}
-    with replacing(path) as tmp:
-        save_file(tensors, tmp, metadata=metadata)
-        os.chmod(tmp, NEW_FILE_MODE)  # safetensors replaces the file it writes with an owner-only one
-    return Path(path)
+    return write_safetensors(tensors, path, metadata)
 
 
 @torch.no_grad()
@@ -390,7 +382,7 @@ def ship_judge(source, steps: int, batch_size: int, num_triplets: int, triplet_s
                                 shipped_dir=out_dir)
     ceilings = judge_ceilings(judge, source, num_triplets, triplet_seed)
     check = judge_ceilings(judge, source, CHECK_TRIPLETS, triplet_seed)
-    path = shipped_judge_path(source, steps, batch_size, judge.seed, out_dir)
+    path = shipped_judge_path(source, steps, batch_size, judge.seed, out_dir, judge.fingerprint)
     return write_judge_file(judge, source, path, ceilings, check, *LICENCES[name]), ceilings
 
 
@@ -412,7 +404,7 @@ def load_or_train_judge(source, steps: int, batch_size: int, seed: int = 0,
         JudgeFileError: a shipped file of the right name is unreadable or does not fit.
     """
     fingerprint = _fingerprint(source, steps, batch_size, seed)
-    shipped = shipped_judge_path(source, steps, batch_size, seed, shipped_dir)
+    shipped = shipped_judge_path(source, steps, batch_size, seed, shipped_dir, fingerprint)
     if shipped.is_file():
         judge, meta = read_judge_file(shipped, source)
         if meta.get("fingerprint") != fingerprint:

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from rodi import __version__
-from rodi.atomic import NEW_FILE_MODE, replacing
+from rodi.atomic import read_safetensors, replacing, write_safetensors
 from rodi.config import Config, ConfigError, from_dict, to_dict
 from rodi.models.networks import AppearancePoseModel
 from rodi.objectives.disentangling import DETERMINISTIC_POSE, DisentanglingObjective
@@ -247,8 +247,6 @@ def export_model(checkpoint: str | os.PathLike, output: str | os.PathLike, half:
     """
     import json
 
-    from safetensors.torch import save_file
-
     state = read_checkpoint(checkpoint)
     metadata = {"format": EXPORT_FORMAT, "format_version": str(FORMAT_VERSION), "rodi_version": __version__,
                 "step": str(state["step"]), "config": json.dumps(state["config"])}
@@ -257,10 +255,7 @@ def export_model(checkpoint: str | os.PathLike, output: str | os.PathLike, half:
     if overflow:
         raise CheckpointError(f"{checkpoint}: {overflow[0]} does not fit in float16 (or is not finite); "
                               "export it without --half")
-    with replacing(output) as tmp:
-        save_file(tensors, tmp, metadata=metadata)
-        os.chmod(tmp, NEW_FILE_MODE)  # safetensors replaces the file it writes with an owner-only one
-    return Path(output)
+    return write_safetensors(tensors, output, metadata)
 
 
 def load_model(path: str | os.PathLike, device: torch.device | None = None) -> tuple[AppearancePoseModel, Config]:
@@ -280,16 +275,9 @@ def load_model(path: str | os.PathLike, device: torch.device | None = None) -> t
         state = TrainState.from_checkpoint(path, device)
         state.model.eval()
         return state.model, state.cfg
-    from safetensors import SafetensorError, safe_open
-
     if not path.is_file():
         raise CheckpointError(f"no model file at {path}")
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            metadata = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"{path} is not a readable safetensors file ({err})") from None
+    metadata, tensors = read_safetensors(path, CheckpointError)
     if metadata.get("format") != EXPORT_FORMAT or metadata.get("format_version") != str(FORMAT_VERSION):
         raise CheckpointError(f"{path} is not a rodi model of format version {FORMAT_VERSION} "
                               f"(format {metadata.get('format')!r}, version {metadata.get('format_version')!r})")
