@@ -23,15 +23,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from rodi.config import load_config
-from rodi.training.state import TrainState, resolve_device
-
-try:
-    from rodi.data.sources import open_source
-except ImportError:  # rodi before its data sources (for before/after comparisons): Sprites only
-    from rodi.data.sprites import SpriteSheets
-
-    def open_source(data, image_size=64):
-        return SpriteSheets(data.protocol, data.root)
+from rodi.data.sources import open_source
+from rodi.distributed import resolve_device
+from rodi.training.state import TrainState
+from rodi.training.step import train_step, wrap_step
 
 
 def matmul_flops_per_second(device: torch.device, n: int = 2048, seconds: float = 3.0,
@@ -56,16 +51,10 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _step(state: TrainState, batch: dict, step: int) -> None:
-    bf16 = getattr(state.cfg.train, "precision", "32") == "bf16"
-    with torch.autocast(state.device.type, dtype=torch.bfloat16, enabled=bf16):
-        out = state.objective(state.model, batch, step)
-    for opt in state.optimizers.values():
-        opt.zero_grad(set_to_none=True)
-    (out["model_loss"] + out["critic_loss"]).backward()
-    for opt in state.optimizers.values():
-        opt.step()
-    state.objective.update(out, step)
+def _step(state: TrainState, losses, batch: dict, step: int) -> None:
+    """The training loop's step (rodi.training.step.train_step) at ``step``."""
+    state.step = step
+    train_step(state, losses, batch)
 
 
 def main() -> None:
@@ -88,6 +77,7 @@ def main() -> None:
     device = resolve_device(cfg.train.device)
     source = open_source(cfg.data, cfg.model.image_size)
     state = TrainState(cfg, device)
+    losses = wrap_step(state.model, state.objective, state.objective.distributed, device)
     b = cfg.train.batch_size
     g = torch.Generator().manual_seed(0)
     step = cfg.objective.warmup_steps  # constraint on: the most expensive step of the method
@@ -105,18 +95,18 @@ def main() -> None:
     data_images_per_s = 2 * b * n / (time.perf_counter() - start)
 
     for _ in range(3):  # warm-up
-        _step(state, batch(), step)
+        _step(state, losses, batch(), step)
     with FlopCounterMode(display=False) as counter:
-        _step(state, batch(), step)
+        _step(state, losses, batch(), step)
     flops_per_step = counter.get_total_flops()
 
     _sync(device)
     start = time.perf_counter()
     for _ in range(args.steps):
-        _step(state, batch(), step)
+        _step(state, losses, batch(), step)
     _sync(device)
     seconds = (time.perf_counter() - start) / args.steps
-    bf16 = getattr(cfg.train, "precision", "32") == "bf16"
+    bf16 = cfg.train.precision == "bf16"
     dtype = torch.bfloat16 if bf16 else torch.float32
     peak = matmul_flops_per_second(device, n=8192 if device.type == "cuda" else 2048, dtype=dtype)
     achieved = flops_per_step / seconds

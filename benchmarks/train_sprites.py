@@ -15,6 +15,7 @@ from pathlib import Path
 
 from rodi.config import load_config
 from rodi.evaluation.report import evaluate_checkpoint, format_table
+from rodi.evaluation.validation import validation
 from rodi.training.loop import checkpoint_path, train
 
 
@@ -31,7 +32,7 @@ def main() -> None:
     if args.data_root:
         overrides.append(f"data.root={args.data_root}")
     cfg = load_config(args.config, overrides)
-    run = train(cfg, progress=False)
+    run = train(cfg, progress=False, validate=validation(cfg))
     with (run / "scalars.csv").open() as f:
         rows = list(csv.DictReader(f))
     speeds = [float(r["images_per_s"]) for r in rows]

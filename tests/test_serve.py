@@ -21,8 +21,9 @@ import pytest
 from PIL import Image
 
 from conftest import write_video
-from rodi.retarget import Renderer
-from rodi.serve import Handlers, Limits, dataset_examples
+from rodi.inference import load
+from rodi.config import ServeLimits as Limits
+from rodi.serve import Handlers, dataset_examples
 from video_samples import cut_mp4
 
 # As root in a container Chromium needs --no-sandbox; the rest keep it from calling out of a closed
@@ -107,14 +108,14 @@ def page(browser, server):
 
 
 @pytest.fixture(scope="module")
-def renderer(checkpoint):
-    return Renderer.from_checkpoint(checkpoint)
+def model(checkpoint):
+    return load(checkpoint, "cpu")
 
 
 @pytest.fixture(scope="module")
-def pair(renderer, tmp_path_factory) -> list[str]:
+def pair(model, tmp_path_factory) -> list[str]:
     """An appearance and a pose image from the checkpoint's own data, as files to upload."""
-    pairs = dataset_examples(renderer, tmp_path_factory.mktemp("uploads"), n=1)
+    pairs = dataset_examples(model, tmp_path_factory.mktemp("uploads"), n=1)
     assert pairs, "the checkpoint's data is needed for the upload images"
     return pairs[0]
 
@@ -123,11 +124,11 @@ def server_url(page) -> str:
     return page.url.split("?")[0].rstrip("/") + "/"
 
 
-def renderer_transfer(renderer, pair) -> np.ndarray:
+def model_transfer(model, pair) -> np.ndarray:
     """What the model renders for the (appearance, pose) files, as (S, S, 3) uint8."""
     from rodi.viz import to_uint8
 
-    return to_uint8(renderer.model.transfer(renderer.images([pair[0]]), renderer.images([pair[1]])))[0]
+    return to_uint8(model.network.transfer(model.prepare([pair[0]]), model.prepare([pair[1]])))[0]
 
 
 def toast(page, text: str) -> str:
@@ -147,19 +148,19 @@ def test_the_server_listens_on_loopback_only_by_default(server):
     assert f"Running on local URL:  {url[:-1]}" in log.read_text()
 
 
-def test_transfer_in_the_browser_shows_a_render_of_the_models_size(page, pair, renderer):
+def test_transfer_in_the_browser_shows_a_render_of_the_models_size(page, pair, model):
     page.locator("#appearance input[type=file]").set_input_files(pair[0])
     page.locator("#pose input[type=file]").set_input_files(pair[1])
     page.wait_for_selector("#appearance img")
     page.wait_for_selector("#pose img")
     page.click("#transfer")
-    assert natural_size(page, "#result img") == (renderer.size, renderer.size)
-    assert natural_size(page, "#mix-result img") == (renderer.size, renderer.size)  # the sliders' render
+    assert natural_size(page, "#result img") == (model.size, model.size)
+    assert natural_size(page, "#mix-result img") == (model.size, model.size)  # the sliders' render
     # the page shows the model's own transfer of the two uploads
     src = page.get_attribute("#result img", "src")
     with urllib.request.urlopen(src if src.startswith("http") else server_url(page) + src.lstrip("/")) as r:
         shown = np.asarray(Image.open(io.BytesIO(r.read())).convert("RGB"), dtype=np.int16)
-    expected = np.asarray(renderer_transfer(renderer, pair), dtype=np.int16)
+    expected = np.asarray(model_transfer(model, pair), dtype=np.int16)
     assert np.abs(shown - expected).mean() < 2.0
     if os.environ.get("RODI_SCREENSHOT_DIR"):
         folder = Path(os.environ["RODI_SCREENSHOT_DIR"])
@@ -187,7 +188,7 @@ def test_an_upload_over_the_size_limit_is_refused(page, tmp_path):
     toast(page, "large")
 
 
-def test_a_pose_video_is_retargeted_to_a_playable_video(page, pair, renderer, tmp_path):
+def test_a_pose_video_is_retargeted_to_a_playable_video(page, pair, model, tmp_path):
     frames = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in pair * 3])
     write_video(tmp_path / "pose.mp4", frames, rate=6)
     page.get_by_role("tab", name="Video").click()
@@ -199,7 +200,7 @@ def test_a_pose_video_is_retargeted_to_a_playable_video(page, pair, renderer, tm
                            "document.querySelector('#video-result video').videoWidth > 0")
     width, height, duration = page.eval_on_selector("#video-result video",
                                                     "e => [e.videoWidth, e.videoHeight, e.duration]")
-    assert (width, height) == (3 * 4 * renderer.size, 4 * renderer.size)  # side by side, scale 4
+    assert (width, height) == (3 * 4 * model.size, 4 * model.size)  # side by side, scale 4
     assert duration == pytest.approx(1.0, abs=0.2)  # 6 frames at 6 fps
 
 
@@ -226,22 +227,22 @@ def test_a_still_image_as_pose_video_is_refused_in_the_page(page, pair, tmp_path
     toast(page, "photo.mp4: a still image (JPEG), not a video; a video is needed here")
 
 
-def test_a_video_over_the_length_limit_is_refused_by_name(renderer, pair, tmp_path):
+def test_a_video_over_the_length_limit_is_refused_by_name(model, pair, tmp_path):
     import gradio as gr
 
     frames = np.repeat(np.asarray(Image.open(pair[1]).convert("RGB"))[None], 5, axis=0)
     write_video(tmp_path / "cached-name.mp4", frames, rate=5)
-    handlers = Handlers(renderer, Limits(max_video_frames=4), tmp_path)
+    handlers = Handlers(model, Limits(max_video_frames=4), tmp_path)
     upload = {"path": str(tmp_path / "cached-name.mp4"), "orig_name": "dance.mp4"}
     with pytest.raises(gr.Error, match=r"dance\.mp4: 5 frames \(1\.0 s\); at most 4 frames"):
         handlers.retarget({"path": pair[0], "orig_name": "a.png"}, upload, False)
     assert not any(tmp_path.glob("retargeted-*"))
 
 
-def test_a_still_image_as_pose_video_is_refused_as_one(renderer, pair, tmp_path):
+def test_a_still_image_as_pose_video_is_refused_as_one(model, pair, tmp_path):
     import gradio as gr
 
-    handlers = Handlers(renderer, Limits(), tmp_path)
+    handlers = Handlers(model, Limits(), tmp_path)
     for cached, name, kind in [(pair[1], "pose.png", "PNG"), (tmp_path / "cached.mp4", "photo.mp4", "JPEG")]:
         Image.open(pair[1]).convert("RGB").save(tmp_path / "cached.mp4", format="JPEG")
         with pytest.raises(gr.Error) as err:
@@ -250,13 +251,13 @@ def test_a_still_image_as_pose_video_is_refused_as_one(renderer, pair, tmp_path)
     assert not any(tmp_path.glob("retargeted-*"))
 
 
-def test_a_cut_pose_video_is_retargeted_with_a_warning_for_the_page(renderer, pair, tmp_path):
+def test_a_cut_pose_video_is_retargeted_with_a_warning_for_the_page(model, pair, tmp_path):
     """gr.Warning shows a message box in the page; called outside a request, as here, it warns."""
     import av
 
     frames = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in pair * 10])
     declared, decodable = cut_mp4(tmp_path / "cached-name.mp4", frames, rate=5)
-    handlers = Handlers(renderer, Limits(), tmp_path)
+    handlers = Handlers(model, Limits(), tmp_path)
     upload = {"path": str(tmp_path / "cached-name.mp4"), "orig_name": "dance.mp4"}
     with pytest.warns(UserWarning) as caught:
         output = handlers.retarget({"path": pair[0], "orig_name": "a.png"}, upload, False)

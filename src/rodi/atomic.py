@@ -8,6 +8,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
 # mkstemp creates files readable by their owner only; a finished output should have the permissions
 # any other new file gets. The umask can only be read by setting it, so it is read once, at import,
 # before any thread of ours could create a file meanwhile.
@@ -61,8 +64,6 @@ def write_safetensors(tensors: dict, path: str | os.PathLike, metadata: dict[str
     Raises:
         OSError: the file cannot be written (nothing is left at ``path`` then).
     """
-    from safetensors.torch import save_file
-
     with replacing(path) as tmp:
         save_file(tensors, tmp, metadata=metadata)
         os.chmod(tmp, NEW_FILE_MODE)  # safetensors replaces the file it writes with an owner-only one
@@ -75,8 +76,6 @@ def read_safetensors(path: str | os.PathLike, error: type[Exception]) -> tuple[d
     Raises:
         error: ``path`` is missing or not a readable safetensors file (one line naming it).
     """
-    from safetensors import SafetensorError, safe_open
-
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             return f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}

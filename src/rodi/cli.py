@@ -1,33 +1,44 @@
-"""The ``rodi`` command line: sub-commands only, each parsing its options and calling the library."""
+"""The ``rodi`` command line: sub-commands only, each parsing its options and calling the library.
+
+Start-up time: this module imports only click and the configuration at the top. Everything that
+imports torch (training, inference, evaluation, serving) is imported inside the command that uses
+it, so ``rodi --help`` and option errors answer in a fraction of a second instead of the two
+seconds importing torch takes. Those are the package's only function-local imports.
+"""
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import sys
+import time
+import warnings
 from pathlib import Path
 
 import click
 
 from rodi import __version__
+from rodi.config import SOURCES, ConfigError, DataConfig, ModelConfig, ServeLimits, load_config
+from rodi.variants import NAMES as VARIANT_NAMES
 
 
 class _Errors(click.Group):
     """Turn rodi's own errors into one-line messages instead of tracebacks."""
 
     def invoke(self, ctx):
-        from rodi.config import ConfigError
+        # deferred (module docstring): these import torch
         from rodi.data.images import MediaReadError
         from rodi.evaluation.judges import JudgeFileError
-        from rodi.data.sources import data_errors
+        from rodi.data.errors import DataError
         from rodi.media import VideoWriteError
-        from rodi.training.loop import NonFiniteLossError, RunExistsError
-        from rodi.training.state import CheckpointError
+        from rodi.training.state import CheckpointError, RunExistsError
+        from rodi.training.step import NonFiniteLossError
 
         try:
             return super().invoke(ctx)
         except (ConfigError, MediaReadError, VideoWriteError, NonFiniteLossError, RunExistsError,
-                CheckpointError, JudgeFileError, *data_errors()) as err:
+                CheckpointError, JudgeFileError, DataError) as err:
             click.echo(f"error: {err}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
@@ -42,16 +53,13 @@ class _Errors(click.Group):
 @click.version_option(__version__, prog_name="rodi")
 def main():
     """Unsupervised, robust disentangling of appearance and pose (Esser, Haux & Ommer, ICCV 2019)."""
-    import warnings
-
     warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
 
 
 def _overrides(overrides: tuple[str, ...], data_root: str | None, data: str | None = None) -> list[str]:
     """OVERRIDES plus what ``--data-root`` and ``--data`` say, without overriding an explicit
     ``data.source=`` or ``data.root=`` among the OVERRIDES."""
-    from rodi.config import SOURCES
-    from rodi.data.sources import guess_source
+    from rodi.data.sources import guess_source  # deferred (module docstring)
 
     out = list(overrides)
     given = {item.split("=", 1)[0] for item in out}
@@ -87,7 +95,8 @@ _DATA_HELP = ("The data: 'mocap', 'sprites', or a path to a folder of identities
 def train(config, overrides, resume_dir, data, data_root, no_progress):
     """Train a model. CONFIG is a YAML file or a bundled name (sprites, demo); OVERRIDES are
     key=value pairs such as objective.variant=ae train.max_minutes=60."""
-    from rodi.config import ConfigError, load_config
+    # deferred (module docstring)
+    from rodi.evaluation.validation import validation
     from rodi.training.loop import checkpoint_path, train as run_training
     from rodi.training.state import read_checkpoint
 
@@ -101,7 +110,7 @@ def train(config, overrides, resume_dir, data, data_root, no_progress):
         raise ConfigError("give a CONFIG (a YAML file or one of the bundled names), --data, or --resume RUN_DIR")
     else:
         cfg = load_config(config, _overrides(overrides, data_root, data))
-    run_dir = run_training(cfg, resume=resume_dir is not None, progress=not no_progress)
+    run_dir = run_training(cfg, resume=resume_dir is not None, progress=not no_progress, validate=validation(cfg))
     click.echo(f"run folder: {run_dir}")
 
 
@@ -120,6 +129,7 @@ _SCALE_HELP = "Each pixel of the model's renders becomes SCALE x SCALE pixels (n
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
 def transfer(checkpoint, appearance, pose, output, matrix, device):
     """Render the appearance of one image in the pose of another (posterior mean of pi)."""
+    # deferred (module docstring)
     from rodi.data.images import expand_image_paths
     from rodi.inference import load
     from rodi.viz import save_png, save_transfer_matrix, to_uint8
@@ -151,7 +161,7 @@ def transfer(checkpoint, appearance, pose, output, matrix, device):
 def retarget(checkpoint, appearance, pose_video, output, side_by_side, scale, device, no_progress):
     """Motion retargeting: the appearance of one image (or video) in the pose of every frame of
     another video, written at that video's frame rate."""
-    from rodi.inference import load
+    from rodi.inference import load  # deferred (module docstring)
     from rodi.media import check_video_output
 
     check_video_output(output)  # before the model is loaded
@@ -180,18 +190,18 @@ def retarget(checkpoint, appearance, pose_video, output, side_by_side, scale, de
 def interpolate(checkpoint, appearance, pose, output, steps, walk, walk_frames, fps, scale, device):
     """Interpolation figure: a grid walking linearly between two appearance codes down the rows and
     two pose codes across the columns; corners are the plain transfers."""
-    from rodi.inference import load
+    from rodi.inference import load  # deferred (module docstring)
     from rodi.media import check_video_output
 
     if len(appearance) != 2 or len(pose) != 2:
         raise click.UsageError(f"give --appearance twice and --pose twice (got {len(appearance)} and {len(pose)})")
     if walk is not None:
         check_video_output(walk)
-    renderer = load(checkpoint, device).renderer
-    apps, poses = renderer.images(appearance), renderer.images(pose)
-    click.echo(f"wrote {renderer.save_interpolation_grid(apps, poses, output, steps, scale)}")
+    model = load(checkpoint, device)
+    apps, poses = model.prepare(list(appearance)), model.prepare(list(pose))
+    click.echo(f"wrote {model.save_interpolation_grid(apps, poses, output, steps, scale)}")
     if walk is not None:
-        click.echo(f"wrote {renderer.save_walk(apps, poses, walk, walk_frames, fps, scale)}")
+        click.echo(f"wrote {model.save_walk(apps, poses, walk, walk_frames, fps, scale)}")
 
 
 @main.command()
@@ -199,10 +209,10 @@ def interpolate(checkpoint, appearance, pose, output, steps, walk, walk_frames, 
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; 0.0.0.0 makes the app reachable from other machines.")
 @click.option("--port", type=click.IntRange(1, 65535), default=7860, show_default=True)
-@click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=20, show_default=True,
-              help="Largest file accepted.")
-@click.option("--max-video-frames", type=click.IntRange(min=1), default=300, show_default=True,
-              help="Longest pose video accepted.")
+@click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=ServeLimits.max_file_mb,
+              show_default=True, help="Largest file accepted.")
+@click.option("--max-video-frames", type=click.IntRange(min=1), default=ServeLimits.max_video_frames,
+              show_default=True, help="Longest pose video accepted.")
 @click.option("--examples", type=click.IntRange(min=0), default=4, show_default=True,
               help="Example pairs from the checkpoint's data (0: none).")
 @click.option("--data-root", type=click.Path(), default=None,
@@ -211,11 +221,12 @@ def interpolate(checkpoint, appearance, pose, output, steps, walk, walk_frames, 
 def serve(checkpoint, host, port, max_upload_mb, max_video_frames, examples, data_root, device):
     """A demo in the browser (Gradio): transfer between two images with interpolation sliders, and
     retargeting to a pose video. Serves until Ctrl-C."""
-    from rodi.serve import Limits, serve as run_server
-    from rodi.training.state import resolve_device
+    # deferred (module docstring; gradio takes seconds more)
+    from rodi.distributed import resolve_device
+    from rodi.serve import serve as run_server
 
-    run_server(checkpoint, host, port, resolve_device(device), Limits(max_upload_mb, max_video_frames), examples,
-               data_root)
+    run_server(checkpoint, host, port, resolve_device(device), ServeLimits(max_upload_mb, max_video_frames),
+               examples, data_root)
 
 
 @main.command()
@@ -225,7 +236,7 @@ def serve(checkpoint, host, port, max_upload_mb, max_video_frames, examples, dat
 def export(checkpoint, output, half):
     """Write the encoders and decoder of a checkpoint as safetensors (config in its metadata), for
     `rodi transfer` and sharing: no critics, optimisers or pickled code."""
-    from rodi.training.state import export_model
+    from rodi.inference import export_model  # deferred (module docstring)
 
     if not output.endswith(".safetensors"):
         raise click.UsageError(f"--output {output!r} must end in .safetensors")
@@ -236,7 +247,8 @@ def export(checkpoint, output, half):
 @click.option("--checkpoint", "-c", required=True, type=click.Path(dir_okay=False), help="A rodi checkpoint.")
 @click.option("--data-root", type=click.Path(), default=None,
               help="Where the run's data is on this machine, if not where it was in training (data.root).")
-@click.option("--num-triplets", type=int, default=None, help="Default: the config's data.num_triplets (8000).")
+@click.option("--num-triplets", type=int, default=None,
+              help=f"Default: the config's data.num_triplets ({DataConfig.num_triplets}).")
 @click.option("--output", "-o", type=click.Path(file_okay=False), default=None,
               help="Report folder (default: reports/step-NNNNNNN in the run folder).")
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
@@ -244,17 +256,22 @@ def evaluate(checkpoint, data_root, num_triplets, output, device):
     """Score a checkpoint on held-out data and write its report: metrics.json and a self-contained
     report.html (transfer error, SSIM/PSNR, pose accuracy and appearance retention with ceilings,
     leakage probes, transfer matrix, interpolation, training curves)."""
-    from rodi.training.state import resolve_device
+    from rodi.distributed import resolve_device  # deferred (module docstring)
 
     _evaluate_and_report(checkpoint, data_root, num_triplets, resolve_device(device), output)
 
 
 def _evaluate_and_report(checkpoint, data_root, num_triplets, device, report_dir) -> Path:
     """Evaluate, print the table and write the report (default: RUN/reports/step-NNNNNNN)."""
-    from rodi.data.sources import data_errors
+    # deferred (module docstring)
+    from rodi.data.errors import DataError
     from rodi.evaluation.report import evaluate_checkpoint, format_table
-    from rodi.training.state import read_checkpoint
+    from rodi.inference import is_shipped
+    from rodi.training.state import CheckpointError, read_checkpoint
 
+    if is_shipped(checkpoint):
+        raise CheckpointError(f"{checkpoint} is a shipped model (an export): `rodi transfer`, `retarget`, "
+                              "`interpolate` and `serve` read it; evaluating needs a run's .pt checkpoint")
     step = read_checkpoint(checkpoint)["step"]  # a missing or foreign file fails here, before any work
     if report_dir is None:
         report_dir = Path(checkpoint).parent.parent / "reports" / f"step-{step:07d}"
@@ -266,10 +283,10 @@ def _evaluate_and_report(checkpoint, data_root, num_triplets, device, report_dir
                "there are labels, post-hoc MI (a few minutes on a CPU) ...")
     try:
         metrics = evaluate_checkpoint(checkpoint, data_root, num_triplets, device, report_dir)
-    except data_errors() as err:
+    except DataError as err:
         if data_root is not None:
             raise
-        raise type(err)(f"{err} (the run's data.root; give --data-root if the data is elsewhere now)") from None
+        raise DataError(f"{err} (the run's data.root; give --data-root if the data is elsewhere now)") from None
     click.echo(format_table(metrics))
     click.echo(f"wrote {Path(report_dir) / 'report.html'} and metrics.json beside it")
     return Path(report_dir)
@@ -287,15 +304,15 @@ def judge(data, overrides, data_root, output_dir, no_progress):
     safetensors file with its fingerprint, recipe, ceilings, licence and credit. OVERRIDES
     (data.*, evaluation.judge_*) change what it is made for; `rodi evaluate` uses a shipped judge
     only where its fingerprint matches."""
-    from rodi.config import load_config
-    from rodi.data.sources import open_source
+    from rodi.data.sources import open_source  # deferred (module docstring)
     from rodi.evaluation.judges import ship_judge
 
     cfg = load_config(None, _overrides(overrides, data_root, data))
     source = open_source(cfg.data, cfg.model.image_size, progress=not no_progress)
     cache = Path(cfg.data.cache_dir) / "judges" if cfg.data.cache_dir else None
     path, ceilings = ship_judge(source, cfg.evaluation.judge_steps, cfg.evaluation.judge_batch_size,
-                                cfg.data.num_triplets, cfg.data.triplet_seed, output_dir, cache, not no_progress)
+                                cfg.data.num_triplets, cfg.data.triplet_seed, output_dir, cache, not no_progress,
+                                seed=cfg.evaluation.judge_seed)
     for group in ("pose", "appearance"):
         click.echo(f"{group} ceilings: " + ", ".join(f"{k} {v:.3f}" for k, v in ceilings[group].items()))
     click.echo(f"wrote {path}")
@@ -304,7 +321,7 @@ def judge(data, overrides, data_root, output_dir, no_progress):
 @main.command()
 @click.argument("config")
 @click.argument("overrides", nargs=-1)
-@click.option("--variants", default="ae,variational,adversarial,rodi,drnet", show_default=True,
+@click.option("--variants", default=",".join(VARIANT_NAMES), show_default=True,
               help="Comma-separated variants to train and compare.")
 @click.option("--budget", default="10m", show_default=True,
               help="Per variant: wall clock (90s, 10m, 1h) or steps (5000steps).")
@@ -315,8 +332,7 @@ def judge(data, overrides, data_root, output_dir, no_progress):
 def benchmark(config, overrides, variants, budget, out_dir, data, data_root, no_progress):
     """Train every variant with the same data, networks, seed and budget; compare them in one folder
     (table, violin plot, transfer matrices, rodi's gamma/lambda/I_T curves). Reruns resume."""
-    from rodi.config import load_config
-    from rodi.evaluation.benchmark import run_benchmark
+    from rodi.evaluation.benchmark import run_benchmark  # deferred (module docstring)
 
     cfg = load_config(config, _overrides(overrides, data_root, data))
     out = run_benchmark(cfg, [v.strip() for v in variants.split(",") if v.strip()], budget, out_dir,
@@ -329,27 +345,28 @@ def benchmark(config, overrides, variants, budget, out_dir, data, data_root, no_
 @click.option("--data", "data", default="mocap", show_default=True, help=_DATA_HELP)
 @click.option("--data-root", type=click.Path(), default=None,
               help="Sprites: folder of LPC layer sheets (default: $RODI_SPRITES_ROOT, the user cache, or a download).")
-@click.option("--out-dir", default="runs/demo", show_default=True, help="Output folder.")
-@click.option("--minutes", type=float, default=None, help="Training budget (default: the demo config's, 10).")
+@click.option("--out-dir", default=None, help="Output folder (default: the demo config's train.out_dir, runs/demo).")
+@click.option("--minutes", type=float, default=None, help="Training budget (default: the demo config's train.max_minutes).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def demo(data, data_root, out_dir, minutes, no_progress):
     """Train `rodi` for about 10 minutes (default: the mocap humanoid, which needs nothing but
     pip), evaluate it, and write everything into one folder."""
-    from rodi.config import load_config
+    # deferred (module docstring)
+    from rodi.evaluation.validation import validation
     from rodi.training.loop import checkpoint_path, train as run_training
 
     if data_root is not None and data == "mocap":
         data = "sprites"  # --data-root only makes sense for the sheets
+    # the Sprites sheets keep the authors' objective (sprites-demo.yaml says why)
+    name = "sprites-demo" if data == "sprites" else "demo"
+    started = time.perf_counter()
+    out_dir = out_dir or load_config(name).train.out_dir
     overrides = _overrides((f"train.out_dir={out_dir}",), data_root, data)
     if minutes is not None:
         overrides.append(f"train.max_minutes={minutes}")
-    # the Sprites sheets keep the authors' objective (sprites-demo.yaml says why)
-    import json
-    import time
-
-    started = time.perf_counter()
-    cfg = load_config("sprites-demo" if data == "sprites" else "demo", overrides)
-    run_dir = run_training(cfg, resume=checkpoint_path(out_dir).exists(), progress=not no_progress)
+    cfg = load_config(name, overrides)
+    run_dir = run_training(cfg, resume=checkpoint_path(out_dir).exists(), progress=not no_progress,
+                           validate=validation(cfg))
     trained = time.perf_counter() - started  # this call's: data, set-up and training steps
     report = _evaluate_and_report(checkpoint_path(run_dir), cfg.data.root, None, None, None)
     metrics = json.loads((report / "metrics.json").read_text())
@@ -373,14 +390,15 @@ def data():
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default="data-inspect.png", show_default=True,
               help="Contact sheet PNG of sample training pairs.")
 @click.option("--pairs", type=int, default=8, show_default=True, help="Pairs on the contact sheet.")
-@click.option("--image-size", type=int, default=64, show_default=True, help="Side of the images in pixels.")
+@click.option("--image-size", type=int, default=ModelConfig.image_size, show_default=True,
+              help="Side of the images in pixels.")
 @click.option("--data-root", type=click.Path(), default=None, help="Sets data.root (e.g. the folder of LPC layer sheets).")
 @click.argument("overrides", nargs=-1)
 def inspect(source_or_path, output, pairs, image_size, data_root, overrides):
     """Count identities, images and skipped files of SOURCE_OR_PATH ('mocap', 'sprites' or a path)
     and write a contact sheet of the pairs the model will see. OVERRIDES are data.* key=value pairs."""
-    from rodi.config import load_config
-    from rodi.data.folders import inspect_source
+    # deferred (module docstring)
+    from rodi.data.inspect import inspect_source
     from rodi.data.sources import open_source
 
     cfg = load_config(None, _overrides(overrides, data_root, source_or_path) + [f"model.image_size={image_size}"])

@@ -17,7 +17,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-VARIANTS = ("ae", "variational", "adversarial", "rodi", "drnet")
+from rodi.variants import NAMES as VARIANTS
 
 
 class ConfigError(ValueError):
@@ -27,6 +27,8 @@ class ConfigError(ValueError):
 
 UPSAMPLING = ("transpose", "resize")
 SOURCES = ("sprites", "mocap", "flare", "folder", "videos", "index")
+# Sprites protocols (rodi.data.sprites): the paper's 64x64 Sprites, or with every action's frames
+PROTOCOLS = ("sprites", "sprites-full")
 
 
 @dataclass
@@ -126,6 +128,28 @@ class EvaluationConfig:
     judges: bool = True  # pose accuracy and appearance retention of transfers, where renders are exact
     judge_steps: int = 6000  # training steps of the judge (once per dataset, then cached)
     judge_batch_size: int = 32
+    # seeds of the evaluation's random draws (rodi.evaluation.report.evaluate_state, write_report)
+    probe_train_seed: int = 11  # draws the training characters, poses and samples the probes learn from
+    probe_test_seed: int = 12  # draws the held-out characters, poses and samples they are scored on
+    probe_seed: int = 0  # initialises the probes
+    mi_pairs_seed: int = 13  # draws the held-out pairs (and pose samples) of the post-hoc MI
+    mi_seed: int = 0  # initialises and batches the post-hoc MI critic
+    judge_seed: int = 0  # the judge's training; part of its fingerprint: another seed cannot use the shipped judges
+    figure_seed: int = 7  # the held-out inputs of the report's transfer matrix and interpolation figures
+    validation_seed: int = 99  # the validation split's triplets (or pairs) scored at each checkpoint for best.pt
+
+
+@dataclass(frozen=True)
+class ServeLimits:
+    """What ``rodi serve`` accepts (not part of a run's config; its command-line defaults).
+
+    Attributes:
+        max_file_mb: largest upload in megabytes (checked by Gradio before the upload is stored).
+        max_video_frames: longest pose video, in frames.
+    """
+
+    max_file_mb: float = 20.0
+    max_video_frames: int = 300
 
 
 @dataclass
@@ -411,8 +435,6 @@ def validate(cfg: Config) -> None:
     Raises:
         ConfigError: naming the first impossible value found.
     """
-    from rodi.data.sprites import PROTOCOLS
-
     checks = [
         (cfg.objective.variant in VARIANTS, f"objective.variant must be one of {', '.join(VARIANTS)}"),
         (cfg.data.source in SOURCES, f"data.source must be one of {', '.join(SOURCES)}"),
@@ -463,6 +485,9 @@ def validate(cfg: Config) -> None:
          "evaluation: at least 2 probe codes, 8 MI pairs and 1 step each"),
         (min(cfg.evaluation.judge_steps, cfg.evaluation.judge_batch_size) >= 1,
          "evaluation.judge_steps and judge_batch_size must be >= 1"),
+        (min(cfg.evaluation.probe_train_seed, cfg.evaluation.probe_test_seed, cfg.evaluation.probe_seed,
+             cfg.evaluation.mi_pairs_seed, cfg.evaluation.mi_seed, cfg.evaluation.judge_seed,
+             cfg.evaluation.figure_seed, cfg.evaluation.validation_seed) >= 0, "evaluation seeds must be >= 0"),
         (cfg.optim.lr > 0 and cfg.optim.critic_lr_factor > 0, "optim.lr and critic_lr_factor must be > 0"),
         (_numbers(cfg.optim.betas, 2) and all(0 <= b < 1 for b in cfg.optim.betas), "optim.betas must be two numbers in [0, 1)"),
         (cfg.optim.schedule in ("constant", "linear"), "optim.schedule must be 'constant' or 'linear'"),

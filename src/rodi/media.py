@@ -10,6 +10,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterator
 
+import av
 import numpy as np
 from PIL import Image
 
@@ -33,8 +34,6 @@ def h264_encoder() -> str:
     Raises:
         VideoWriteError: the build has none.
     """
-    import av
-
     for name in H264_ENCODERS:
         if name in av.codecs_available:
             return name
@@ -76,8 +75,6 @@ def video_writer(path: str | os.PathLike, rate: Fraction | float, scale: int = 1
     Raises:
         VideoWriteError: see :func:`check_video_output`; or no frame was written.
     """
-    import av
-
     check_video_output(path)
     path = Path(path)
     suffix = path.suffix.lower()

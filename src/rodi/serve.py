@@ -1,6 +1,6 @@
 """``rodi serve``: try a trained model in the browser (a Gradio app).
 
-Three things on one page, each going through :class:`~rodi.retarget.Renderer`, so uploads are
+Three things on one page, each going through :class:`rodi.inference.Model`, so uploads are
 prepared exactly as ``rodi transfer`` and ``rodi retarget`` prepare files:
 
 - **Transfer**: an appearance image and a pose image (uploaded, or picked from examples of the
@@ -21,15 +21,17 @@ import os
 import tempfile
 import uuid
 import warnings
-from dataclasses import dataclass, replace
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 import torch
 
 from rodi.data.images import ImageReadError
 from rodi.data.video import VideoReadError, VideoWarning
-from rodi.retarget import Renderer
+from rodi.config import ServeLimits
+from rodi.data.sources import DataError
+from rodi.inference import Model, load
 from rodi.viz import save_png, to_uint8
 
 
@@ -37,45 +39,26 @@ from rodi.viz import save_png, to_uint8
 _CSS = ".rodi-render img {image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain;}"
 
 
-@dataclass(frozen=True)
-class Limits:
-    """What the app accepts.
-
-    Attributes:
-        max_file_mb: largest upload in megabytes (checked by Gradio before the upload is stored).
-        max_video_frames: longest pose video, in frames.
-    """
-
-    max_file_mb: float = 20.0
-    max_video_frames: int = 300
-
-
-def dataset_examples(renderer: Renderer, folder: Path, n: int = 4, data_root: str | None = None) -> list[list[str]]:
-    """``n`` (appearance, pose) pairs of PNG files in ``folder``, rendered or read from the
-    checkpoint's own data (held-out identities where there are any): the inputs the model knows
-    best. An empty list, with a warning, when that data cannot be opened here.
+def dataset_examples(model: Model, folder: Path, n: int = 4, data_root: str | None = None) -> list[list[str]]:
+    """``n`` (appearance, pose) pairs of PNG files in ``folder``, from the model's own data
+    (:meth:`rodi.inference.Model.examples`: held-out identities where there are any): the inputs
+    the model knows best. An empty list, with a warning, when that data cannot be opened here.
 
     Args:
         data_root: where the checkpoint's data is on this machine, if not at its ``data.root``.
     """
-    from rodi.data.sources import data_errors, open_source
-
     if n <= 0:
         return []
-    data = renderer.cfg.data if data_root is None else replace(renderer.cfg.data, root=str(data_root))
     try:
-        source = open_source(data, renderer.size, progress=False)
-        try:
-            appearance, pose = source.fixed_examples(n, split="test")
-        except data_errors():  # user data with nothing held out
-            appearance, pose = source.fixed_examples(n, split="train")
-    except data_errors() as err:
-        warnings.warn(f"no examples: the checkpoint's data ({data.source}) cannot be opened here ({err}); "
-                      "give --data-root where it is", stacklevel=2)
+        appearance, pose = model.examples(n, data_root)
+    except DataError as err:
+        warnings.warn(f"no examples: the checkpoint's data ({model.config.data.source}) cannot be opened here "
+                      f"({err}); give --data-root where it is", stacklevel=2)
         return []
     pairs = []
-    for i, (a, p) in enumerate(zip(to_uint8(appearance["image"]), to_uint8(pose["image"]))):
-        pairs.append([str(save_png(a, folder / f"appearance-{i}.png")), str(save_png(p, folder / f"pose-{i}.png"))])
+    for i, (a, p) in enumerate(zip(appearance, pose)):
+        pairs.append([str(save_png(np.asarray(a), folder / f"appearance-{i}.png")),
+                      str(save_png(np.asarray(p), folder / f"pose-{i}.png"))])
     return pairs
 
 
@@ -84,20 +67,18 @@ class Handlers:
     arrays and files out, rodi's errors turned into messages shown in the page.
 
     Args:
-        renderer: the model and its preprocessing.
-        limits: see :class:`Limits`.
+        model: the model and its preprocessing.
+        limits: see :class:`ServeLimits`.
         outputs: folder for the videos made.
     """
 
-    def __init__(self, renderer: Renderer, limits: Limits, outputs: Path):
-        self.renderer = renderer
+    def __init__(self, model: Model, limits: ServeLimits, outputs: Path):
+        self.model = model
         self.limits = limits
         self.outputs = outputs
 
     @staticmethod
     def _path(payload: dict | None, what: str) -> Path:
-        import gradio as gr
-
         if not payload or not payload.get("path"):
             raise gr.Error(f"Upload or pick {what} first.", print_exception=False)
         return Path(payload["path"])
@@ -105,8 +86,6 @@ class Handlers:
     @staticmethod
     def _refuse(err: ImageReadError | VideoReadError, *payloads: dict) -> Exception:
         """A page message naming the file as the user called it, not Gradio's cached copy."""
-        import gradio as gr
-
         names = {Path(p["path"]): p.get("orig_name") for p in payloads}
         name = names.get(err.path) or err.path.name
         # Decoders quote the path they were given: the server's cache, which is no business of the page.
@@ -115,14 +94,14 @@ class Handlers:
     def _images(self, *payloads_and_names: tuple[dict | None, str]) -> torch.Tensor:
         paths = [self._path(payload, what) for payload, what in payloads_and_names]
         try:
-            return self.renderer.images(paths)
+            return self.model.prepare(paths)
         except ImageReadError as err:
             raise self._refuse(err, *(payload for payload, _ in payloads_and_names)) from None
 
     def transfer(self, appearance: dict | None, pose: dict | None) -> np.ndarray:
         """The appearance image in the pose image's pose: (S, S, 3) uint8."""
         a, p = self._images((appearance, "an appearance image"), (pose, "a pose image")).split(1)
-        return to_uint8(self.renderer.model.transfer(a, p))[0]
+        return to_uint8(self.model.network.transfer(a, p))[0]
 
     def mix(self, appearance: dict | None, pose: dict | None, appearance_weight: float, pose_weight: float
             ) -> np.ndarray:
@@ -130,7 +109,7 @@ class Handlers:
         and pose each from the appearance image's (0) to the pose image's (1): (S, S, 3) uint8."""
         both = self._images((appearance, "an appearance image"), (pose, "a pose image"))
         weights = torch.tensor([[appearance_weight, pose_weight]])
-        return to_uint8(self.renderer.interpolation(both, both, weights))[0]
+        return to_uint8(self.model.interpolation(both, both, weights))[0]
 
     def retarget(self, appearance: dict | None, video: dict | None, side_by_side: bool) -> str:
         """The appearance image in the pose of every frame of the video: an H.264 MP4's path.
@@ -143,14 +122,12 @@ class Handlers:
             gr.Error: no appearance or video given, or either is refused: unreadable, a still image
                 where the video belongs, or over the length limit (rodi's one-line message).
         """
-        import gradio as gr
-
         app_path, video_path = self._path(appearance, "an appearance image"), self._path(video, "a pose video")
         output = self.outputs / f"retargeted-{uuid.uuid4().hex[:12]}.mp4"
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", VideoWarning)
             try:
-                self.renderer.retarget(app_path, video_path, output, side_by_side=side_by_side, scale=4,
+                self.model.retarget(app_path, video_path, output, side_by_side=side_by_side, scale=4,
                                        progress=True, max_frames=self.limits.max_video_frames)
             except (ImageReadError, VideoReadError) as err:  # StillImageError and InputLimitError too
                 raise self._refuse(err, appearance, video) from None
@@ -169,7 +146,7 @@ class Handlers:
         return str(output)
 
 
-def build_app(renderer: Renderer, limits: Limits, outputs: Path, examples: list[list[str]] = ()):
+def build_app(model: Model, limits: ServeLimits, outputs: Path, examples: list[list[str]] = ()):
     """The Gradio app (not launched). Elements the browser test finds have ``elem_id`` s:
     ``appearance``, ``pose``, ``transfer``, ``result``, ``mix-result``, ``video-appearance``,
     ``pose-video``, ``retarget``, ``video-result``.
@@ -177,10 +154,8 @@ def build_app(renderer: Renderer, limits: Limits, outputs: Path, examples: list[
     Args:
         examples: (appearance, pose) image files offered as inputs (the appearances for videos too).
     """
-    import gradio as gr
-
-    handlers = Handlers(renderer, limits, outputs)
-    s = renderer.size
+    handlers = Handlers(model, limits, outputs)
+    s = model.size
     shown = dict(format="png", height=256, elem_classes="rodi-render")
     image = dict(type="filepath", image_mode=None, sources=["upload", "clipboard"], **shown)
     with gr.Blocks(title="rodi", analytics_enabled=False) as app:
@@ -230,7 +205,7 @@ def build_app(renderer: Renderer, limits: Limits, outputs: Path, examples: list[
 
 
 def serve(checkpoint: str | os.PathLike, host: str = "127.0.0.1", port: int = 7860,
-          device: torch.device | None = None, limits: Limits = Limits(), examples: int = 4,
+          device: torch.device | None = None, limits: ServeLimits = ServeLimits(), examples: int = 4,
           data_root: str | None = None) -> None:
     """Load a model (a checkpoint, an export or a shipped model's name, with
     :func:`rodi.inference.load`) and serve the app until interrupted.
@@ -243,12 +218,10 @@ def serve(checkpoint: str | os.PathLike, host: str = "127.0.0.1", port: int = 78
     Raises:
         CheckpointError: the checkpoint cannot be read.
     """
-    from rodi.inference import load
-
-    renderer = load(checkpoint, device or "auto").renderer
+    model = load(checkpoint, device or "auto")
     with tempfile.TemporaryDirectory(prefix="rodi-serve-") as work:
         work = Path(work)
-        app = build_app(renderer, limits, work, dataset_examples(renderer, work, examples, data_root))
+        app = build_app(model, limits, work, dataset_examples(model, work, examples, data_root))
         app.queue(default_concurrency_limit=1)  # one model, and CPU renders compete for the cores
         app.launch(server_name=host, server_port=port, max_file_size=int(limits.max_file_mb * 1024 * 1024),
                    allowed_paths=[str(work)], ssr_mode=False, enable_monitoring=False, share=False,

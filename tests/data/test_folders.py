@@ -10,10 +10,10 @@ from PIL import Image
 
 import rodi.data.folders as folders
 from rodi.data.folders import (
-    IdentityFolder, IndexFile, PairDataError, PairDataWarning, VideoFolder, inspect_source,
-    open_pair_source,
+    IdentityFolder, IndexFile, PairDataError, PairDataWarning, VideoFolder, open_pair_source,
 )
 from rodi.data.images import load_image
+from rodi.data.inspect import inspect_source
 
 from conftest import write_video
 

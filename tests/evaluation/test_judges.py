@@ -8,8 +8,7 @@ import torch
 from torch import nn
 
 from rodi.evaluation import judges
-from rodi.evaluation.judges import load_or_train_judge
-from rodi.evaluation.report import summarize_judged
+from rodi.evaluation.judges import load_or_train_judge, summarize_judged
 from rodi.evaluation.triplets import MAX_PSNR_DB, image_quality, triplet_errors
 
 

@@ -14,7 +14,7 @@ from rodi.config import load_config
 from rodi.evaluation.judges import (CHECK_TRIPLETS, LICENCES, SHIPPED_JUDGES, judge_ceilings,
                                     judge_transfers, load_or_train_judge, read_judge_file,
                                     shipped_judge_path, trivial_outputs)
-from rodi.training.state import PRETRAINED, load_model, pretrained_names
+from rodi.inference import PRETRAINED, load_model, pretrained_names
 
 ASSETS = SHIPPED_JUDGES.parent
 SIZE_CAP_MB = 12  # everything under src/rodi/assets (README, "What ships with rodi")
@@ -40,10 +40,11 @@ def _check_file(path: Path, source, cfg, cache_dir: Path):
     judge, meta = read_judge_file(path, source)
     e = cfg.evaluation
     assert meta["recipe"]["steps"] == e.judge_steps and meta["recipe"]["batch_size"] == e.judge_batch_size
+    assert meta["recipe"]["seed"] == e.judge_seed
     assert meta["licence"] and meta["credit"] and (meta["licence"], meta["credit"]) == LICENCES[meta["source"]]
     # rodi evaluate takes this very file for these renders (checked first: a mismatch would train)
-    assert shipped_judge_path(source, e.judge_steps, e.judge_batch_size) == path
-    found = load_or_train_judge(source, e.judge_steps, e.judge_batch_size, cache_dir=cache_dir)
+    assert shipped_judge_path(source, e.judge_steps, e.judge_batch_size, e.judge_seed) == path
+    found = load_or_train_judge(source, e.judge_steps, e.judge_batch_size, e.judge_seed, cache_dir=cache_dir)
     assert found.origin == "shipped" and found.fingerprint == meta["fingerprint"]
     # the ceilings written in it come back on the small sample
     check = judge_ceilings(judge, source, meta["check"]["n"], meta["check"]["seed"])

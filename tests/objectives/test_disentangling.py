@@ -3,10 +3,12 @@ import math
 import pytest
 import torch
 
-from rodi.config import ObjectiveConfig
-from rodi.models.networks import SeparableCritic
-from rodi.objectives.disentangling import (augmented_lagrangian, critic_loss, derangement,
-                                           update_gamma, update_multiplier)
+from rodi.config import ModelConfig, ObjectiveConfig
+from rodi.models.networks import AppearancePoseModel, SeparableCritic
+from rodi.objectives.disentangling import DisentanglingObjective
+from rodi.objectives.losses import (augmented_lagrangian, colour_jitter, critic_loss, derangement,
+                                    update_gamma, update_multiplier)
+from rodi.variants import TABLE
 
 
 @pytest.mark.parametrize("n", [2, 3, 5, 7, 33, 128])
@@ -79,13 +81,15 @@ def test_critic_estimates_zero_for_independent_gaussians():
 
 
 def _objective_and_model(**overrides):
-    from rodi.models.networks import AppearancePoseModel
-    from rodi.objectives.disentangling import DisentanglingObjective
-
     cfg = ObjectiveConfig(critic_width=16, **overrides)
     torch.manual_seed(0)
-    model = AppearancePoseModel(image_size=16, code_channels=4, code_size=4, channels=8, max_channels=16)
-    return DisentanglingObjective(cfg, code_channels=4), model
+    model_cfg = ModelConfig(image_size=16, code_channels=4, code_size=4, channels=8, max_channels=16)
+    model = AppearancePoseModel(model_cfg, stochastic_pose=objective_variant_is_stochastic(cfg.variant))
+    return DisentanglingObjective(cfg, code_channels=4, code_size=4), model
+
+
+def objective_variant_is_stochastic(name: str) -> bool:
+    return next(v.stochastic_pose for v in TABLE if v.name == name)
 
 
 def _batch(b=4, size=16):
@@ -128,8 +132,6 @@ def test_critics_may_score_the_posterior_mean():
 
 
 def test_colour_jitter_changes_colours_per_image_and_keeps_where_edges_are():
-    from rodi.objectives.disentangling import colour_jitter
-
     torch.manual_seed(0)
     x = torch.rand(64, 3, 8, 8) * 2 - 1
     x[:, :, :, 4:] = x[:, :, :, :1]  # the right half repeats the first column: no edges there
@@ -143,3 +145,32 @@ def test_colour_jitter_changes_colours_per_image_and_keeps_where_edges_are():
     assert per_image.std() > 0.01 and (per_image > 0.05).float().mean() > 0.8
     gray = torch.linspace(-0.5, 0.5, 8).expand(64, 3, 8, 8)
     assert (colour_jitter(gray, 1.0)[:, 0] != colour_jitter(gray, 1.0)[:, 1]).any()
+
+
+def _gradients(modules) -> list[torch.Tensor]:
+    return [p.grad for m in modules for p in m.parameters() if p.grad is not None]
+
+
+@pytest.mark.parametrize("variant", [v.name for v in TABLE])
+def test_the_critic_loss_alone_leaves_the_encoders_and_decoder_without_gradient(variant):
+    """The objective's central claim (docs/method.md section 3): the critics learn from detached
+    codes, so their loss moves no network."""
+    objective, model = _objective_and_model(variant=variant, warmup_steps=0, epsilon=-1.0)
+    out = objective(model, _batch(), step=1)
+    out["critic_loss"].backward()
+    assert all(torch.count_nonzero(g) == 0 for g in _gradients([model]))
+    assert any(torch.count_nonzero(g) > 0 for g in _gradients(objective.critics().values()))
+
+
+@pytest.mark.parametrize("variant", [v.name for v in TABLE])
+def test_the_model_loss_and_its_penalty_leave_the_critics_without_gradient(variant):
+    """The encoder attacks T through T's detached parameters: the model's loss (reconstruction,
+    KL, the MI penalty and any extra terms) gives T, T' and any extra classifier no gradient."""
+    objective, model = _objective_and_model(variant=variant, warmup_steps=0, epsilon=-1.0)
+    out = objective(model, _batch(), step=1)
+    if next(v for v in TABLE if v.name == variant).constraint:
+        assert out["penalty"] > 0  # the penalty is in the loss, with epsilon below any estimate
+    out["model_loss"].backward()
+    assert all(torch.count_nonzero(g) == 0 for g in _gradients(objective.critics().values()))
+    assert any(torch.count_nonzero(g) > 0 for g in _gradients([model.pose_encoder]))
+

@@ -59,7 +59,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from tqdm import tqdm
 
+from rodi.cache import user_cache
+from rodi.data.errors import DataError
 from rodi.data.rendered import LabelledCharacters, cached_arrays
 
 GENDERS = ("male", "female")
@@ -109,7 +112,7 @@ HOW_TO_GET = (
 )
 
 
-class FlareDataError(RuntimeError):
+class FlareDataError(DataError, RuntimeError):
     """The Flare game data is missing or unreadable, or could not be downloaded."""
 
 
@@ -181,21 +184,15 @@ def _missing(mod: Path) -> list[str]:
     return [f for f in needed_files(mod) if not (mod / f).is_file()]
 
 
-def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/rodi/flare`` or the OS equivalent: the extracted data goes to its
-    ``fantasycore`` folder, the resampled layers beside it."""
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("rodi")) / "flare"
-
-
 def locate_flare(root: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
                  download: bool = True) -> Path:
     """The ``fantasycore`` mod folder holding the avatar data: ``root`` (an extracted package, a
     flare-game checkout, or the mod folder itself), else ``$RODI_FLARE_ROOT``, else the cache
-    (``cache_dir``, default :func:`default_cache_dir`), else -- with ``download`` -- the
-    ``flare-game`` package fetched with ``apt-get download`` and unpacked with ``dpkg-deb -x``,
-    of which only the needed files and the licence are moved into the cache.
+    (``cache_dir``, default the user cache's ``flare`` folder, see :func:`rodi.cache.user_cache`:
+    the extracted data goes to its ``fantasycore`` folder, the resampled layers beside it), else
+    -- with ``download`` -- the ``flare-game`` package fetched with ``apt-get download`` and
+    unpacked with ``dpkg-deb -x``, of which only the needed files and the licence are moved into
+    the cache.
 
     Raises:
         FlareDataError: no usable data was found or fetched; the message lists where rodi looked
@@ -215,7 +212,7 @@ def locate_flare(root: str | os.PathLike | None = None, cache_dir: str | os.Path
     if env:
         return locate_flare(env, download=False)
     looked = [f"${ENV_ROOT} (not set)"]
-    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else user_cache("flare")
     mod = cache / "fantasycore"
     if mod.is_dir() and not _missing(mod):
         return mod
@@ -375,8 +372,6 @@ def build_layer_frames(mod: Path, image_size: int, poses: np.ndarray, progress: 
     Raises:
         FlareDataError: a file is missing or unreadable.
     """
-    from tqdm import tqdm
-
     files = _animation_files()
     anims = {f: parse_animations(mod / f) for f in files}
     sheets = {}
@@ -440,10 +435,10 @@ def _cache_key(mod: Path, image_size: int) -> str:
 
 def cached_layer_frames(mod: Path, image_size: int, poses: np.ndarray,
                         cache_dir: str | os.PathLike | None = None, progress: bool = True) -> LayerFrames:
-    """:func:`build_layer_frames`, built once and then read from ``cache_dir`` (default
-    :func:`default_cache_dir`). The file is named by a hash of the settings and every input file
-    and written atomically; an unreadable one is built again."""
-    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    """:func:`build_layer_frames`, built once and then read from ``cache_dir`` (default: the user
+    cache's ``flare`` folder, see :func:`rodi.cache.user_cache`). The file is named by a hash of
+    the settings and every input file and written atomically; an unreadable one is built again."""
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else user_cache("flare")
     path = cache / f"layers-{image_size}-{_cache_key(mod, image_size)}.npz"
     arrays = cached_arrays(path, lambda: vars(build_layer_frames(mod, image_size, poses, progress)),
                            "the Flare layer frames")
@@ -470,8 +465,8 @@ class FlareHeroes(LabelledCharacters):
     Args:
         image_size: side S of the square images in pixels.
         root: the data folder, or None to search (see :func:`locate_flare`).
-        cache_dir: where downloaded data and resampled layers are kept (default
-            :func:`default_cache_dir`).
+        cache_dir: where downloaded data and resampled layers are kept (default: the user cache's
+            ``flare`` folder).
         progress: show a progress bar while building the layer cache.
 
     Attributes:

@@ -32,7 +32,6 @@ import json
 import math
 import os
 import re
-import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,9 +39,11 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm.auto import tqdm
 
+from rodi.atomic import replacing
+from rodi.cache import user_cache
+from rodi.data.errors import DataError
 from rodi.data.images import FITS, IMAGE_SUFFIXES, ImageReadError, prepare_image
 from rodi.data.video import VIDEO_SUFFIXES, VideoReadError, probe_video, video_frames
 
@@ -54,7 +55,7 @@ CACHE_VERSION = 1
 _EXAMPLES_IN_WARNINGS = 3
 
 
-class PairDataError(ValueError):
+class PairDataError(DataError):
     """The data cannot give training pairs: missing, empty, unreadable or too few identities."""
 
 
@@ -81,13 +82,6 @@ class _Unit:
     mtime_ns: int
 
 
-def default_cache_dir() -> Path:
-    """Where prepared arrays are kept: ``$XDG_CACHE_HOME/rodi/pairs`` or the OS equivalent."""
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("rodi")) / "pairs"
-
-
 class PairImages:
     """Images grouped by identity, prepared once into a memory-mapped uint8 array, sampled in pairs.
 
@@ -107,7 +101,8 @@ class PairImages:
             than 3 non-test identities). Zero holds out nothing.
         split_seed: which identities are held out; the same seed and names give the same splits
             on any machine and in any listing order.
-        cache_dir: folder of prepared arrays; default :func:`default_cache_dir`.
+        cache_dir: folder of prepared arrays; default the user cache's ``pairs`` folder (see
+            :func:`rodi.cache.user_cache`).
         progress: show a progress bar while preparing.
 
     Attributes:
@@ -144,7 +139,7 @@ class PairImages:
         self.flip = bool(flip)
         self.validation_fraction = float(validation_fraction)
         self.split_seed = int(split_seed)
-        self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else user_cache("pairs")
         self.progress = progress
         if not self.root.exists():
             raise PairDataError(f"{self.root}: no such file or folder")
@@ -284,7 +279,8 @@ class PairImages:
 
     def _build(self, units: list[_Unit], npy: Path, meta_file: Path, key: str) -> dict:
         """Decode every unit into a new array, written under a temporary name and renamed only when
-        complete (with its description written last), so an interrupted build is never reused."""
+        complete (with its description written last, the same way: see
+        :func:`rodi.atomic.replacing`), so an interrupted build is never reused."""
         skipped: list[list[str]] = []
         partly_read: list[list[str]] = []
         reserve = []
@@ -300,9 +296,7 @@ class PairImages:
             raise PairDataError(self._nothing_usable(f"none of its {len(units)} {self.file_kind} files "
                                                      "could be read", problems))
         s = self.image_size
-        tag = f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        tmp_npy, tmp_meta = npy.with_name(npy.name + tag), meta_file.with_name(meta_file.name + tag)
-        try:
+        with replacing(npy) as tmp_npy:
             data = np.lib.format.open_memmap(tmp_npy, mode="w+", dtype=np.uint8, shape=(sum(reserve), 3, s, s))
             row = 0
             bar = tqdm(total=sum(reserve), unit="image", desc=f"preparing {self.root.name}",
@@ -325,14 +319,10 @@ class PairImages:
                     bar.update(reserve[i] - counts[i])
             data.flush()
             del data
-            os.replace(tmp_npy, npy)
-            meta = {"key": key, "root": os.path.realpath(self.root), "settings": self._settings(),
-                    "counts": counts, "skipped": skipped, "partly_read": partly_read}
+        meta = {"key": key, "root": os.path.realpath(self.root), "settings": self._settings(),
+                "counts": counts, "skipped": skipped, "partly_read": partly_read}
+        with replacing(meta_file) as tmp_meta:
             tmp_meta.write_text(json.dumps(meta), encoding="utf-8")
-            os.replace(tmp_meta, meta_file)
-        finally:
-            for tmp in (tmp_npy, tmp_meta):
-                tmp.unlink(missing_ok=True)
         self._remove_stale(meta_file, meta)
         return meta
 
@@ -797,32 +787,3 @@ def open_pair_source(path: str | os.PathLike, kind: str | None = None, **options
                 raise PairDataError(f"{name}={value!r} applies to video folders only, and {path} is "
                                     f"opened as {kind!r}")
     return _SOURCES[kind](path, **options)
-
-
-def inspect_source(source, out_png: str | os.PathLike, pairs: int = 8, seed: int = 0,
-                   split: str = "train") -> dict:
-    """Write a contact sheet of training pairs and return the source's summary.
-
-    Works for any source with ``sample_pairs`` (also :class:`~rodi.data.sprites.SpriteSheets`).
-    The PNG has one row per pair, the appearance image left and the pose image right, on a grey
-    grid with 2-pixel gaps: ``2 S + 6`` pixels wide and ``pairs * (S + 2) + 2`` high.
-
-    Returns:
-        ``source.summary()`` where the source has one, else the identities per split.
-    """
-    batch = source.sample_pairs(pairs, torch.Generator().manual_seed(seed), split=split)
-    images = torch.stack([batch["appearance_image"], batch["pose_image"]], dim=1)
-    images = ((images + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 1, 3, 4, 2).numpy()
-    s, gap = images.shape[2], 2
-    sheet = np.full((pairs * (s + gap) + gap, 2 * s + 3 * gap, 3), 128, dtype=np.uint8)
-    for i in range(pairs):
-        for j in range(2):
-            y, x = gap + i * (s + gap), gap + j * (s + gap)
-            sheet[y:y + s, x:x + s] = images[i, j]
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(sheet).save(out_png)
-    summary = getattr(source, "summary", None)
-    if callable(summary):
-        return summary()
-    return {"identities": {name: len(source.split(name)) for name in SPLITS}}

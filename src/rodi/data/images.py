@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from rodi.data.errors import DataError
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 FITS = ("pad", "crop")
 
@@ -24,8 +26,9 @@ _DECODE_ERRORS = (
 )
 
 
-class MediaReadError(ValueError):
+class MediaReadError(DataError):
     """A media file (image or video) that cannot be used; the message names it and says why.
+    A :class:`~rodi.data.errors.DataError`, and so a ``ValueError`` as before.
 
     Attributes:
         path: the file.

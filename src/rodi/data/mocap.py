@@ -23,9 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pybullet_data
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
+from rodi.cache import user_cache
+from rodi.data.errors import DataError
 from rodi.data.rendered import SPLITS, LabelledCharacters, cached_arrays
 
 CLIPS = ("walk", "run", "jump", "punch", "spin", "dance_a", "cartwheel", "backflip", "crawl",
@@ -66,7 +70,7 @@ CAMERA_FOV = 45.0  # degrees
 CACHE_VERSION = 2
 
 
-class MocapDataError(RuntimeError):
+class MocapDataError(DataError, RuntimeError):
     """pybullet or its data is missing, or the render cache cannot be built."""
 
 
@@ -82,17 +86,12 @@ class MocapPoses:
     labels: np.ndarray
 
 
-def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/rodi/mocap`` or the OS equivalent."""
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("rodi")) / "mocap"
-
-
 def _import_pybullet():
+    # imported here, not at the top: importing pybullet prints "pybullet build time: ..." from C to
+    # stdout, so it is imported only to render (inside _quiet_native_output) or to read a clip,
+    # never when rodi.data is imported or the renders come from the cache
     try:
         import pybullet
-        import pybullet_data
     except ImportError as err:  # pragma: no cover - pybullet is a dependency
         raise MocapDataError(f"the mocap source needs pybullet ({err}); pip install pybullet") from None
     return pybullet, pybullet_data
@@ -160,8 +159,6 @@ def render_poses(image_size: int, frame_stride: int = 3, yaws: int = 8,
     Raises:
         MocapDataError: pybullet cannot load the humanoid or a clip.
     """
-    from tqdm import tqdm
-
     with _quiet_native_output():
         pb, pybullet_data = _import_pybullet()
         client = pb.connect(pb.DIRECT)
@@ -225,8 +222,6 @@ def render_poses(image_size: int, frame_stride: int = 3, yaws: int = 8,
 
 
 def _cache_key(image_size: int, frame_stride: int, yaws: int, clips: tuple[str, ...]) -> str:
-    import pybullet_data
-
     clip_bytes = b"".join((Path(pybullet_data.getDataPath()) / "data" / "motions" /
                            f"humanoid3d_{c}.txt").read_bytes() for c in clips)
     spec = json.dumps([CACHE_VERSION, image_size, frame_stride, yaws, clips, CAMERA_DISTANCE,
@@ -236,11 +231,12 @@ def _cache_key(image_size: int, frame_stride: int, yaws: int, clips: tuple[str, 
 
 def cached_poses(image_size: int, frame_stride: int = 3, yaws: int = 8,
                  cache_dir: str | os.PathLike | None = None, progress: bool = True) -> MocapPoses:
-    """:func:`render_poses`, rendered once and then read from ``cache_dir`` (default
-    :func:`default_cache_dir`). The cache file is written atomically and named by a hash of the
-    settings and the clips, so a changed setting renders again and a killed build leaves nothing.
+    """:func:`render_poses`, rendered once and then read from ``cache_dir`` (default: the user
+    cache's ``mocap`` folder, see :func:`rodi.cache.user_cache`). The cache file is written
+    atomically and named by a hash of the settings and the clips, so a changed setting renders
+    again and a killed build leaves nothing.
     """
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache = Path(cache_dir) if cache_dir is not None else user_cache("mocap")
     path = cache / f"poses-{image_size}-{_cache_key(image_size, frame_stride, yaws, CLIPS)}.npz"
     arrays = cached_arrays(path, lambda: vars(render_poses(image_size, frame_stride, yaws, CLIPS, progress)),
                            "mocap renders")
@@ -267,7 +263,7 @@ class MocapHumanoid(LabelledCharacters):
         image_size: side S of the square images in pixels.
         frame_stride: every how many clip frames (at 30 frames/s) a pose is rendered.
         yaws: camera directions around the body.
-        cache_dir: where renders are cached (default :func:`default_cache_dir`).
+        cache_dir: where renders are cached (default: the user cache's ``mocap`` folder).
         progress: show a progress bar while rendering the first time.
 
     Raises:

@@ -9,7 +9,6 @@ frame), and may override the pose-drawing hooks.
 
 from __future__ import annotations
 
-import os
 import warnings
 import zipfile
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import Callable
 
 import numpy as np
 import torch
+
+from rodi.atomic import replacing
 
 POSE_ATTRIBUTES = ("action", "direction", "frame")
 SPLITS = ("train", "validation", "test")
@@ -27,9 +28,9 @@ VALIDATION_SEED = 1357
 def cached_arrays(path: Path, build: Callable[[], dict[str, np.ndarray]], what: str) -> dict[str, np.ndarray]:
     """The arrays stored in ``path`` (.npz), else ``build()``'s, saved there for next time.
 
-    The file is written to a temporary name and renamed, so a killed build leaves nothing that is
-    later trusted; an unreadable file is built again and replaced; a cache folder that cannot be
-    written only gives a warning naming ``what``.
+    The file is written to a temporary name and renamed (:func:`rodi.atomic.replacing`), so a
+    killed build leaves nothing that is later trusted; an unreadable file is built again and
+    replaced; a cache folder that cannot be written only gives a warning naming ``what``.
     """
     if path.is_file():
         try:
@@ -39,11 +40,8 @@ def cached_arrays(path: Path, build: Callable[[], dict[str, np.ndarray]], what: 
             pass  # unreadable cache: build again and replace it
     arrays = build()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
+        with replacing(path) as tmp, open(tmp, "wb") as f:  # a file object: savez adds no suffix
             np.savez(f, **arrays)
-        os.replace(tmp, path)
     except OSError as err:
         warnings.warn(f"could not cache {what} in {path.parent} ({err}); they will be prepared again "
                       "next time", stacklevel=3)

@@ -30,10 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pooch
 import torch
-
-from rodi.data.rendered import LabelledCharacters
 from PIL import Image
+
+from rodi.cache import user_cache
+from rodi.config import PROTOCOLS
+from rodi.data.errors import DataError
+from rodi.data.rendered import LabelledCharacters
 
 CELL = 64
 SHEET_SIZE = (832, 1344)  # width, height: 13 columns x 21 rows of 64x64 cells
@@ -106,10 +110,9 @@ SHEET_SHA256 = {
 }
 DOWNLOAD_BASE_URL = "https://raw.githubusercontent.com/YingzhenLi/Sprites/master/"
 ENV_ROOT = "RODI_SPRITES_ROOT"
-PROTOCOLS = ("sprites", "sprites-full")
 
 
-class SpritesDataError(RuntimeError):
+class SpritesDataError(DataError, RuntimeError):
     """The layer sheets are missing, unreadable or not the expected ones."""
 
 
@@ -191,16 +194,10 @@ def _looks_like_root(path: Path) -> bool:
     return all((path / f).is_file() for f in _sheet_files())
 
 
-def default_cache_dir() -> Path:
-    """Where downloaded sheets are kept: ``$XDG_CACHE_HOME/rodi/lpc-sprites`` or the OS equivalent."""
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("rodi")) / "lpc-sprites"
-
-
 def locate_sheets(root: str | os.PathLike | None = None, download: bool = True) -> Path:
-    """Find the folder of layer sheets: ``root``, else ``$RODI_SPRITES_ROOT``, else the user cache,
-    else download them into the user cache (checksums verified).
+    """Find the folder of layer sheets: ``root``, else ``$RODI_SPRITES_ROOT``, else the user cache
+    (``user_cache("lpc-sprites")``, see :func:`rodi.cache.user_cache`), else download them into the
+    user cache (checksums verified).
 
     Raises:
         SpritesDataError: the given folder lacks sheets, or nothing was found and the download
@@ -220,7 +217,7 @@ def locate_sheets(root: str | os.PathLike | None = None, download: bool = True) 
     if env:
         return locate_sheets(env, download=False)
     looked.append(f"${ENV_ROOT} (not set)")
-    cache = default_cache_dir()
+    cache = user_cache("lpc-sprites")  # where downloaded sheets are kept
     if _looks_like_root(cache):
         return cache
     looked.append(f"the user cache {cache}")
@@ -237,8 +234,6 @@ def locate_sheets(root: str | os.PathLike | None = None, download: bool = True) 
 
 
 def _download(cache: Path) -> Path:
-    import pooch
-
     fetcher = pooch.create(
         path=cache, base_url=DOWNLOAD_BASE_URL,
         registry={f: f"sha256:{h}" for f, h in SHEET_SHA256.items()},
@@ -246,8 +241,6 @@ def _download(cache: Path) -> Path:
     for f in _sheet_files():
         fetcher.fetch(f)
     return cache
-
-
 
 
 def _load_sheet(path: Path) -> np.ndarray:

@@ -14,6 +14,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
 
+import av
 import numpy as np
 from PIL import Image
 
@@ -91,8 +92,6 @@ def _open(path: Path):
         VideoReadError: the file is missing, unreadable or has no video stream.
         StillImageError: FFmpeg opens it as a still image (PNG, JPEG, WebP, ...), whatever its name.
     """
-    import av
-
     if not path.is_file():
         raise VideoReadError(path, "no such file")
     try:
@@ -132,8 +131,6 @@ def probe_video(path: str | os.PathLike, time_window: tuple[float, float | None]
         StillImageError: the file is a still image (see :func:`_open`), or a GIF or APNG of
             one frame.
     """
-    import av
-
     path = Path(path)
     with _open(path) as container:
         stream = container.streams.video[0]
@@ -191,8 +188,6 @@ def _decode(container, stream) -> Iterator:
     Raises:
         av.FFmpegError: any other packet fails to decode.
     """
-    import av
-
     for packet in container.demux(stream):
         try:
             frames = packet.decode()
@@ -222,8 +217,6 @@ def video_frames(path: str | os.PathLike, size: int, background: tuple[int, int,
             decoded until then have been yielded).
         StillImageError: the file is a still image (see :func:`_open`).
     """
-    import av
-
     path = Path(path)
     with _open(path) as container:
         stream = container.streams.video[0]

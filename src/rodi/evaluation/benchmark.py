@@ -10,21 +10,20 @@ from pathlib import Path
 
 import numpy as np
 
-from rodi.config import Config, ConfigError, load_config, to_dict
+from rodi.config import VARIANTS, Config, ConfigError, load_config, to_dict
 from rodi.data.sources import open_source
+from rodi.evaluation.metrics import csv_columns, metric
 from rodi.evaluation.report import evaluate_state, write_report
+from rodi.evaluation.validation import validation
 from rodi.training.loop import checkpoint_path, train
 from rodi.training.state import TrainState
-from rodi.viz import plot_training_curves, plot_violins, side_by_side
+from rodi.variants import variant
+from rodi.evaluation.plots import plot_training_curves, plot_violins, side_by_side
 
-COLUMNS = (
-    "variant", "step", "train_minutes", "triplet_mse_mean", "triplet_mse_median", "triplet_mse_std",
-    "reconstruction_mse_mean", "ssim_mean", "psnr_db_mean", "pose_pck@0.05", "pose_pck@0.1",
-    "pose_pixel_error", "pose_label_accuracy", "appearance_retention", "normalised_pose",
-    "normalised_appearance", "pose_to_appearance", "pose_to_appearance_chance", "pose_mean_to_appearance",
-    "appearance_to_pose", "appearance_to_pose_chance", "appearance_to_appearance", "pose_to_pose",
-    "pose_mean_to_pose", "posthoc_mi_nats", "posthoc_mi_mean_nats", "final_gamma", "images_per_s",
-)
+COLUMNS = csv_columns()  # of results.csv, from rodi.evaluation.metrics
+# the entries of the second table of results.md (transfers as the judges read them), after SSIM and PSNR
+JUDGED = ("pose_accuracy.pck@0.05", "pose_accuracy.pck@0.1", "pose_accuracy.pixel_error", "pose_accuracy",
+          "appearance_retention.mean", "normalised.pose", "normalised.appearance")
 
 
 def budget_overrides(budget: str) -> list[str]:
@@ -60,28 +59,26 @@ def run_benchmark(cfg: Config, variants: list[str], budget: str, out_dir: str | 
     and floors where the data has exact renders), ``triplet_mse_violins.png``,
     ``transfer_matrices.png`` (all variants side by side, same inputs), each variant's report
     (``<variant>/report/``: the page and metrics of ``rodi evaluate``), and
-    ``rodi_training_curves.png`` when ``rodi`` is among the variants. A variant whose
+    ``<variant>_training_curves.png`` for each variant with an adaptive gamma (``rodi``). A variant whose
     ``report/metrics.json`` exists is not run again; an interrupted one resumes from its checkpoint.
 
     Raises:
         ConfigError: an unknown variant or a malformed budget.
     """
-    from rodi.config import VARIANTS
-
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or not variants:
         raise ConfigError(f"unknown variants {unknown or variants}; choose from {', '.join(VARIANTS)}")
     out_dir = Path(out_dir)
     source = open_source(cfg.data, cfg.model.image_size, progress)
     results, errors, matrices, bounds = [], {}, {}, {}
-    for variant in variants:
-        vdir = out_dir / variant
+    for name in variants:
+        vdir = out_dir / name
         run_dir = vdir / "run"
-        vcfg = load_config(None, [f"objective.variant={variant}", f"train.out_dir={run_dir}",
+        vcfg = load_config(None, [f"objective.variant={name}", f"train.out_dir={run_dir}",
                                   *budget_overrides(budget)], base=to_dict(cfg))
         done = vdir / "report" / "metrics.json"
         if not done.exists():
-            train(vcfg, resume=checkpoint_path(run_dir).exists(), progress=progress)
+            train(vcfg, resume=checkpoint_path(run_dir).exists(), progress=progress, validate=validation(vcfg))
             state = TrainState.from_checkpoint(checkpoint_path(run_dir))
             metrics, errs = evaluate_state(state, source, progress=progress)
             metrics = {"checkpoint": str(checkpoint_path(run_dir)), **metrics,
@@ -91,13 +88,13 @@ def run_benchmark(cfg: Config, variants: list[str], budget: str, out_dir: str | 
         metrics = json.loads(done.read_text())
         results.append(_row(metrics))
         bounds = _bounds(metrics) or bounds
-        errors[variant] = np.load(vdir / "triplet_mse.npy")
-        matrices[variant] = vdir / "report" / "transfer_matrix.png"
+        errors[name] = np.load(vdir / "triplet_mse.npy")
+        matrices[name] = vdir / "report" / "transfer_matrix.png"
     _write_tables(results, out_dir, budget, bounds)
     plot_violins(errors, out_dir / "triplet_mse_violins.png")
     side_by_side(matrices, out_dir / "transfer_matrices.png")
-    if "rodi" in variants:
-        plot_training_curves(out_dir / "rodi" / "run" / "scalars.csv", out_dir / "rodi_training_curves.png",
+    for name in (v for v in variants if variant(v).adaptive_gamma):  # where gamma moves: rodi
+        plot_training_curves(out_dir / name / "run" / "scalars.csv", out_dir / f"{name}_training_curves.png",
                              epsilon=cfg.objective.epsilon)
     return out_dir
 
@@ -145,6 +142,16 @@ def _fmt(v) -> str:
     return "" if v is None else str(v)
 
 
+def _short(key: str) -> str:
+    """The results.md header of an entry of :data:`rodi.evaluation.metrics.METRICS`."""
+    return metric(key).short
+
+
+def _header(*cells: str) -> list[str]:
+    """The header row and rule of a results.md table."""
+    return ["| " + " | ".join(cells) + " |", "|" + "---|" * len(cells)]
+
+
 def _write_tables(rows: list[dict], out_dir: Path, budget: str, bounds: dict) -> None:
     with (out_dir / "results.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
@@ -155,10 +162,10 @@ def _write_tables(rows: list[dict], out_dir: Path, budget: str, bounds: dict) ->
     lines = [f"Budget per variant: {budget}. Triplet and reconstruction MSE: pixels in [-1, 1]; probes: "
              "test accuracy on held-out characters (chance in brackets), pose code as a posterior sample "
              "/ as the posterior mean; post-hoc MI(pose; appearance) in nats, sample / mean.", "",
-             "| variant | steps | triplet MSE mean | median | std | self-rec. MSE | pose->app. (sample / mean) "
-             "| app.->pose | app.->app. | pose->pose (sample / mean) | post-hoc MI (sample / mean) "
-             "| final gamma | images/s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             *_header(_short("variant"), _short("step"), f"{_short('triplet_mse')} mean", "median", "std",
+                      *map(_short, ("reconstruction_mse", "probes.pose_to_appearance", "probes.appearance_to_pose",
+                                    "probes.appearance_to_appearance", "probes.pose_to_pose", "posthoc_mi_nats",
+                                    "gamma", "images_per_s")))]
     for r in rows:
         cells = [r["variant"], str(r["step"]), _fmt(r["triplet_mse_mean"]), _fmt(r["triplet_mse_median"]),
                  _fmt(r["triplet_mse_std"]), _fmt(r["reconstruction_mse_mean"]),
@@ -170,17 +177,14 @@ def _write_tables(rows: list[dict], out_dir: Path, budget: str, bounds: dict) ->
                  f"{_fmt(r['posthoc_mi_nats'])} / {_fmt(r.get('posthoc_mi_mean_nats'))}",
                  _fmt(r["final_gamma"]), _fmt(r["images_per_s"])]
         lines.append("| " + " | ".join(cells) + " |")
-    judged = ("pose_pck@0.05", "pose_pck@0.1", "pose_pixel_error", "pose_label_accuracy", "appearance_retention",
-              "normalised_pose", "normalised_appearance")
+    judged = [metric(k).columns[0] for k in JUDGED]
     lines += ["", "Transfers against exact targets: SSIM and PSNR (dB); pose accuracy (PCK at 0.05 and 0.1 of "
               "the image side, mean keypoint error in pixels, mean accuracy of the pose labels) and appearance "
               "retention (mean attribute accuracy) as a judge trained on exact renders reads them. Ceiling: the "
               "judge on the exact targets; floor: the best of the input that should not show through, the mean "
               "held-out target and a constant average body. Normalised: (score - floor) / (ceiling - floor) per "
               "metric or attribute, then averaged (pose: PCK@0.1, or the pose labels where there are no keypoints).", "",
-              "| variant | SSIM | PSNR | PCK@0.05 | PCK@0.1 | keypoint error (px) | pose labels | appearance retention "
-              "| normalised pose | normalised appearance |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              *_header(*map(_short, ("variant", "image_quality.ssim", "image_quality.psnr_db", *JUDGED)))]
     for r in rows + [{"variant": f"*{k}*", **v} for k, v in bounds.items()]:
         cells = [r["variant"], _fmt(r.get("ssim_mean")), _fmt(r.get("psnr_db_mean")), *(_fmt(r.get(k)) for k in judged)]
         lines.append("| " + " | ".join(cells) + " |")

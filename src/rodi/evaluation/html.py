@@ -10,13 +10,7 @@ from pathlib import Path
 from jinja2 import Environment
 
 from rodi.atomic import replacing
-
-PROBES = (("pose_to_appearance", "pose sample -> appearance", "leak: chance is best"),
-          ("pose_mean_to_appearance", "pose mean -> appearance", "leak: chance is best"),
-          ("appearance_to_pose", "appearance -> pose", "leak: chance is best"),
-          ("appearance_to_appearance", "appearance -> appearance", "information kept: high is best"),
-          ("pose_to_pose", "pose sample -> pose", "information kept: high is best"),
-          ("pose_mean_to_pose", "pose mean -> pose", "information kept: high is best"))
+from rodi.evaluation import metrics as table
 
 _TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -30,8 +24,8 @@ figure { margin: 1em 0 2em; } figure img { max-width: 100%; image-rendering: pix
 .note { color: #555; font-size: 0.9em; }
 </style></head><body>
 <h1>rodi report: {{ m.variant }} on {{ m.protocol }}, step {{ m.step }}</h1>
-<p>Checkpoint <code>{{ m.checkpoint }}</code>; {{ "%.1f"|format(m.train_seconds / 60) }} min of training;
-gamma {{ "%.4g"|format(m.gamma) }}, lambda {{ "%.4g"|format(m.lambda) }} (epsilon {{ m.epsilon }}).</p>
+<p>Checkpoint <code>{{ m.checkpoint }}</code>; {{ "%.1f"|format(m.train_seconds / 60) }} {{ metric("train_seconds").unit }} of training;
+{{ label("gamma") }} {{ "%.4g"|format(m.gamma) }}, {{ label("lambda") }} {{ "%.4g"|format(m.lambda) }} ({{ label("epsilon") }} {{ m.epsilon }}).</p>
 
 <h2>Transfer on {{ m.num_triplets }} held-out {{ m.transfer_target }}</h2>
 <p class="note">Pixels in [-1, 1]. {% if m.transfer_target == "pairs" %}User data has no third image:
@@ -51,14 +45,14 @@ PCK: fraction of keypoints within 0.05 or 0.1 of the image side of the target's 
 labels: accuracy against the pose input's label. A transfer can score below its floor when it
 shows neither input's pose.</p>
 <table><tr><th>measure</th><th>floor</th><th>transfer</th><th>ceiling</th><th>normalised</th></tr>
-{% for name, v in m.pose_accuracy.items() %}<tr><td>{{ name }}</td><td>{{ fmt(v.floor) }}</td><td><b>{{ fmt(v.transfer) }}</b></td><td>{{ fmt(v.ceiling) }}</td><td>{{ fmt(v.normalised) }}</td></tr>
+{% for name, v in m.pose_accuracy.items() %}<tr><td>{{ label("pose_accuracy." ~ name) }}</td><td>{{ fmt(v.floor) }}</td><td><b>{{ fmt(v.transfer) }}</b></td><td>{{ fmt(v.ceiling) }}</td><td>{{ fmt(v.normalised) }}</td></tr>
 {% endfor %}</table>
 <h2>Appearance retention of transfers</h2>
 <p class="note">Accuracy of the judge's attribute predictions on each transfer against the appearance input's attributes.
 Ceiling: the judge on the exact targets. Floor: the best of the pose input (whose appearance is wrong), the mean
 held-out target image and the constant average body. The mean's normalised score is the mean of the attributes' normalised scores.</p>
 <table><tr><th>attribute</th><th>floor</th><th>transfer</th><th>ceiling</th><th>normalised</th></tr>
-{% for name, v in m.appearance_retention.items() %}<tr><td>{{ name }}</td><td>{{ fmt(v.floor) }}</td><td><b>{{ fmt(v.transfer) }}</b></td><td>{{ fmt(v.ceiling) }}</td><td>{{ fmt(v.normalised) }}</td></tr>
+{% for name, v in m.appearance_retention.items() %}<tr><td>{{ label("appearance_retention." ~ name) }}</td><td>{{ fmt(v.floor) }}</td><td><b>{{ fmt(v.transfer) }}</b></td><td>{{ fmt(v.ceiling) }}</td><td>{{ fmt(v.normalised) }}</td></tr>
 {% endfor %}</table>
 {% endif %}
 
@@ -71,8 +65,8 @@ Post-hoc MI: a critic trained after the fact on frozen codes, in nats.</p>
 <table><tr><th>probe</th><th>accuracy</th><th>chance</th><th>reading</th></tr>
 {% for key, name, reading in probes if key in m.probes %}<tr><td>{{ name }}</td><td>{{ fmt(m.probes[key]) }}</td><td>{{ fmt(m.probes[key + "_chance"]) }}</td><td>{{ reading }}</td></tr>
 {% endfor %}
-{% if m.posthoc_mi_nats is not none %}<tr><td>post-hoc MI(pose sample; appearance)</td><td>{{ fmt(m.posthoc_mi_nats) }} nats</td><td>0</td><td>leak: 0 nats is best</td></tr>
-<tr><td>post-hoc MI(pose mean; appearance)</td><td>{{ fmt(m.posthoc_mi_mean_nats) }} nats</td><td>0</td><td>leak: 0 nats is best</td></tr>{% endif %}
+{% if m.posthoc_mi_nats is not none %}{% for x in mi %}<tr><td>{{ x.label }}</td><td>{{ fmt(m[x.key]) }} {{ x.unit }}</td><td>0</td><td>{{ x.note }}</td></tr>{% if not loop.last %}
+{% endif %}{% endfor %}{% endif %}
 </table>
 {% endif %}
 
@@ -82,6 +76,12 @@ Post-hoc MI: a critic trained after the fact on frozen codes, in nats.</p>
 {% endfor %}
 </body></html>
 """
+
+
+def _titled(key: str) -> str:
+    """The label of a transfer measure with how to read it or its unit: ``transfer PSNR (dB)``."""
+    m = table.metric(key)
+    return f"{m.label} ({m.note or m.unit})" if m.note or m.unit else m.label
 
 
 def _fmt(v) -> str:
@@ -105,13 +105,16 @@ def write_html(metrics: dict, figures: list[tuple[str, str | os.PathLike, str]],
     path = Path(path)
     figs = [{"name": name, "caption": caption, "file": os.path.relpath(file, path.parent),
              "data": base64.b64encode(Path(file).read_bytes()).decode("ascii")} for name, file, caption in figures]
-    quality = [("transfer MSE", metrics["triplet_mse"]), ("self-reconstruction MSE", metrics["reconstruction_mse"])]
+    quality = [(_titled("triplet_mse"), metrics["triplet_mse"]),
+               (_titled("reconstruction_mse"), metrics["reconstruction_mse"])]
     if "image_quality" in metrics:
-        quality += [("transfer SSIM (1 is exact)", metrics["image_quality"]["ssim"]),
-                    ("transfer PSNR (dB)", metrics["image_quality"]["psnr_db"])]
+        quality += [(_titled("image_quality.ssim"), metrics["image_quality"]["ssim"]),
+                    (_titled("image_quality.psnr_db"), metrics["image_quality"]["psnr_db"])]
+    probes = [(x.key.removeprefix("probes."), x.label, x.note) for x in table.under("probes")]
+    mi = [table.metric("posthoc_mi_nats"), table.metric("posthoc_mi_mean_nats")]
     page = Environment(autoescape=True).from_string(_TEMPLATE).render(
         m={"probes": {}, "posthoc_mi_nats": None, "pose_accuracy": None, **metrics}, figures=figs,
-        quality=quality, probes=PROBES, fmt=_fmt)
+        quality=quality, probes=probes, mi=mi, fmt=_fmt, label=table.label, metric=table.metric)
     with replacing(path) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return path

@@ -36,8 +36,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
+from rodi.atomic import read_safetensors, write_safetensors
+from rodi.cache import user_cache
+from rodi.data.protocols import KeypointSource, LabelledSource
 from rodi.data.rendered import cached_arrays
+from rodi.evaluation.metrics import lower_is_better
 
 JUDGE_VERSION = 1
 JUDGE_FORMAT = "rodi-judge"
@@ -46,13 +51,6 @@ JUDGE_LR = 3e-3
 BLURRED_FRACTION = 0.5  # of each training batch (see _blur_half)
 KEYPOINT_QUANTUM = 1 / 16  # pixels: keypoints are hashed at this resolution, not at float precision
 PCK_THRESHOLDS = (0.05, 0.1)  # fractions of the image side
-
-
-def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/rodi/judges`` or the OS equivalent."""
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("rodi")) / "judges"
 
 
 def _block(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
@@ -145,7 +143,7 @@ class Judge:
 
 def supports_judges(source) -> bool:
     """Whether ``source`` renders labelled characters exactly (what a judge learns from)."""
-    return all(hasattr(source, a) for a in ("render", "characters", "labels", "appearance_attributes"))
+    return isinstance(source, LabelledSource)
 
 
 def _classes(source) -> dict[str, int]:
@@ -155,8 +153,9 @@ def _classes(source) -> dict[str, int]:
 
 
 def _new_net(source) -> JudgeNet:
+    # any one render does (not an evaluation seed): only its size and keypoint count are read
     character, pose = _sample(source, 1, torch.Generator().manual_seed(0))
-    keypoints = len(source.keypoints(character, pose)[0]) if hasattr(source, "keypoints") else 0
+    keypoints = len(source.keypoints(character, pose)[0]) if isinstance(source, KeypointSource) else 0
     return JudgeNet(source.render(character, pose).shape[-1], _classes(source), keypoints)
 
 
@@ -191,8 +190,6 @@ def train_judge(source, steps: int, batch_size: int, seed: int = 0, lr: float = 
     net = _new_net(source)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0 - i / steps)
-    from tqdm.auto import tqdm
-
     for _ in tqdm(range(steps), desc="training the judge", disable=not progress, leave=False):
         character, pose = _sample(source, batch_size, g)
         x = _blur_half(source.render(character, pose), g)
@@ -242,7 +239,7 @@ def _fingerprint(source, steps: int, batch_size: int, seed: int) -> str:
     h.update(pixels.numpy().tobytes())
     for v in source.labels(character, pose).values():
         h.update(v.long().numpy().tobytes())
-    if hasattr(source, "keypoints"):
+    if isinstance(source, KeypointSource):
         h.update((source.keypoints(character, pose) / KEYPOINT_QUANTUM).round().long().numpy().tobytes())
     width = JudgeNet.__init__.__defaults__[-1]
     h.update(json.dumps([JUDGE_VERSION, type(source).__name__, len(source.characters), source.num_poses,
@@ -275,8 +272,6 @@ def read_judge_file(path: str | os.PathLike, source) -> tuple[Judge, dict]:
         JudgeFileError: the file is unreadable, is not a judge, or its weights do not fit
             ``source``'s judge network.
     """
-    from rodi.atomic import read_safetensors
-
     raw, tensors = read_safetensors(path, JudgeFileError)
     if raw.get("format") != JUDGE_FORMAT or raw.get("judge_version") != str(JUDGE_VERSION):
         raise JudgeFileError(f"{path} is not a rodi judge of version {JUDGE_VERSION} "
@@ -313,8 +308,6 @@ def write_judge_file(judge: Judge, source, path: str | os.PathLike, ceilings: di
     Raises:
         OSError: the file cannot be written (nothing is left at ``path`` then).
     """
-    from rodi.atomic import write_safetensors
-
     metadata = {
         "format": JUDGE_FORMAT, "judge_version": str(JUDGE_VERSION), "source": type(source).__name__,
         "fingerprint": judge.fingerprint, "licence": licence, "credit": credit,
@@ -333,8 +326,6 @@ def judge_ceilings(judge: Judge, source, n: int, seed: int) -> dict:
     seed)``, as ``rodi evaluate`` draws them): ``pose`` per metric (``pck@0.05``, ``pck@0.1`` in
     [0, 1], ``pixel_error`` in pixels, one accuracy per pose label) and ``appearance`` per attribute,
     each a float; plus ``n`` and ``seed``."""
-    from rodi.evaluation.report import summarize_judged
-
     scores: dict[str, list[torch.Tensor]] = {}
     indices = source.triplet_indices(n, seed)
     for chunk in indices.split(250):
@@ -363,11 +354,12 @@ CHECK_TRIPLETS = 64  # the sample a test reproduces a shipped judge's ceilings o
 
 def ship_judge(source, steps: int, batch_size: int, num_triplets: int, triplet_seed: int,
                out_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
-               progress: bool = True) -> tuple[Path, dict]:
+               progress: bool = True, seed: int = 0) -> tuple[Path, dict]:
     """Write the judge of a built-in source (from ``out_dir`` if it is there, else the cache, else
     trained) into ``out_dir`` as a shipped file: its ceilings on the ``num_triplets`` held-out
     triplets ``rodi evaluate`` draws with ``triplet_seed``, and on :data:`CHECK_TRIPLETS` of them
-    for the test, the recipe, the licence and the credit (``rodi judge``).
+    for the test, the recipe, the licence and the credit (``rodi judge``). ``seed`` is the judge's
+    (``evaluation.judge_seed``), part of its recipe and so of its fingerprint.
 
     Returns:
         The file, and its ceilings.
@@ -378,7 +370,7 @@ def ship_judge(source, steps: int, batch_size: int, num_triplets: int, triplet_s
     name = type(source).__name__
     if name not in LICENCES or not supports_judges(source):
         raise ValueError(f"only the built-in rendered sources ship judges, not {name}")
-    judge = load_or_train_judge(source, steps, batch_size, cache_dir=cache_dir, progress=progress,
+    judge = load_or_train_judge(source, steps, batch_size, seed, cache_dir=cache_dir, progress=progress,
                                 shipped_dir=out_dir)
     ceilings = judge_ceilings(judge, source, num_triplets, triplet_seed)
     check = judge_ceilings(judge, source, CHECK_TRIPLETS, triplet_seed)
@@ -411,7 +403,7 @@ def load_or_train_judge(source, steps: int, batch_size: int, seed: int = 0,
             raise JudgeFileError(f"{shipped}: made for renders with fingerprint {meta.get('fingerprint')!r}, "
                                  f"not {fingerprint!r}; rename or remove it")
         return judge
-    path = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = Path(cache_dir) if cache_dir is not None else user_cache("judges")
     path = path / _file_name(source, fingerprint, ".npz")
     template = _new_net(source)
     origin = "cache" if path.is_file() else "trained"
@@ -467,7 +459,7 @@ def target_equivalents(source, indices: torch.Tensor) -> dict[str, torch.Tensor]
     """``target_equivalent_<label>`` masks (see ``LabelledCharacters.label_equivalents``) of the
     targets (character A in pose p) of (n, 4) triplet ``indices``, for :func:`judge_transfers`; empty
     where the source has none."""
-    if not hasattr(source, "label_equivalents"):
+    if not isinstance(source, LabelledSource):
         return {}
     a, _, p, _ = indices.unbind(1)
     return {f"target_{k}": v for k, v in source.label_equivalents(a, p).items()}
@@ -491,7 +483,7 @@ def judge_transfers(judge: Judge, batch: dict, transfers: torch.Tensor,
         ``ceiling`` (the target judged) or a floor: ``floor_input`` (for pose: the appearance
         input, which has the wrong pose; for appearance: the pose input, which has the wrong
         appearance), ``floor_mean_image`` and ``floor_average_body`` (the constant images).
-        :func:`rodi.evaluation.report.summarize_judged` takes the best floor per metric.
+        :func:`summarize_judged` takes the best floor per metric.
         ``pose/pck@0.05``, ``pose/pck@0.1`` (fractions of keypoints within that fraction of the
         image side) and ``pose/pixel_error`` (pixels) compare with the target's keypoints, which
         are the pose input's joints on the appearance's body (mocap's body scale is appearance);
@@ -520,4 +512,60 @@ def judge_transfers(judge: Judge, batch: dict, transfers: torch.Tensor,
             out[f"pose/{name}/{scored}"] = right.float()
         for name in judge.appearance_labels:
             out[f"appearance/{name}/{scored}"] = (look[name] == batch[f"appearance_{name}"]).float()
+    return out
+
+
+def normalised(score: float, floor: float, ceiling: float) -> float | None:
+    """(score - floor) / (ceiling - floor): 0 at the floor, 1 at the ceiling, never clipped (below 0
+    is worse than a trivial output); works for lower-is-better metrics too. None where the ceiling
+    equals the floor."""
+    span = ceiling - floor
+    return (score - floor) / span if span != 0 else None
+
+
+def summarize_judged(errors: dict[str, torch.Tensor]) -> dict:
+    """Means of the judged per-triplet scores (keys ``<group>/<metric>/<scored>``), each metric's
+    floor, and normalised scores (humanoid issue's yardstick; docs/method.md section 8).
+
+    The floor of a metric is the best of the trivial outputs' means (``floor_input``,
+    ``floor_mean_image``, ``floor_average_body``; the lowest where lower is better, that is for
+    ``pixel_error``: see :mod:`rodi.evaluation.metrics`): a transfer must beat every output that
+    knows nothing it should.
+
+    Returns:
+        ``pose_accuracy``: per metric (``pck@0.05``, ``pck@0.1`` in [0, 1], ``pixel_error`` in
+        pixels, then one accuracy per pose label) a dict of ``transfer``, ``ceiling``, ``floor``,
+        the three ``floor_*`` candidates and ``normalised``;
+        ``appearance_retention``: the same per appearance attribute, and ``mean`` over attributes
+        (its ``normalised`` is the mean of the per-attribute normalised scores);
+        ``normalised``: ``pose`` (PCK@0.1 where there are keypoints, else the mean over pose
+        labels), ``pose_labels`` (mean over pose labels) and ``appearance`` (mean over attributes).
+    """
+    out = {"pose_accuracy": {}, "appearance_retention": {}}
+    for key, values in errors.items():
+        if key.count("/") != 2:
+            continue
+        group, metric, scored = key.split("/")
+        name = "pose_accuracy" if group == "pose" else "appearance_retention"
+        out[name].setdefault(metric, {})[scored] = values.double().mean().item()
+    for group in ("pose_accuracy", "appearance_retention"):
+        for metric, v in out[group].items():
+            floors = [x for k, x in v.items() if k.startswith("floor_")]
+            if floors:
+                v["floor"] = min(floors) if lower_is_better(f"{group}.{metric}") else max(floors)
+            if "floor" in v and "ceiling" in v:
+                v["normalised"] = normalised(v["transfer"], v["floor"], v["ceiling"])
+    pose, look = out["pose_accuracy"], out["appearance_retention"]
+    mean_of = lambda values: sum(values) / len(values) if values and None not in values else None  # noqa: E731
+    attributes = list(look.values())
+    if attributes:
+        keys = [k for k in attributes[0] if k != "normalised" and all(k in a for a in attributes)]
+        look["mean"] = {s: sum(a[s] for a in attributes) / len(attributes) for s in keys}
+        look["mean"]["normalised"] = mean_of([a.get("normalised") for a in attributes])
+    labels = [v.get("normalised") for k, v in pose.items() if not k.startswith(("pck@", "pixel_error"))]
+    out["normalised"] = {
+        "pose": pose["pck@0.1"].get("normalised") if "pck@0.1" in pose else mean_of(labels),
+        "pose_labels": mean_of(labels),
+        "appearance": look.get("mean", {}).get("normalised"),
+    }
     return out

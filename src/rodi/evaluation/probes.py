@@ -93,9 +93,10 @@ def probe_accuracies(train_x: torch.Tensor, train_y: dict[str, torch.Tensor], te
 
 
 def leakage_probes(train: dict, test: dict, appearance_labels: tuple[str, ...],
-                   pose_labels: tuple[str, ...] = POSE_LABELS, steps: int = 300) -> dict:
+                   pose_labels: tuple[str, ...] = POSE_LABELS, steps: int = 300, seed: int = 0) -> dict:
     """Every (code, label) probe: appearance and pose labels from each code (``pose``,
-    ``pose_mean`` where present, ``appearance``).
+    ``pose_mean`` where present, ``appearance``), each initialised from ``seed`` (see
+    :func:`probe_accuracies`).
 
     Args:
         train, test: outputs of :func:`encode_codes` (or any dicts with ``pose``/``appearance``
@@ -113,7 +114,7 @@ def leakage_probes(train: dict, test: dict, appearance_labels: tuple[str, ...],
     out: dict = {}
     for code in [c for c in CODES if c in train]:
         acc = probe_accuracies(train[code], {k: train[k] for k in labels}, test[code],
-                               {k: test[k] for k in labels}, steps)
+                               {k: test[k] for k in labels}, steps, seed=seed)
         out[f"{code}_code"] = {k: {"accuracy": acc[k], "chance": chance[k]} for k in labels}
     return out
 

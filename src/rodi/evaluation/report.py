@@ -9,12 +9,19 @@ from pathlib import Path
 
 import torch
 
+from rodi.data.protocols import LabelledSource, TripletSource
+from rodi.atomic import replacing
 from rodi.data.sources import open_source
+from rodi.evaluation.html import write_html
+from rodi.evaluation.judges import load_or_train_judge, summarize_judged, supports_judges
+from rodi.evaluation.metrics import joined, label, metric, under
 from rodi.evaluation.probes import (encode_codes, leakage_probes, pair_codes,
                                     posthoc_mutual_information, summarize_probes)
-from rodi.evaluation.judges import load_or_train_judge, supports_judges
 from rodi.evaluation.triplets import pair_errors, summarize, triplet_errors
+from rodi.inference import grid_weights, interpolate
 from rodi.training.state import TrainState
+from rodi.evaluation.plots import plot_training_curves
+from rodi.viz import interpolation_grid, save_png, save_transfer_matrix
 
 
 def evaluate_state(state: TrainState, source, num_triplets: int | None = None, progress: bool = True
@@ -26,7 +33,9 @@ def evaluate_state(state: TrainState, source, num_triplets: int | None = None, p
     :func:`rodi.evaluation.triplets.pair_errors`); the key is ``triplet_mse`` in both cases, with
     SSIM and PSNR beside it. Sources that render labelled characters exactly are also judged
     (``evaluation.judges``): pose accuracy and appearance retention of the transfers, each with the
-    judge's ceiling and floor (see :mod:`rodi.evaluation.judges` and :func:`summarize_judged`).
+    judge's ceiling and floor (see :mod:`rodi.evaluation.judges` and
+    :func:`rodi.evaluation.judges.summarize_judged`). Every random draw of the probes, the post-hoc
+    MI and the judge takes its seed from ``cfg.evaluation`` (``probe_train_seed``, ...).
 
     Returns:
         ``(metrics, errors)``: metrics as in :func:`evaluate_checkpoint`; errors with per-item
@@ -34,14 +43,15 @@ def evaluate_state(state: TrainState, source, num_triplets: int | None = None, p
     """
     cfg = state.cfg
     n = num_triplets or cfg.data.num_triplets
-    exact = hasattr(source, "triplet_indices")
+    exact = isinstance(source, TripletSource)
     e = cfg.evaluation
     judge = None
     seconds = {}
     clock = time.perf_counter()
     if exact and e.judges and supports_judges(source):
         cache = Path(cfg.data.cache_dir) / "judges" if cfg.data.cache_dir else None
-        judge = load_or_train_judge(source, e.judge_steps, e.judge_batch_size, cache_dir=cache, progress=progress)
+        judge = load_or_train_judge(source, e.judge_steps, e.judge_batch_size, e.judge_seed, cache_dir=cache,
+                                    progress=progress)
         seconds["judge"], clock = time.perf_counter() - clock, time.perf_counter()
     if exact:
         errors = triplet_errors(state.model, source, n, cfg.data.triplet_seed, judge=judge)
@@ -70,78 +80,23 @@ def evaluate_state(state: TrainState, source, num_triplets: int | None = None, p
         metrics["judge"] = {"origin": judge.origin, "fingerprint": judge.fingerprint, "train_steps": judge.train_steps}
     if e.probes:
         model = state.model
-        if hasattr(source, "appearance_attributes"):
-            train = encode_codes(model, source, "train", e.probe_train_codes, seed=11)
-            test = encode_codes(model, source, "test", e.probe_test_codes, seed=12)
+        if isinstance(source, LabelledSource):
+            train = encode_codes(model, source, "train", e.probe_train_codes, seed=e.probe_train_seed)
+            test = encode_codes(model, source, "test", e.probe_test_codes, seed=e.probe_test_seed)
             layers = source.appearance_attributes
-            detail = leakage_probes(train, test, layers, source.pose_attributes, steps=e.probe_steps)
+            detail = leakage_probes(train, test, layers, source.pose_attributes, steps=e.probe_steps,
+                                    seed=e.probe_seed)
             metrics["probes"] = summarize_probes(detail, layers, source.pose_attributes)
             metrics["probes_per_label"] = detail
             seconds["probes"], clock = time.perf_counter() - clock, time.perf_counter()
-        samples, means, appearances = pair_codes(model, source, "test", e.mi_pairs, seed=13)
-        metrics["posthoc_mi_nats"] = posthoc_mutual_information(samples, appearances, steps=e.mi_steps)
-        metrics["posthoc_mi_mean_nats"] = posthoc_mutual_information(means, appearances, steps=e.mi_steps)
+        samples, means, appearances = pair_codes(model, source, "test", e.mi_pairs, seed=e.mi_pairs_seed)
+        metrics["posthoc_mi_nats"] = posthoc_mutual_information(samples, appearances, steps=e.mi_steps,
+                                                                seed=e.mi_seed)
+        metrics["posthoc_mi_mean_nats"] = posthoc_mutual_information(means, appearances, steps=e.mi_steps,
+                                                                     seed=e.mi_seed)
         seconds["posthoc_mi"] = time.perf_counter() - clock
     metrics["evaluation_seconds"] = {k: round(v, 1) for k, v in seconds.items()}
     return metrics, errors
-
-
-LOWER_IS_BETTER = ("pixel_error",)
-
-
-def normalised(score: float, floor: float, ceiling: float) -> float | None:
-    """(score - floor) / (ceiling - floor): 0 at the floor, 1 at the ceiling, never clipped (below 0
-    is worse than a trivial output); works for lower-is-better metrics too. None where the ceiling
-    equals the floor."""
-    span = ceiling - floor
-    return (score - floor) / span if span != 0 else None
-
-
-def summarize_judged(errors: dict[str, torch.Tensor]) -> dict:
-    """Means of the judged per-triplet scores (keys ``<group>/<metric>/<scored>``), each metric's
-    floor, and normalised scores (humanoid issue's yardstick; docs/method.md section 8).
-
-    The floor of a metric is the best of the trivial outputs' means (``floor_input``,
-    ``floor_mean_image``, ``floor_average_body``; for ``pixel_error`` the lowest): a transfer
-    must beat every output that knows nothing it should.
-
-    Returns:
-        ``pose_accuracy``: per metric (``pck@0.05``, ``pck@0.1`` in [0, 1], ``pixel_error`` in
-        pixels, then one accuracy per pose label) a dict of ``transfer``, ``ceiling``, ``floor``,
-        the three ``floor_*`` candidates and ``normalised``;
-        ``appearance_retention``: the same per appearance attribute, and ``mean`` over attributes
-        (its ``normalised`` is the mean of the per-attribute normalised scores);
-        ``normalised``: ``pose`` (PCK@0.1 where there are keypoints, else the mean over pose
-        labels), ``pose_labels`` (mean over pose labels) and ``appearance`` (mean over attributes).
-    """
-    out = {"pose_accuracy": {}, "appearance_retention": {}}
-    for key, values in errors.items():
-        if key.count("/") != 2:
-            continue
-        group, metric, scored = key.split("/")
-        name = "pose_accuracy" if group == "pose" else "appearance_retention"
-        out[name].setdefault(metric, {})[scored] = values.double().mean().item()
-    for group in ("pose_accuracy", "appearance_retention"):
-        for metric, v in out[group].items():
-            floors = [x for k, x in v.items() if k.startswith("floor_")]
-            if floors:
-                v["floor"] = min(floors) if metric in LOWER_IS_BETTER else max(floors)
-            if "floor" in v and "ceiling" in v:
-                v["normalised"] = normalised(v["transfer"], v["floor"], v["ceiling"])
-    pose, look = out["pose_accuracy"], out["appearance_retention"]
-    mean_of = lambda values: sum(values) / len(values) if values and None not in values else None  # noqa: E731
-    attributes = list(look.values())
-    if attributes:
-        keys = [k for k in attributes[0] if k != "normalised" and all(k in a for a in attributes)]
-        look["mean"] = {s: sum(a[s] for a in attributes) / len(attributes) for s in keys}
-        look["mean"]["normalised"] = mean_of([a.get("normalised") for a in attributes])
-    labels = [v.get("normalised") for k, v in pose.items() if not k.startswith(("pck@", "pixel_error"))]
-    out["normalised"] = {
-        "pose": pose["pck@0.1"].get("normalised") if "pck@0.1" in pose else mean_of(labels),
-        "pose_labels": mean_of(labels),
-        "appearance": look.get("mean", {}).get("normalised"),
-    }
-    return out
 
 
 def write_report(state: TrainState, source, metrics: dict, out_dir: str | os.PathLike,
@@ -157,14 +112,11 @@ def write_report(state: TrainState, source, metrics: dict, out_dir: str | os.Pat
     Raises:
         OSError: the folder cannot be written.
     """
-    from rodi.evaluation.html import write_html
-    from rodi.retarget import grid_weights, interpolate
-    from rodi.viz import interpolation_grid, plot_training_curves, save_png, save_transfer_matrix
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_json(metrics, out / "metrics.json")
-    appearance, pose = (x["image"] for x in source.fixed_examples(max(2, state.cfg.train.matrix_size), seed=7))
+    figure_examples = source.fixed_examples(max(2, state.cfg.train.matrix_size), seed=state.cfg.evaluation.figure_seed)
+    appearance, pose = (x["image"] for x in figure_examples)
     steps, device = 7, next(state.model.parameters()).device
     cells = interpolate(state.model, appearance[:2].to(device), pose[:2].to(device), grid_weights(steps))
     walk = interpolation_grid(appearance[:2], pose[:2], cells.cpu().reshape(steps, steps, *appearance.shape[1:]))
@@ -213,55 +165,68 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_root: str | None = N
 
 
 def format_table(metrics: dict) -> str:
-    """A plain-text table of :func:`evaluate_checkpoint`'s result."""
+    """A plain-text table of :func:`evaluate_checkpoint`'s result (labels, units and number formats
+    from :mod:`rodi.evaluation.metrics`)."""
     t, r = metrics["triplet_mse"], metrics["reconstruction_mse"]
     rows = [
-        ("protocol", metrics["protocol"]),
-        ("variant", metrics["variant"]),
-        ("step", str(metrics["step"])),
-        ("training time", f"{metrics['train_seconds'] / 60:.1f} min"),
-        (f"transfer MSE ({metrics['num_triplets']} held-out {metrics.get('transfer_target', 'triplets')})",
-         f"mean {t['mean']:.4f}  median {t['median']:.4f}  std {t['std']:.4f}"),
-        ("self-reconstruction MSE", f"mean {r['mean']:.4f}  median {r['median']:.4f}  std {r['std']:.4f}"),
-        ("gamma / lambda", f"{metrics['gamma']:.4g} / {metrics['lambda']:.4g}"),
+        (label("protocol"), metrics["protocol"]),
+        (label("variant"), metrics["variant"]),
+        (label("step"), str(metrics["step"])),
+        (label("train_seconds"), _value("train_seconds", metrics["train_seconds"] / 60)),  # in minutes
+        (f"{label('triplet_mse')} ({metrics['num_triplets']} held-out {metrics.get('transfer_target', 'triplets')})",
+         _statistics("triplet_mse", t)),
+        (label("reconstruction_mse"), _statistics("reconstruction_mse", r)),
+        (joined("gamma", "lambda"), f"{_value('gamma', metrics['gamma'])} / {_value('lambda', metrics['lambda'])}"),
     ]
     if "image_quality" in metrics:
         q = metrics["image_quality"]
-        rows.append(("transfer SSIM / PSNR", f"{q['ssim']['mean']:.4f} / {q['psnr_db']['mean']:.2f} dB"))
+        rows.append((joined("image_quality.ssim", "image_quality.psnr_db"),
+                     f"{_value('image_quality.ssim', q['ssim']['mean'])} / "
+                     f"{_value('image_quality.psnr_db', q['psnr_db']['mean'])}"))
     if "judge" in metrics:
         j = metrics["judge"]
-        rows.append(("judge", f"{j['origin']} ({j['train_steps']} steps; renders {j['fingerprint']})"))
-    for group, label in (("pose_accuracy", "pose"), ("appearance_retention", "appearance")):
+        rows.append((label("judge"), f"{j['origin']} ({j['train_steps']} steps; renders {j['fingerprint']})"))
+    for group in ("pose_accuracy", "appearance_retention"):
         for name, v in metrics.get(group, {}).items():
-            rows.append((f"{label}: {name} (floor / transfer / ceiling; normalised)",
-                         f"{v['floor']:.3f} / {v['transfer']:.3f} / {v['ceiling']:.3f}; " + _fmt3(v.get("normalised"))))
+            key = f"{group}.{name}"
+            rows.append((f"{label(group)}: {label(key)} (floor / transfer / ceiling; normalised)",
+                         " / ".join(_number(key, v[s]) for s in ("floor", "transfer", "ceiling"))
+                         + "; " + _number(key, v.get("normalised"))))
     if "normalised" in metrics:
         n = metrics["normalised"]
-        rows.append(("normalised pose / appearance", f"{_fmt3(n['pose'])} / {_fmt3(n['appearance'])}"))
+        rows.append((joined("normalised.pose", "normalised.appearance"),
+                     f"{_value('normalised.pose', n['pose'])} / {_value('normalised.appearance', n['appearance'])}"))
     if "probes" in metrics:
         p = metrics["probes"]
-        for name, label in (("pose_to_appearance", "probe: pose sample -> appearance (leak)"),
-                            ("pose_mean_to_appearance", "probe: pose mean -> appearance (leak)"),
-                            ("appearance_to_pose", "probe: appearance code -> pose (leak)"),
-                            ("appearance_to_appearance", "probe: appearance code -> appearance"),
-                            ("pose_to_pose", "probe: pose sample -> pose"),
-                            ("pose_mean_to_pose", "probe: pose mean -> pose")):
-            rows.append((label, f"accuracy {p[name]:.3f}  (chance {p[name + '_chance']:.3f})"))
+        for m in under("probes"):
+            name = m.key.removeprefix("probes.")
+            rows.append((f"probe: {m.label}" + (" (leak)" if m.note.startswith("leak") else ""),
+                         f"accuracy {_number(m.key, p[name])}  (chance {_number(m.key, p[name + '_chance'])})"))
     if "posthoc_mi_nats" in metrics:
-        rows.append(("post-hoc MI(pose sample; appearance)", f"{metrics['posthoc_mi_nats']:.3f} nats"))
-        rows.append(("post-hoc MI(pose mean; appearance)", f"{metrics['posthoc_mi_mean_nats']:.3f} nats"))
+        for key in ("posthoc_mi_nats", "posthoc_mi_mean_nats"):
+            rows.append((label(key), _value(key, metrics[key])))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
-def _fmt3(v) -> str:
-    return "n/a" if v is None else f"{v:.3f}"
+def _number(key: str, v) -> str:
+    """``v`` in the printed table's format of ``key``; ``n/a`` for None."""
+    return "n/a" if v is None else format(v, metric(key).fmt)
+
+
+def _value(key: str, v) -> str:
+    """``v`` in the printed table's format of ``key``, with its unit."""
+    unit = metric(key).unit
+    return f"{_number(key, v)} {unit}" if unit and v is not None else _number(key, v)
+
+
+def _statistics(key: str, s: dict) -> str:
+    """Mean, median and std of a per-item error, as the printed table writes them."""
+    return "  ".join(f"{k} {_number(key, s[k])}" for k in ("mean", "median", "std"))
 
 
 def write_json(metrics: dict, path: str | os.PathLike) -> Path:
     """Write ``metrics`` as indented JSON, atomically."""
-    from rodi.atomic import replacing
-
     with replacing(path) as tmp:
         tmp.write_text(json.dumps(metrics, indent=2) + "\n")
     return Path(path)

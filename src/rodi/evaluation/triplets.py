@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections import defaultdict
 
 import torch
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
+from rodi.evaluation.judges import judge_transfers, target_equivalents, trivial_outputs
 from rodi.models.networks import AppearancePoseModel
 
 MAX_PSNR_DB = 100.0  # stands in for the infinite PSNR of an exact copy, so summaries stay finite
@@ -20,8 +22,6 @@ def image_quality(images: torch.Tensor, targets: torch.Tensor) -> dict[str, torc
         ``mse``: (B,); ``ssim``: (B,) in [-1, 1], 1 for an exact copy; ``psnr``: (B,) in dB, at
         most ``MAX_PSNR_DB``.
     """
-    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
-
     images, targets = images.float(), targets.float()
     return {
         "mse": (images - targets).square().flatten(1).mean(1),
@@ -62,8 +62,6 @@ def triplet_errors(model: AppearancePoseModel, sheets, num_triplets: int = 8000,
         against x for the appearance inputs x; with a judge, also the per-triplet scores of
         :func:`rodi.evaluation.judges.judge_transfers`.
     """
-    from rodi.evaluation.judges import judge_transfers, target_equivalents, trivial_outputs
-
     device = next(model.parameters()).device
     indices = sheets.triplet_indices(num_triplets, seed, split=split)
     scores = defaultdict(list)

@@ -12,6 +12,9 @@ import math
 import torch
 from torch import nn
 
+from rodi.config import Config, ModelConfig
+from rodi.variants import variant
+
 LOGVAR_RANGE = (-30.0, 10.0)
 
 
@@ -58,8 +61,8 @@ class Encoder(nn.Module):
     finishing with residual blocks and a 1x1 head at the code resolution.
     """
 
-    def __init__(self, out_channels: int, image_size: int = 64, code_size: int = 4,
-                 channels: int = 64, max_channels: int = 256, blocks: int = 1):
+    def __init__(self, out_channels: int, *, image_size: int, code_size: int, channels: int,
+                 max_channels: int, blocks: int):
         super().__init__()
         widths = _widths(image_size, code_size, channels, max_channels)
         layers: list[nn.Module] = [nn.Conv2d(3, widths[1], 4, stride=2, padding=1)]
@@ -78,8 +81,8 @@ class Decoder(nn.Module):
     """D(pi, alpha): each code gets its own small stack, the two are concatenated and upsampled to
     (B, 3, H, W) pixels (unbounded; clamp to [-1, 1] for display). No skips from the pose image."""
 
-    def __init__(self, code_channels: int = 16, image_size: int = 64, code_size: int = 4,
-                 channels: int = 64, max_channels: int = 256, blocks: int = 1, upsample: str = "transpose"):
+    def __init__(self, code_channels: int, *, image_size: int, code_size: int, channels: int,
+                 max_channels: int, blocks: int, upsample: str):
         super().__init__()
         widths = _widths(image_size, code_size, channels, max_channels)[::-1]
         half = widths[0] // 2
@@ -99,28 +102,31 @@ class Decoder(nn.Module):
 
 
 class AppearancePoseModel(nn.Module):
-    """Pose encoder q(pi | x) (diagonal Gaussian), deterministic appearance encoder and decoder.
+    """Pose encoder q(pi | x) (diagonal Gaussian), deterministic appearance encoder and decoder,
+    built from the ``model`` section of a config (docs/method.md section 5).
 
     Args:
-        image_size: side of the square input images in pixels.
-        code_channels, code_size: each code is (code_channels, code_size, code_size).
-        channels, max_channels, blocks: width at the first level, width cap, residual blocks per
-            resolution.
-        stochastic_pose: False for the plain autoencoder (``ae``): pi is the mean, no sampling.
-        upsample: the decoder's x2 up-sampling, ``transpose`` or ``resize`` (see :func:`_upsample`).
+        cfg: ``image_size`` (side of the square input images in pixels), ``code_channels`` and
+            ``code_size`` (each code is (code_channels, code_size, code_size)), ``channels``,
+            ``max_channels`` and ``blocks`` (width at the first level, width cap, residual blocks
+            per resolution) and ``upsample`` (the decoder's x2 up-sampling, ``transpose`` or
+            ``resize``, see :func:`_upsample`).
+        stochastic_pose: False where the variant decodes the posterior mean (``ae``, ``drnet``):
+            pi is the mean, no sampling.
+
+    Raises:
+        ValueError: a code size that does not divide the image size into a power of two.
     """
 
-    def __init__(self, image_size: int = 64, code_channels: int = 16, code_size: int = 4,
-                 channels: int = 64, max_channels: int = 256, blocks: int = 1,
-                 stochastic_pose: bool = True, upsample: str = "transpose"):
+    def __init__(self, cfg: ModelConfig, stochastic_pose: bool = True):
         super().__init__()
-        self.image_size = image_size
+        self.image_size = cfg.image_size
         self.stochastic_pose = stochastic_pose
-        kw = dict(image_size=image_size, code_size=code_size, channels=channels,
-                  max_channels=max_channels, blocks=blocks)
-        self.pose_encoder = Encoder(2 * code_channels, **kw)
-        self.appearance_encoder = Encoder(code_channels, **kw)
-        self.decoder = Decoder(code_channels, upsample=upsample, **kw)
+        kw = dict(image_size=cfg.image_size, code_size=cfg.code_size, channels=cfg.channels,
+                  max_channels=cfg.max_channels, blocks=cfg.blocks)
+        self.pose_encoder = Encoder(2 * cfg.code_channels, **kw)
+        self.appearance_encoder = Encoder(cfg.code_channels, **kw)
+        self.decoder = Decoder(cfg.code_channels, upsample=cfg.upsample, **kw)
 
     def encode_pose(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior q(pi | x) of (B, 3, H, W) pixels in [-1, 1]: mean and log-variance, each
@@ -185,3 +191,9 @@ class SeparableCritic(nn.Module):
         """Joint logits T(pi_i, alpha_i) and marginal logits T(pi_i, alpha_s(i)), each (B,)."""
         fp, ga = self.features(pose, appearance)
         return (fp * ga).sum(1), (fp * ga[permutation]).sum(1)
+
+
+def build_model(cfg: Config) -> AppearancePoseModel:
+    """The networks of a run: ``cfg.model``, with a stochastic pose code where the variant's record
+    (:mod:`rodi.variants`) says so."""
+    return AppearancePoseModel(cfg.model, stochastic_pose=variant(cfg.objective.variant).stochastic_pose)

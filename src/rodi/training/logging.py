@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
+
+from torch.utils.tensorboard import SummaryWriter
 
 SCALARS = (
     "reconstruction", "kl", "gamma", "lambda", "mi", "mi_independent", "critic_accuracy",
@@ -24,8 +27,6 @@ class ScalarLogger:
     """
 
     def __init__(self, run_dir: Path, resume_step: int | None = None):
-        from torch.utils.tensorboard import SummaryWriter
-
         self.path = Path(run_dir) / "scalars.csv"
         self.validation_path = Path(run_dir) / "validation.csv"
         fields = ("step", "train_seconds") + SCALARS
@@ -60,8 +61,6 @@ def _open_csv(path: Path, fields: tuple[str, ...], resume_step: int | None):
     """Open ``path`` for appending. Unless ``resume_step`` is None, keep only complete rows up to it
     (a run killed mid-write leaves a partial last line; rows after the checkpoint are redone),
     rewriting the file atomically."""
-    import os
-
     if resume_step is not None and path.exists():
         with path.open(newline="") as f:
             rows = [r for r in csv.DictReader(f)

@@ -1,34 +1,41 @@
-"""The training loop: sample pairs, one step of model and critics, update the method's global
-quantities, log, draw, checkpoint. Ctrl-C saves a checkpoint before leaving."""
+"""The training loop, as named steps: sample a batch, one training step (:mod:`rodi.training.step`),
+log a window of steps, draw the transfer matrix, validate and checkpoint. Ctrl-C saves a
+checkpoint before leaving.
+
+Validation is handed to :func:`train` as a callable (``rodi train`` gives it
+:func:`rodi.evaluation.validation.validation`), so training never imports evaluation.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import shutil
 import signal
 import threading
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Callable, Optional
 
 import torch
 from tqdm import tqdm
 
 from rodi.config import Config, to_yaml
+from rodi.distributed import Distributed, init_from_environment, resolve_device, shutdown
 from rodi.data.sources import open_source
-from rodi.training.distributed import init_from_environment, shutdown, wrap_step
+from rodi.models.networks import AppearancePoseModel
 from rodi.training.logging import ScalarLogger
-from rodi.training.state import TrainState, resolve_device
+from rodi.training.state import RunExistsError, TrainState
+from rodi.training.step import NonFiniteLossError, train_step, wrap_step
 from rodi.viz import save_transfer_matrix
 
+# validate(model, source) -> a held-out error (lower is better) that picks best.pt, or None where
+# the data has no validation split
+Validation = Callable[[AppearancePoseModel, object], Optional[float]]
 
-class RunExistsError(RuntimeError):
-    """A fresh run was asked for in a folder that already holds one."""
-
-
-class NonFiniteLossError(RuntimeError):
-    """A loss term became NaN or infinite; the message names the term and the step."""
+__all__ = ["NonFiniteLossError", "RunExistsError", "Validation", "checkpoint_path", "save_checkpoints", "train"]
 
 
 def checkpoint_path(run_dir: str | Path) -> Path:
@@ -39,8 +46,6 @@ def checkpoint_path(run_dir: str | Path) -> Path:
 def _link_atomically(source: Path, target: Path) -> None:
     """Make ``target`` name the same file as ``source`` (a hard link, or a copy where links are not
     supported), replacing ``target`` atomically."""
-    import shutil
-
     tmp = target.with_name(f".{target.name}.link.tmp")
     tmp.unlink(missing_ok=True)
     try:
@@ -78,59 +83,22 @@ def save_checkpoints(state: TrainState, run_dir: Path, keep: int, validation: fl
     return step_file
 
 
-@torch.no_grad()
-def validation_error(model, source, n: int, seed: int = 99) -> float | None:
-    """Mean transfer MSE (pixels in [-1, 1]) on ``n`` fixed triplets, or same-identity pairs for
-    user data, of the ``validation`` split: training identities held out of training (and, for
-    mocap, poses of training clips). The number ``best.pt`` is chosen by; it never looks at test
-    data. None where the data has too few identities for a validation split (then no ``best.pt``
-    is written, only ``last.pt``)."""
-    from rodi.evaluation.triplets import pair_errors, triplet_errors
-
-    if len(source.split("validation")) < (2 if hasattr(source, "triplet_indices") else 1):
-        return None
-
-    score = triplet_errors if hasattr(source, "triplet_indices") else pair_errors
-    return score(model, source, n, seed, quality=False, split="validation")["transfer"].mean().item()
-
-
-_RESUME_HINT = ("the last good checkpoint is kept; resume it with `rodi train --resume RUN_DIR`, "
-                "for instance with a lower learning rate: `rodi train --resume RUN_DIR optim.lr=1e-4`")
-
-
-def _check_finite(out: dict, step: int, dd=None, device=None) -> None:
-    """Raise :class:`NonFiniteLossError` naming the first NaN or infinite loss term; under torchrun
-    every process raises at the same step (one process's bad term stops all, none waits in an
-    all-reduce the others never join)."""
-    bad = next((name for name in ("reconstruction", "kl", "penalty", "critic_loss")
-                if not torch.isfinite(out[name])), None)
-    if dd is not None and dd.enabled and dd.any(bad is not None, device) and bad is None:
-        raise NonFiniteLossError(f"a loss term is not finite on another process at step {step}; {_RESUME_HINT}")
-    if bad is not None:
-        raise NonFiniteLossError(f"loss term {bad!r} is {out[bad].item()} at step {step}; {_RESUME_HINT}")
-
-
-def _check_finite_gradients(state: TrainState, step: int) -> None:
-    """Raise before any optimiser steps when a gradient holds NaN or inf, naming the network."""
-    for name, opt in state.optimizers.items():
-        grads = [p.grad for group in opt.param_groups for p in group["params"] if p.grad is not None]
-        if grads and not torch.isfinite(torch.stack(torch._foreach_norm(grads))).all():
-            raise NonFiniteLossError(f"the gradient of the {name} parameters is not finite at step {step}; "
-                                     f"{_RESUME_HINT}")
-
-
-def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
+def train(cfg: Config, resume: bool = False, progress: bool = True, validate: Validation | None = None) -> Path:
     """Train (or resume) the run of ``cfg`` in ``cfg.train.out_dir``.
 
     Ctrl-C (SIGINT) ends the current step, saves a checkpoint and raises KeyboardInterrupt.
 
-    The run folder holds ``config.yaml``, ``checkpoints/last.pt``, ``scalars.csv``,
-    ``tensorboard/`` and ``transfer/step-XXXXXXX.png``.
+    The run folder holds ``config.yaml``, ``checkpoints/last.pt`` (and ``best.pt`` with
+    ``validate``), ``scalars.csv``, ``validation.csv``, ``tensorboard/`` and
+    ``transfer/step-XXXXXXX.png``.
 
     Args:
         cfg: resolved config; with ``resume`` it must match the checkpoint's model and objective.
         resume: continue from ``out_dir/checkpoints/last.pt`` exactly where it stopped.
         progress: show a progress bar.
+        validate: scores the model on held-out data at every checkpoint, ``validate(model,
+            source)`` (lower is better; None where there is no validation split); ``best.pt`` is
+            the checkpoint with the lowest score. None: no validation, no ``best.pt``.
 
     Returns:
         The run folder.
@@ -140,122 +108,165 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
         CheckpointError: ``resume`` without a readable, matching checkpoint.
         NonFiniteLossError: a loss term became non-finite.
     """
-    run_dir = Path(cfg.train.out_dir)
-    ckpt = checkpoint_path(run_dir)
-    if not resume and ckpt.exists():
-        raise RunExistsError(f"{run_dir} already holds a run ({ckpt}); continue it with --resume or "
-                             "choose another train.out_dir")
-    dd, device_name = init_from_environment(cfg.train.device)
-    main = dd.is_main
-    progress = progress and main
-    device = resolve_device(device_name)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    source = open_source(cfg.data, cfg.model.image_size, progress)
-
-    if resume:
-        state = TrainState.from_checkpoint(ckpt, device, cfg)
-    else:
-        torch.manual_seed(cfg.train.seed)  # network initialisation depends on the seed only
-        state = TrainState(cfg, device)
-    state.objective.distributed = dd
-    if main:  # one process writes
-        run_dir.mkdir(parents=True, exist_ok=True)
-        for stale in (run_dir / "checkpoints").glob(".*.tmp"):  # left by a run killed mid-write
-            stale.unlink(missing_ok=True)
-        (run_dir / "config.yaml").write_text(to_yaml(cfg))
-        # a fresh run drops rows an attempt killed before its first checkpoint left behind
-        logger = ScalarLogger(run_dir, resume_step=state.step if resume else 0)
-    else:
-        logger = _NoLogger()
-    appearance, pose = source.fixed_examples(cfg.train.matrix_size)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16")
-
-    budget = cfg.train.max_minutes * 60 if cfg.train.max_minutes else None
-    bar = tqdm(total=round(budget) if budget else cfg.train.max_steps, disable=not progress,
-               unit="step", dynamic_ncols=True,
-               bar_format=("{l_bar}{bar}| {n_fmt}/{total_fmt} s of budget [{elapsed}<{remaining}{postfix}]"
-                           if budget else None),
-               initial=min(round(state.train_seconds), round(budget)) if budget else state.step)
-    sums: dict[str, float] = defaultdict(float)
-    count, compute_seconds = 0, 0.0
-    model, objective = state.model, state.objective
-    step_losses = wrap_step(model, objective, dd, device)  # DistributedDataParallel under torchrun
-    b = cfg.train.batch_size
-    interrupted = []
+    run = _Run.start(cfg, resume, progress, validate)
+    interrupted: list[bool] = []
     in_main_thread = threading.current_thread() is threading.main_thread()
     if in_main_thread:  # signal handlers can only be installed there
         previous_handler = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
     try:
-        while not dd.any(state.step >= cfg.train.max_steps or bool(interrupted)
-                         or (budget is not None and state.train_seconds >= budget), device):
-            started = time.perf_counter()
-            # every process draws the global batch and keeps its slice (distributed.py)
-            batch = source.sample_pairs(b * dd.world_size, state.data_generator)
-            batch = {k: dd.shard(batch[k]).to(device, non_blocking=True) for k in ("pose_image", "appearance_image")}
-            state.apply_schedule()
-            with autocast:
-                out = step_losses(batch, state.step)
-            _check_finite(out, state.step, dd, device)
-            for opt in state.optimizers.values():
-                opt.zero_grad(set_to_none=True)
-            (out["model_loss"] + out["critic_loss"]).backward()  # DDP averages gradients over processes here
-            _check_finite_gradients(state, state.step)
-            for opt in state.optimizers.values():
-                opt.step()
-            objective.update(out, state.step)
-            state.step += 1
-            step_seconds = time.perf_counter() - started
-            compute_seconds += step_seconds
-            count += 1
-            for k in ("reconstruction", "kl", "mi", "mi_independent", "critic_accuracy",
-                      "independent_critic_accuracy", "penalty"):
-                sums[k] += out[k].item()
-
-            if state.step % cfg.train.log_every == 0:
-                values = {k: v / count for k, v in sums.items()}
-                values.update(gamma=objective.gamma.item(), **{"lambda": objective.multiplier.item()},
-                              lr=state.optimizers["model"].param_groups[0]["lr"],
-                              images_per_s=2 * b * count / compute_seconds)
-                logger.log(state.step, state.train_seconds + step_seconds, values)
-                bar.set_postfix(step=state.step, rec=f"{values['reconstruction']:.0f}",
-                                gamma=f"{values['gamma']:.3g}", I_T=f"{values['mi']:.3f}",
-                                img_s=f"{values['images_per_s']:.0f}", refresh=False)
-                sums.clear()
-                count, compute_seconds = 0, 0.0
-            if state.step % cfg.train.image_every == 0 and main:
-                save_transfer_matrix(model, appearance["image"], pose["image"],
-                                     run_dir / "transfer" / f"step-{state.step:07d}.png")
-            if state.step % cfg.train.checkpoint_every == 0 and main:
-                state.train_seconds += time.perf_counter() - started
-                validation = validation_error(model, source, cfg.train.validation_items)
-                if validation is not None:
-                    logger.log_validation(state.step, state.train_seconds, validation)
-                save_checkpoints(state, run_dir, cfg.train.keep_checkpoints, validation)
-                started = time.perf_counter()
-            state.train_seconds += time.perf_counter() - started
-            bar.update((min(round(state.train_seconds), round(budget)) - bar.n) if budget else 1)
+        while not run.done(bool(interrupted)):
+            run.step()
     finally:
         if in_main_thread:
             signal.signal(signal.SIGINT, previous_handler)
-        bar.close()
-    if main and (state.step % cfg.train.checkpoint_every != 0 or interrupted):  # not saved at this step yet
-        finished = not interrupted
-        validation = validation_error(model, source, cfg.train.validation_items) if finished else None
-        if validation is not None:
-            logger.log_validation(state.step, state.train_seconds, validation)
-        save_checkpoints(state, run_dir, cfg.train.keep_checkpoints, validation)
-    dd.barrier()
-    shutdown(dd)
-    if interrupted:
-        logger.close()
-        if main:
-            print(f"interrupted at step {state.step}; saved {ckpt}; continue with --resume")
-        raise KeyboardInterrupt
-    if main:
-        save_transfer_matrix(model, appearance["image"], pose["image"], run_dir / "transfer_matrix.png", scale=2)
-    logger.close()
-    return run_dir
+        run.bar.close()
+    return run.finish(bool(interrupted))
+
+
+class _Run:
+    """One run of :func:`train` in progress: its state, data, logger, progress bar and the window of
+    steps since the last log line. Each method is one named step of the loop."""
+
+    def __init__(self, cfg: Config, run_dir: Path, state: TrainState, source, dd: Distributed,
+                 logger, bar: tqdm, validate: Validation | None):
+        self.cfg, self.run_dir, self.state, self.source, self.dd = cfg, run_dir, state, source, dd
+        self.logger, self.bar, self.validate = logger, bar, validate
+        self.device = state.device
+        self.budget = cfg.train.max_minutes * 60 if cfg.train.max_minutes else None
+        self.losses = wrap_step(state.model, state.objective, dd, state.device)  # DDP under torchrun
+        self.appearance, self.pose = source.fixed_examples(cfg.train.matrix_size)
+        self.sums: dict[str, float] = defaultdict(float)
+        self.count, self.compute_seconds = 0, 0.0
+
+    @classmethod
+    def start(cls, cfg: Config, resume: bool, progress: bool, validate: Validation | None) -> "_Run":
+        """Join the process group, open the data, build or resume the state, open the run folder."""
+        run_dir = Path(cfg.train.out_dir)
+        ckpt = checkpoint_path(run_dir)
+        if not resume and ckpt.exists():
+            raise RunExistsError(f"{run_dir} already holds a run ({ckpt}); continue it with --resume or "
+                                 "choose another train.out_dir")
+        dd, device_name = init_from_environment(cfg.train.device)
+        progress = progress and dd.is_main
+        device = resolve_device(device_name)
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        source = open_source(cfg.data, cfg.model.image_size, progress)
+        if resume:
+            state = TrainState.from_checkpoint(ckpt, device, cfg)
+        else:
+            torch.manual_seed(cfg.train.seed)  # network initialisation depends on the seed only
+            state = TrainState(cfg, device)
+        state.objective.distributed = dd
+        logger = _open_run_folder(cfg, run_dir, state, resume) if dd.is_main else _NoLogger()
+        return cls(cfg, run_dir, state, source, dd, logger, _progress_bar(cfg, state, progress), validate)
+
+    def done(self, interrupted: bool) -> bool:
+        """Whether any process has reached the step or time budget, or was interrupted."""
+        s, t = self.state, self.cfg.train
+        finished = s.step >= t.max_steps or (self.budget is not None and s.train_seconds >= self.budget)
+        return self.dd.any(finished or interrupted, self.device)
+
+    def step(self) -> None:
+        """One training step, then whatever falls due at the new step: a log line, a transfer
+        matrix, a checkpoint. Checkpoints and validation are not counted as training time."""
+        started = time.perf_counter()
+        s, t = self.state, self.cfg.train
+        # every process draws the global batch and keeps its slice (rodi.distributed)
+        batch = self.source.sample_pairs(t.batch_size * self.dd.world_size, s.data_generator)
+        batch = {k: self.dd.shard(batch[k]).to(self.device, non_blocking=True)
+                 for k in ("pose_image", "appearance_image")}
+        s.apply_schedule()
+        out = train_step(s, self.losses, batch, self.dd)
+        s.step += 1
+        step_seconds = time.perf_counter() - started
+        self._add_to_window(out, step_seconds)
+        if s.step % t.log_every == 0:
+            self.log_window(s.train_seconds + step_seconds)
+        if s.step % t.image_every == 0 and self.dd.is_main:
+            self.draw(self.run_dir / "transfer" / f"step-{s.step:07d}.png")
+        if s.step % t.checkpoint_every == 0 and self.dd.is_main:
+            s.train_seconds += time.perf_counter() - started
+            self.checkpoint()
+            started = time.perf_counter()
+        s.train_seconds += time.perf_counter() - started
+        self.bar.update((min(round(s.train_seconds), round(self.budget)) - self.bar.n) if self.budget else 1)
+
+    def _add_to_window(self, out: dict, seconds: float) -> None:
+        self.compute_seconds += seconds
+        self.count += 1
+        for k in ("reconstruction", "kl", "mi", "mi_independent", "critic_accuracy",
+                  "independent_critic_accuracy", "penalty"):
+            self.sums[k] += out[k].item()
+
+    def log_window(self, train_seconds: float) -> None:
+        """Log the means of the window's scalars (plus gamma, lambda, the learning rate and
+        images/s) as one row, show them on the progress bar, and start a new window."""
+        s, objective = self.state, self.state.objective
+        values = {k: v / self.count for k, v in self.sums.items()}
+        values.update(gamma=objective.gamma.item(), **{"lambda": objective.multiplier.item()},
+                      lr=s.optimizers["model"].param_groups[0]["lr"],
+                      images_per_s=2 * self.cfg.train.batch_size * self.count / self.compute_seconds)
+        self.logger.log(s.step, train_seconds, values)
+        self.bar.set_postfix(step=s.step, rec=f"{values['reconstruction']:.0f}",
+                             gamma=f"{values['gamma']:.3g}", I_T=f"{values['mi']:.3f}",
+                             img_s=f"{values['images_per_s']:.0f}", refresh=False)
+        self.sums.clear()
+        self.count, self.compute_seconds = 0, 0.0
+
+    def draw(self, path: Path, scale: int = 1) -> None:
+        """The transfer matrix of the fixed examples (appearance down, pose across) as a PNG."""
+        save_transfer_matrix(self.state.model, self.appearance["image"], self.pose["image"], path, scale=scale)
+
+    def checkpoint(self, validate: bool = True) -> None:
+        """Validate (where there is a validation callable and split), log the score, and save the
+        step's checkpoint, ``last.pt`` and, when the score is the best so far, ``best.pt``."""
+        score = None
+        if validate and self.validate is not None:
+            score = self.validate(self.state.model, self.source)
+        if score is not None:
+            self.logger.log_validation(self.state.step, self.state.train_seconds, score)
+        save_checkpoints(self.state, self.run_dir, self.cfg.train.keep_checkpoints, score)
+
+    def finish(self, interrupted: bool) -> Path:
+        """Save a checkpoint unless this step has one (validated unless interrupted), leave the
+        process group, and draw the final transfer matrix; an interruption raises
+        KeyboardInterrupt after saving."""
+        s = self.state
+        if self.dd.is_main and (s.step % self.cfg.train.checkpoint_every != 0 or interrupted):
+            self.checkpoint(validate=not interrupted)
+        self.dd.barrier()
+        shutdown(self.dd)
+        if interrupted:
+            self.logger.close()
+            if self.dd.is_main:
+                print(f"interrupted at step {s.step}; saved {checkpoint_path(self.run_dir)}; continue with --resume")
+            raise KeyboardInterrupt
+        if self.dd.is_main:
+            self.draw(self.run_dir / "transfer_matrix.png", scale=2)
+        self.logger.close()
+        return self.run_dir
+
+
+def _open_run_folder(cfg: Config, run_dir: Path, state: TrainState, resume: bool) -> ScalarLogger:
+    """Create the run folder, drop temporary files a run killed mid-write left, write the config,
+    and open the scalar logs (a fresh run drops rows an attempt killed before its first checkpoint
+    left behind)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in (run_dir / "checkpoints").glob(".*.tmp"):
+        stale.unlink(missing_ok=True)
+    (run_dir / "config.yaml").write_text(to_yaml(cfg))
+    return ScalarLogger(run_dir, resume_step=state.step if resume else 0)
+
+
+def _progress_bar(cfg: Config, state: TrainState, progress: bool) -> tqdm:
+    """Steps of the step budget, or seconds of the time budget."""
+    budget = cfg.train.max_minutes * 60 if cfg.train.max_minutes else None
+    return tqdm(total=round(budget) if budget else cfg.train.max_steps, disable=not progress,
+                unit="step", dynamic_ncols=True,
+                bar_format=("{l_bar}{bar}| {n_fmt}/{total_fmt} s of budget [{elapsed}<{remaining}{postfix}]"
+                            if budget else None),
+                initial=min(round(state.train_seconds), round(budget)) if budget else state.step)
 
 
 class _NoLogger:

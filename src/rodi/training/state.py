@@ -15,10 +15,11 @@ from pathlib import Path
 import torch
 
 from rodi import __version__
-from rodi.atomic import read_safetensors, replacing, write_safetensors
-from rodi.config import Config, ConfigError, from_dict, to_dict
-from rodi.models.networks import AppearancePoseModel
-from rodi.objectives.disentangling import DETERMINISTIC_POSE, DisentanglingObjective
+from rodi.atomic import replacing
+from rodi.config import Config, from_dict, to_dict
+from rodi.distributed import resolve_device
+from rodi.models.networks import build_model
+from rodi.objectives.disentangling import DisentanglingObjective
 
 FORMAT_VERSION = 1
 
@@ -27,28 +28,8 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable, of another format version or of another config."""
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available, else the CPU.
-
-    Raises:
-        ConfigError: an unknown device name, or CUDA asked for and not available.
-    """
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise ConfigError(f"device {name!r}: use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name} asked for, but CUDA is not available on this machine; use cpu or auto")
-    return device
-
-
-def build_model(cfg: Config) -> AppearancePoseModel:
-    m = cfg.model
-    return AppearancePoseModel(m.image_size, m.code_channels, m.code_size, m.channels, m.max_channels,
-                               m.blocks, stochastic_pose=cfg.objective.variant not in DETERMINISTIC_POSE,
-                               upsample=m.upsample)
+class RunExistsError(RuntimeError):
+    """A fresh run was asked for in a folder that already holds one."""
 
 
 class TrainState:
@@ -68,7 +49,10 @@ class TrainState:
                 part.compile()
         self.objective = DisentanglingObjective(cfg.objective, cfg.model.code_channels, cfg.model.code_size).to(device)
         o = cfg.optim
-        adam = lambda params, lr: torch.optim.Adam(params, lr=lr, betas=tuple(o.betas))  # noqa: E731
+
+        def adam(params, lr: float) -> torch.optim.Adam:
+            return torch.optim.Adam(params, lr=lr, betas=tuple(o.betas))
+
         self.optimizers = {"model": adam(self.model.parameters(), o.lr)}
         for name, critic in self.objective.critics().items():
             self.optimizers[name] = adam(critic.parameters(), o.lr * o.critic_lr_factor)
@@ -180,9 +164,6 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     """
     path = Path(path)
     if not path.is_file():
-        if path.suffix == "" and len(path.parts) == 1 and (PRETRAINED / f"{path.name}.safetensors").is_file():
-            raise CheckpointError(f"{path} is a shipped model (an export): `rodi transfer`, `retarget`, "
-                                  "`interpolate` and `serve` read it; evaluating needs a run's .pt checkpoint")
         raise CheckpointError(f"no checkpoint at {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -203,91 +184,3 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"{path} has checkpoint format version {version!r}; this rodi "
                               f"({__version__}) reads version {FORMAT_VERSION}")
     return state
-
-
-EXPORT_FORMAT = "rodi-model"
-
-
-PRETRAINED = Path(__file__).resolve().parent.parent / "assets" / "models"
-
-
-def pretrained_names() -> list[str]:
-    """Names of the models shipped in the package (``rodi transfer -c humanoid``)."""
-    return sorted(p.stem for p in PRETRAINED.glob("*.safetensors"))
-
-
-def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
-    """``name_or_path`` as a path, unless it is a bare name (no folder, no suffix) that is not a
-    file here: then the shipped model of that name (see :func:`pretrained_names`).
-
-    Raises:
-        CheckpointError: a bare name that is neither a file nor a shipped model.
-    """
-    path = Path(name_or_path)
-    if path.is_file() or path.suffix or len(path.parts) != 1:
-        return path
-    shipped = PRETRAINED / f"{path.name}.safetensors"
-    if shipped.is_file():
-        return shipped
-    names = ", ".join(pretrained_names()) or "none"
-    raise CheckpointError(f"{path}: neither a model file nor a shipped model (shipped models: {names})")
-
-
-def export_model(checkpoint: str | os.PathLike, output: str | os.PathLike, half: bool = False) -> Path:
-    """Write the inference part of a checkpoint (encoders and decoder, no critics, optimisers or
-    RNG states) as a safetensors file whose metadata holds the config (JSON), the format version and
-    the training step. :func:`load_model` and ``rodi transfer`` read it.
-
-    Args:
-        half: store floating-point weights as float16 (half the size; :func:`load_model` computes
-            in float32 again).
-
-    Raises:
-        CheckpointError: the checkpoint cannot be read.
-    """
-    import json
-
-    state = read_checkpoint(checkpoint)
-    metadata = {"format": EXPORT_FORMAT, "format_version": str(FORMAT_VERSION), "rodi_version": __version__,
-                "step": str(state["step"]), "config": json.dumps(state["config"])}
-    tensors = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in state["model"].items()}
-    overflow = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
-    if overflow:
-        raise CheckpointError(f"{checkpoint}: {overflow[0]} does not fit in float16 (or is not finite); "
-                              "export it without --half")
-    return write_safetensors(tensors, output, metadata)
-
-
-def load_model(path: str | os.PathLike, device: torch.device | None = None) -> tuple[AppearancePoseModel, Config]:
-    """The model and config of a training checkpoint (``.pt``), an export (``.safetensors``, float32
-    or float16 weights) or a shipped model's name (``humanoid``), in float32 and eval mode on
-    ``device`` (default: the CPU). Neither format can run code when read.
-
-    Raises:
-        CheckpointError: no such file or shipped model, unreadable file, another format version, or
-            weights that do not fit the stored config.
-    """
-    import json
-
-    path = resolve_model_path(path)
-    device = device or torch.device("cpu")
-    if path.suffix != ".safetensors":
-        state = TrainState.from_checkpoint(path, device)
-        state.model.eval()
-        return state.model, state.cfg
-    if not path.is_file():
-        raise CheckpointError(f"no model file at {path}")
-    metadata, tensors = read_safetensors(path, CheckpointError)
-    if metadata.get("format") != EXPORT_FORMAT or metadata.get("format_version") != str(FORMAT_VERSION):
-        raise CheckpointError(f"{path} is not a rodi model of format version {FORMAT_VERSION} "
-                              f"(format {metadata.get('format')!r}, version {metadata.get('format_version')!r})")
-    try:
-        cfg = from_dict(json.loads(metadata["config"]))
-    except (KeyError, ValueError, ConfigError) as err:
-        raise CheckpointError(f"{path}: its stored config is unusable ({err})") from None
-    model = build_model(cfg)
-    try:
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
-    except RuntimeError as err:
-        raise CheckpointError(f"{path}: weights do not fit its config: {str(err).splitlines()[0]}") from None
-    return model.to(device).eval(), cfg

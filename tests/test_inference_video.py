@@ -16,7 +16,7 @@ from PIL import Image
 from conftest import write_video
 from rodi.cli import main
 from rodi.data.images import to_tensor
-from rodi.retarget import Renderer, grid_weights, interpolate, walk_weights
+from rodi.inference import grid_weights, interpolate, load, walk_weights
 from rodi.viz import to_uint8
 from video_samples import cut_mp4
 
@@ -24,8 +24,8 @@ S = 64  # the tiny checkpoint's image size
 
 
 @pytest.fixture(scope="module")
-def renderer(tiny_checkpoint):
-    return Renderer.from_checkpoint(tiny_checkpoint)
+def model(tiny_checkpoint):
+    return load(tiny_checkpoint, "cpu")
 
 
 def character_frames(sheets, character: int, poses) -> np.ndarray:
@@ -54,42 +54,42 @@ def decoded(path) -> tuple[list[np.ndarray], Fraction, str]:
 # -- retargeting -----------------------------------------------------------------------------------
 
 
-def test_each_frame_is_the_appearance_rendered_in_that_frames_pose(renderer, inputs):
-    code, _ = renderer.appearance(inputs / "a0.png")
-    rendered = np.concatenate(list(renderer.retarget_frames(code, inputs / "pose.mp4")))
-    poses = to_tensor(np.stack(list(renderer.frames(inputs / "pose.mp4"))))
-    app = renderer.images([inputs / "a0.png"]).expand(len(poses), -1, -1, -1)
-    expected = to_uint8(renderer.model.transfer(app, poses))
+def test_each_frame_is_the_appearance_rendered_in_that_frames_pose(model, inputs):
+    code, _ = model.appearance_code(inputs / "a0.png")
+    rendered = np.concatenate(list(model.retarget_frames(code, inputs / "pose.mp4")))
+    poses = to_tensor(np.stack(list(model.frames(inputs / "pose.mp4"))))
+    app = model.prepare([inputs / "a0.png"]).expand(len(poses), -1, -1, -1)
+    expected = to_uint8(model.network.transfer(app, poses))
     assert rendered.shape == (7, S, S, 3)
     assert np.abs(rendered.astype(int) - expected).max() <= 1  # batch sizes differ: float rounding
 
 
-def test_side_by_side_shows_pose_frame_appearance_and_render(renderer, inputs):
-    code, app_frames = renderer.appearance(inputs / "a0.png")
-    plain = np.concatenate(list(renderer.retarget_frames(code, inputs / "pose.mp4")))
-    wide = np.concatenate(list(renderer.retarget_frames(code, inputs / "pose.mp4", app_frames)))
-    poses = np.stack(list(renderer.frames(inputs / "pose.mp4")))
+def test_side_by_side_shows_pose_frame_appearance_and_render(model, inputs):
+    code, app_frames = model.appearance_code(inputs / "a0.png")
+    plain = np.concatenate(list(model.retarget_frames(code, inputs / "pose.mp4")))
+    wide = np.concatenate(list(model.retarget_frames(code, inputs / "pose.mp4", app_frames)))
+    poses = np.stack(list(model.frames(inputs / "pose.mp4")))
     assert wide.shape == (7, S, 3 * S, 3)
     assert np.array_equal(wide[:, :, :S], poses)
     assert np.array_equal(wide[:, :, S:2 * S], np.repeat(app_frames, 7, axis=0))
     assert np.array_equal(wide[:, :, 2 * S:], plain)
 
 
-def test_a_video_appearance_averages_the_codes_of_its_frames(renderer, sheets, tmp_path):
+def test_a_video_appearance_averages_the_codes_of_its_frames(model, sheets, tmp_path):
     frames = character_frames(sheets, 5, [0, 25, 50])
     write_video(tmp_path / "three.mkv", frames, codec="ffv1", pix_fmt="bgr0")  # lossless
-    code, used = renderer.appearance(tmp_path / "three.mkv")
-    codes = renderer.model.encode_appearance(to_tensor(frames))
+    code, used = model.appearance_code(tmp_path / "three.mkv")
+    codes = model.network.encode_appearance(to_tensor(frames))
     assert np.array_equal(used, frames)
     torch.testing.assert_close(code, codes.mean(0, keepdim=True), rtol=0, atol=1e-5)
 
 
-def test_a_video_of_one_repeated_frame_gives_the_single_image_result(renderer, sheets, tmp_path):
+def test_a_video_of_one_repeated_frame_gives_the_single_image_result(model, sheets, tmp_path):
     frame = character_frames(sheets, 5, [12])
     write_video(tmp_path / "still.mkv", np.repeat(frame, 4, axis=0), codec="ffv1", pix_fmt="bgr0")
     Image.fromarray(frame[0]).save(tmp_path / "still.png")
-    from_video, _ = renderer.appearance(tmp_path / "still.mkv")
-    from_image, _ = renderer.appearance(tmp_path / "still.png")
+    from_video, _ = model.appearance_code(tmp_path / "still.mkv")
+    from_image, _ = model.appearance_code(tmp_path / "still.png")
     torch.testing.assert_close(from_video, from_image, rtol=0, atol=1e-5)
 
 
@@ -169,59 +169,59 @@ def test_a_cut_pose_video_is_retargeted_with_a_warning_giving_both_counts(tiny_c
     assert (len(frames), rate) == (decodable, 12)  # what decodes is used
 
 
-def test_a_whole_video_that_declares_its_frames_gives_no_warning(renderer, inputs, tmp_path):
+def test_a_whole_video_that_declares_its_frames_gives_no_warning(model, inputs, tmp_path):
     from rodi.data.video import VideoWarning, probe_video
 
     assert probe_video(inputs / "pose.mp4").declared == 7  # the declared-count path is taken
     with warnings.catch_warnings():
         warnings.simplefilter("error", VideoWarning)
-        result = renderer.retarget(inputs / "a0.png", inputs / "pose.mp4", tmp_path / "out.gif", progress=False)
+        result = model.retarget(inputs / "a0.png", inputs / "pose.mp4", tmp_path / "out.gif", progress=False)
     assert result.frames == 7
 
 
-def test_a_single_frame_gif_as_pose_video_is_a_still_image_but_an_animated_one_is_a_video(renderer, sheets, tmp_path):
+def test_a_single_frame_gif_as_pose_video_is_a_still_image_but_an_animated_one_is_a_video(model, sheets, tmp_path):
     from rodi.data.video import StillImageError
 
     frames = [Image.fromarray(f) for f in character_frames(sheets, 3, [0, 10, 20])]
     frames[0].save(tmp_path / "still.gif")
     frames[0].save(tmp_path / "walk.gif", save_all=True, append_images=frames[1:], duration=100)
     with pytest.raises(StillImageError, match=r"still\.gif: a still image \(GIF\), not a video"):
-        renderer.retarget(tmp_path / "still.gif", tmp_path / "still.gif", tmp_path / "out.gif", progress=False)
+        model.retarget(tmp_path / "still.gif", tmp_path / "still.gif", tmp_path / "out.gif", progress=False)
     assert not (tmp_path / "out.gif").exists()
-    assert renderer.retarget(tmp_path / "still.gif", tmp_path / "walk.gif", tmp_path / "out.gif",
+    assert model.retarget(tmp_path / "still.gif", tmp_path / "walk.gif", tmp_path / "out.gif",
                              progress=False).frames == 3
 
 
-def test_a_failure_while_rendering_leaves_no_partial_video(renderer, inputs, tmp_path, monkeypatch):
+def test_a_failure_while_rendering_leaves_no_partial_video(model, inputs, tmp_path, monkeypatch):
     def fail_after_first_batch(*args, **kwargs):
         yield np.zeros((1, S, S, 3), np.uint8)
         raise RuntimeError("interrupted")
 
-    monkeypatch.setattr(renderer, "retarget_frames", fail_after_first_batch)
+    monkeypatch.setattr(model, "retarget_frames", fail_after_first_batch)
     with pytest.raises(RuntimeError, match="interrupted"):
-        renderer.retarget(inputs / "a0.png", inputs / "pose.mp4", tmp_path / "out.mp4", progress=False)
+        model.retarget(inputs / "a0.png", inputs / "pose.mp4", tmp_path / "out.mp4", progress=False)
     assert list(tmp_path.iterdir()) == []
 
 
 # -- interpolation ---------------------------------------------------------------------------------
 
 
-def test_interpolation_grid_corners_are_the_plain_transfers(renderer, inputs):
-    a = renderer.images([inputs / "a0.png", inputs / "a1.png"])
-    p = renderer.images([inputs / "p0.png", inputs / "p1.png"])
-    grid = interpolate(renderer.model, a, p, grid_weights(4)).reshape(4, 4, 3, S, S)
+def test_interpolation_grid_corners_are_the_plain_transfers(model, inputs):
+    a = model.prepare([inputs / "a0.png", inputs / "a1.png"])
+    p = model.prepare([inputs / "p0.png", inputs / "p1.png"])
+    grid = interpolate(model.network, a, p, grid_weights(4)).reshape(4, 4, 3, S, S)
     for i, j in [(0, 0), (0, 1), (1, 0), (1, 1)]:
-        plain = renderer.model.transfer(a[i:i + 1], p[j:j + 1])[0]
+        plain = model.network.transfer(a[i:i + 1], p[j:j + 1])[0]
         torch.testing.assert_close(grid[3 * i, 3 * j], plain, rtol=0, atol=1e-5)
 
 
-def test_interpolation_decodes_the_linear_mix_of_codes(renderer, inputs):
-    a = renderer.images([inputs / "a0.png", inputs / "a1.png"])
-    p = renderer.images([inputs / "p0.png", inputs / "p1.png"])
-    mixed = interpolate(renderer.model, a, p, torch.tensor([[0.25, 0.5]]))
-    alpha = renderer.model.encode_appearance(a)
-    pi = renderer.model.encode_pose(p)[0]
-    expected = renderer.model.decode(pi.mean(0, keepdim=True), 0.75 * alpha[:1] + 0.25 * alpha[1:]).clamp(-1, 1)
+def test_interpolation_decodes_the_linear_mix_of_codes(model, inputs):
+    a = model.prepare([inputs / "a0.png", inputs / "a1.png"])
+    p = model.prepare([inputs / "p0.png", inputs / "p1.png"])
+    mixed = interpolate(model.network, a, p, torch.tensor([[0.25, 0.5]]))
+    alpha = model.network.encode_appearance(a)
+    pi = model.network.encode_pose(p)[0]
+    expected = model.network.decode(pi.mean(0, keepdim=True), 0.75 * alpha[:1] + 0.25 * alpha[1:]).clamp(-1, 1)
     torch.testing.assert_close(mixed, expected, rtol=0, atol=1e-5)
 
 

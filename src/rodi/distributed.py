@@ -1,17 +1,18 @@
-"""Data-parallel training across processes, launched by ``torchrun`` (torch.distributed).
+"""Devices and processes: the device a run asks for, and data-parallel training across processes
+launched by ``torchrun`` (torch.distributed).
 
 Every process draws the same global batch of ``world_size * train.batch_size`` pairs with the shared
 data generator and keeps its own slice, so a run on W processes sees exactly the data of a
 single-process run with a W times larger batch. Gradients are averaged by torch's
-DistributedDataParallel (:func:`wrap_step`): bucketed all-reduces that overlap with the backward
-pass. It wraps one module holding the networks and the objective (:class:`TrainingStep`), so the
-model's and the critics' gradients, each for its own optimiser, are reduced in the same pass; the
-critics' inputs and the encoder's penalty path through a frozen copy of T are detached, so they add no
-extra reduction. The method's
-global quantities are computed identically on every process: the critics score the pose and
-appearance codes of the whole global batch (gathered, detached), the constraint I_T - epsilon is
-all-reduced before the Lagrange multiplier moves, and the moving averages of I_T and I_T' that set
-gamma come from those global numbers. So lambda and gamma are bitwise the same on every process.
+DistributedDataParallel (:func:`rodi.training.step.wrap_step`): bucketed all-reduces that overlap
+with the backward pass. It wraps one module holding the networks and the objective
+(:class:`rodi.training.step.TrainingStep`), so the model's and the critics' gradients, each for its
+own optimiser, are reduced in the same pass; the critics' inputs and the encoder's penalty path
+through a frozen copy of T are detached, so they add no extra reduction. The method's global
+quantities are computed identically on every process: the critics score the pose and appearance
+codes of the whole global batch (gathered, detached), the constraint I_T - epsilon is all-reduced
+before the Lagrange multiplier moves, and the moving averages of I_T and I_T' that set gamma come
+from those global numbers. So lambda and gamma are bitwise the same on every process.
 
     torchrun --standalone --nproc_per_node 2 -m rodi.cli train sprites   # 2 CPU processes (gloo)
     torchrun --standalone --nproc_per_node 8 -m rodi.cli train sprites   # 8 GPUs (nccl)
@@ -24,6 +25,25 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from rodi.config import ConfigError
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available, else the CPU.
+
+    Raises:
+        ConfigError: an unknown device name, or CUDA asked for and not available.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"device {name!r}: use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name} asked for, but CUDA is not available on this machine; use cpu or auto")
+    return device
 
 
 @dataclass(frozen=True)
@@ -80,40 +100,6 @@ class Distributed:
 
 
 SINGLE = Distributed()
-
-
-class TrainingStep(torch.nn.Module):
-    """The networks and the objective as one module whose ``forward(batch, step)`` is one training
-    step's losses (:meth:`rodi.objectives.disentangling.DisentanglingObjective.forward`), so that
-    DistributedDataParallel sees every parameter that any optimiser steps."""
-
-    def __init__(self, model: torch.nn.Module, objective: torch.nn.Module):
-        super().__init__()
-        self.model, self.objective = model, objective
-
-    def forward(self, batch: dict, step: int) -> dict:
-        """The objective's losses for ``batch`` (``pose_image``, ``appearance_image``: (B, 3, H, W)
-        in [-1, 1]) at training ``step``; see the objective's ``forward`` for the keys and errors."""
-        return self.objective(self.model, batch, step)
-
-
-def wrap_step(model: torch.nn.Module, objective: torch.nn.Module, distributed: Distributed,
-              device: torch.device) -> torch.nn.Module:
-    """A callable ``(batch, step) -> losses``: :class:`TrainingStep`, wrapped in
-    DistributedDataParallel when ``distributed`` spans several processes.
-
-    The wrapper does not broadcast buffers: gamma, lambda and the moving averages are computed
-    identically on every process from global numbers. Every variant gives every parameter a
-    gradient at every step (the critics train on detached codes even where no constraint uses
-    them), so DDP needs no search for unused parameters.
-    """
-    step = TrainingStep(model, objective)
-    if not distributed.enabled:
-        return step
-    from torch.nn.parallel import DistributedDataParallel
-
-    return DistributedDataParallel(step, device_ids=[device.index] if device.type == "cuda" else None,
-                                   broadcast_buffers=False)
 
 
 def init_from_environment(device_name: str) -> tuple[Distributed, str]:

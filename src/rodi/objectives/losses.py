@@ -1,0 +1,78 @@
+"""The objective's terms as functions of tensors: negatives for the critics, the KL to the prior,
+the critics' logistic loss, the augmented Lagrangian of the MI constraint and the updates of lambda
+and gamma (ICCV 2019, Esser et al., sections 3-4; docs/method.md sections 3 and 9).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from rodi.config import ObjectiveConfig
+
+
+def derangement(n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+    """A random permutation of ``range(n)`` without fixed points (one random n-cycle).
+
+    Returns (n,) long with ``s[i] != i`` for every i.
+
+    Raises:
+        ValueError: for n < 2, where no derangement exists (a batch of one has no negatives).
+    """
+    if n < 2:
+        raise ValueError(f"a derangement needs at least 2 elements, got {n}: the critics pair each "
+                         "pose code with another example's appearance code, so batches need B >= 2")
+    order = torch.randperm(n, generator=generator)
+    s = torch.empty(n, dtype=torch.long)
+    s[order] = order.roll(-1)
+    return s.to(device) if device is not None else s
+
+
+def colour_jitter(x: torch.Tensor, strength: float, draw=None) -> torch.Tensor:
+    """Random colour changes of (B, 3, H, W) pixels in [-1, 1], one per image: the channels in a
+    random order, each with a random gain in [1 - s/2, 1 + s/2] and offset in [-0.4 s, 0.4 s], then
+    clamped to [-1, 1]. Edges and shading stay where they are, so the pose survives and the colours
+    do not (docs/method.md section 9).
+
+    Args:
+        strength: s in [0, 1]; 0 returns ``x`` unchanged.
+        draw: ``draw(shape) -> uniform [0, 1) tensor`` of that shape on ``x``'s device (to shard a
+            global batch's draws over processes); default ``torch.rand``.
+    """
+    if strength <= 0:
+        return x
+    b = x.shape[0]
+    draw = draw or (lambda shape: torch.rand(shape, device=x.device))
+    u = draw((b, 9)).to(x.dtype)
+    order = u[:, :3].argsort(dim=1)  # a uniformly random permutation of the channels per image
+    gain = 1 + strength * (u[:, 3:6] - 0.5)
+    offset = 0.8 * strength * (u[:, 6:9] - 0.5)
+    permuted = x.gather(1, order[:, :, None, None].expand_as(x))
+    return (permuted * gain[:, :, None, None] + offset[:, :, None, None]).clamp(-1, 1)
+
+
+def kl_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, exp(logvar)) || N(0, I)) in nats, summed over all but the batch dimension: (B,)."""
+    return 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).flatten(1).sum(1)
+
+
+def critic_loss(joint: torch.Tensor, marginal: torch.Tensor) -> torch.Tensor:
+    """Logistic loss of a joint-vs-marginal classifier: 0.5 * [softplus(-l_joint) + softplus(l_marginal)],
+    averaged over the batch."""
+    return 0.5 * (F.softplus(-joint) + F.softplus(marginal)).mean()
+
+
+def augmented_lagrangian(c: torch.Tensor, multiplier: torch.Tensor, mu: float) -> torch.Tensor:
+    """Penalty of the constraint c <= 0: [mu * c + lambda >= 0] * (lambda * c + 0.5 * mu * c^2)."""
+    return (mu * c + multiplier >= 0).to(c.dtype) * (multiplier * c + 0.5 * mu * c.square())
+
+
+def update_multiplier(multiplier: float, c: float, mu: float) -> float:
+    """lambda <- max(0, lambda + mu * c)."""
+    return max(0.0, multiplier + mu * c)
+
+
+def update_gamma(gamma: float, ema_attacked: float, ema_independent: float, cfg: ObjectiveConfig) -> float:
+    """gamma <- clip(gamma + l_gamma * (clip(EMA(I_T') - EMA(I_T), 0, 10) - b_gamma), 0, gamma_max)."""
+    gap = min(max(ema_independent - ema_attacked, 0.0), 10.0)
+    return min(max(gamma + cfg.gamma_lr * (gap - cfg.gamma_bias), 0.0), cfg.gamma_max)
