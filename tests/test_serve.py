@@ -21,8 +21,8 @@ import pytest
 from PIL import Image
 
 from conftest import write_video
-from rodi.inference import load
 from rodi.config import ServeLimits as Limits
+from rodi.inference import load
 from rodi.serve import Handlers, dataset_examples
 from video_samples import cut_mp4
 

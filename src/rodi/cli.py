@@ -28,9 +28,9 @@ class _Errors(click.Group):
 
     def invoke(self, ctx):
         # deferred (module docstring): these import torch
+        from rodi.data.errors import DataError
         from rodi.data.images import MediaReadError
         from rodi.evaluation.judges import JudgeFileError
-        from rodi.data.errors import DataError
         from rodi.media import VideoWriteError
         from rodi.training.state import CheckpointError, RunExistsError
         from rodi.training.step import NonFiniteLossError
@@ -97,7 +97,8 @@ def train(config, overrides, resume_dir, data, data_root, no_progress):
     key=value pairs such as objective.variant=ae train.max_minutes=60."""
     # deferred (module docstring)
     from rodi.evaluation.validation import validation
-    from rodi.training.loop import checkpoint_path, train as run_training
+    from rodi.training.loop import checkpoint_path
+    from rodi.training.loop import train as run_training
     from rodi.training.state import read_checkpoint
 
     if config is not None and "=" in config:
@@ -353,7 +354,8 @@ def demo(data, data_root, out_dir, minutes, no_progress):
     pip), evaluate it, and write everything into one folder."""
     # deferred (module docstring)
     from rodi.evaluation.validation import validation
-    from rodi.training.loop import checkpoint_path, train as run_training
+    from rodi.training.loop import checkpoint_path
+    from rodi.training.loop import train as run_training
 
     if data_root is not None and data == "mocap":
         data = "sprites"  # --data-root only makes sense for the sheets

@@ -41,7 +41,14 @@ from rodi.atomic import read_safetensors, write_safetensors
 from rodi.config import Config, ConfigError, from_dict
 from rodi.data.images import prepare_image, square_array, to_rgb, to_tensor
 from rodi.data.sources import DataError, open_source
-from rodi.data.video import VideoInfo, VideoReadError, VideoWarning, is_video, probe_video, video_frames
+from rodi.data.video import (
+    VideoInfo,
+    VideoReadError,
+    VideoWarning,
+    is_video,
+    probe_video,
+    video_frames,
+)
 from rodi.distributed import resolve_device
 from rodi.media import VideoWriteError, check_video_output, video_writer
 from rodi.models.networks import AppearancePoseModel, build_model

@@ -27,13 +27,12 @@ import gradio as gr
 import numpy as np
 import torch
 
-from rodi.data.images import ImageReadError
-from rodi.data.video import VideoReadError, VideoWarning
 from rodi.config import ServeLimits
+from rodi.data.images import ImageReadError
 from rodi.data.sources import DataError
+from rodi.data.video import VideoReadError, VideoWarning
 from rodi.inference import Model, load
 from rodi.viz import save_png, to_uint8
-
 
 # Renders are the model's size (64 pixels for the paper's setup): shown larger, with sharp pixels.
 _CSS = ".rodi-render img {image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain;}"

@@ -12,8 +12,18 @@ import torch
 from PIL import Image
 
 from rodi.data import flare
-from rodi.data.flare import (ACTIONS, BARE_HEAD, ENEMIES, GENDERS, LAYER_CHOICES, LAYERS,
-                             FlareDataError, FlareHeroes, locate_flare, parse_animations)
+from rodi.data.flare import (
+    ACTIONS,
+    BARE_HEAD,
+    ENEMIES,
+    GENDERS,
+    LAYER_CHOICES,
+    LAYERS,
+    FlareDataError,
+    FlareHeroes,
+    locate_flare,
+    parse_animations,
+)
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,17 @@ import torch
 from PIL import Image
 
 import rodi.data.folders as folders
+from conftest import write_video
 from rodi.data.folders import (
-    IdentityFolder, IndexFile, PairDataError, PairDataWarning, VideoFolder, open_pair_source,
+    IdentityFolder,
+    IndexFile,
+    PairDataError,
+    PairDataWarning,
+    VideoFolder,
+    open_pair_source,
 )
 from rodi.data.images import load_image
 from rodi.data.inspect import inspect_source
-
-from conftest import write_video
 
 S = 16
 

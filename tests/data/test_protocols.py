@@ -18,7 +18,13 @@ from rodi.data.flare import FlareDataError, FlareHeroes, locate_flare
 from rodi.data.folders import IdentityFolder, IndexFile, PairDataError, VideoFolder
 from rodi.data.images import ImageReadError, MediaReadError
 from rodi.data.mocap import MocapDataError
-from rodi.data.protocols import HeldOutPairSource, KeypointSource, LabelledSource, PairSource, TripletSource
+from rodi.data.protocols import (
+    HeldOutPairSource,
+    KeypointSource,
+    LabelledSource,
+    PairSource,
+    TripletSource,
+)
 from rodi.data.sprites import SpritesDataError
 from rodi.data.video import StillImageError, VideoReadError
 

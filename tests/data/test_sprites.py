@@ -6,8 +6,16 @@ import torch
 from PIL import Image
 
 from rodi.data.sprites import (
-    CELL, LAYER_CHOICES, LAYER_ORDER, SHEET_ROWS, SHEET_SHA256, SHEET_SIZE, SpriteSheets, SpritesDataError,
-    locate_sheets, make_protocol,
+    CELL,
+    LAYER_CHOICES,
+    LAYER_ORDER,
+    SHEET_ROWS,
+    SHEET_SHA256,
+    SHEET_SIZE,
+    SpritesDataError,
+    SpriteSheets,
+    locate_sheets,
+    make_protocol,
 )
 
 

@@ -11,9 +11,17 @@ import pytest
 import torch
 
 from rodi.config import load_config
-from rodi.evaluation.judges import (CHECK_TRIPLETS, LICENCES, SHIPPED_JUDGES, judge_ceilings,
-                                    judge_transfers, load_or_train_judge, read_judge_file,
-                                    shipped_judge_path, trivial_outputs)
+from rodi.evaluation.judges import (
+    CHECK_TRIPLETS,
+    LICENCES,
+    SHIPPED_JUDGES,
+    judge_ceilings,
+    judge_transfers,
+    load_or_train_judge,
+    read_judge_file,
+    shipped_judge_path,
+    trivial_outputs,
+)
 from rodi.inference import PRETRAINED, load_model, pretrained_names
 
 ASSETS = SHIPPED_JUDGES.parent

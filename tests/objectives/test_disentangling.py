@@ -6,8 +6,14 @@ import torch
 from rodi.config import ModelConfig, ObjectiveConfig
 from rodi.models.networks import AppearancePoseModel, SeparableCritic
 from rodi.objectives.disentangling import DisentanglingObjective
-from rodi.objectives.losses import (augmented_lagrangian, colour_jitter, critic_loss, derangement,
-                                    update_gamma, update_multiplier)
+from rodi.objectives.losses import (
+    augmented_lagrangian,
+    colour_jitter,
+    critic_loss,
+    derangement,
+    update_gamma,
+    update_multiplier,
+)
 from rodi.variants import TABLE
 
 

@@ -13,12 +13,12 @@ import numpy as np
 from rodi.config import VARIANTS, Config, ConfigError, load_config, to_dict
 from rodi.data.sources import open_source
 from rodi.evaluation.metrics import csv_columns, metric
+from rodi.evaluation.plots import plot_training_curves, plot_violins, side_by_side
 from rodi.evaluation.report import evaluate_state, write_report
 from rodi.evaluation.validation import validation
 from rodi.training.loop import checkpoint_path, train
 from rodi.training.state import TrainState
 from rodi.variants import variant
-from rodi.evaluation.plots import plot_training_curves, plot_violins, side_by_side
 
 COLUMNS = csv_columns()  # of results.csv, from rodi.evaluation.metrics
 # the entries of the second table of results.md (transfers as the judges read them), after SSIM and PSNR

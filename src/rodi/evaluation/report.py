@@ -9,18 +9,23 @@ from pathlib import Path
 
 import torch
 
-from rodi.data.protocols import LabelledSource, TripletSource
 from rodi.atomic import replacing
+from rodi.data.protocols import LabelledSource, TripletSource
 from rodi.data.sources import open_source
 from rodi.evaluation.html import write_html
 from rodi.evaluation.judges import load_or_train_judge, summarize_judged, supports_judges
 from rodi.evaluation.metrics import joined, label, metric, under
-from rodi.evaluation.probes import (encode_codes, leakage_probes, pair_codes,
-                                    posthoc_mutual_information, summarize_probes)
+from rodi.evaluation.plots import plot_training_curves
+from rodi.evaluation.probes import (
+    encode_codes,
+    leakage_probes,
+    pair_codes,
+    posthoc_mutual_information,
+    summarize_probes,
+)
 from rodi.evaluation.triplets import pair_errors, summarize, triplet_errors
 from rodi.inference import grid_weights, interpolate
 from rodi.training.state import TrainState
-from rodi.evaluation.plots import plot_training_curves
 from rodi.viz import interpolation_grid, save_png, save_transfer_matrix
 
 

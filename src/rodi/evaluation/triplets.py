@@ -6,7 +6,10 @@ from __future__ import annotations
 from collections import defaultdict
 
 import torch
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from torchmetrics.functional.image import (
+    peak_signal_noise_ratio,
+    structural_similarity_index_measure,
+)
 
 from rodi.evaluation.judges import judge_transfers, target_equivalents, trivial_outputs
 from rodi.models.networks import AppearancePoseModel

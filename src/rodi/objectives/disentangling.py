@@ -27,8 +27,15 @@ from rodi.config import ObjectiveConfig
 from rodi.distributed import SINGLE
 from rodi.models.networks import AppearancePoseModel, SeparableCritic
 from rodi.objectives import drnet
-from rodi.objectives.losses import (augmented_lagrangian, colour_jitter, critic_loss, derangement,
-                                    kl_standard_normal, update_gamma, update_multiplier)
+from rodi.objectives.losses import (
+    augmented_lagrangian,
+    colour_jitter,
+    critic_loss,
+    derangement,
+    kl_standard_normal,
+    update_gamma,
+    update_multiplier,
+)
 from rodi.variants import variant
 
 # loss terms of other methods, by the name a variant record gives in ``extra_terms``

@@ -23,8 +23,8 @@ import torch
 from tqdm import tqdm
 
 from rodi.config import Config, to_yaml
-from rodi.distributed import Distributed, init_from_environment, resolve_device, shutdown
 from rodi.data.sources import open_source
+from rodi.distributed import Distributed, init_from_environment, resolve_device, shutdown
 from rodi.models.networks import AppearancePoseModel
 from rodi.training.logging import ScalarLogger
 from rodi.training.state import RunExistsError, TrainState
