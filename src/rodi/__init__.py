@@ -12,9 +12,8 @@ __all__ = ["Model", "load", "__version__"]
 
 def __getattr__(name: str):
     if name in ("Model", "load"):
-        from rodi import (
-            inference,  # deferred: `import rodi` and `rodi --help` stay light (no torch)
-        )
+        # deferred: `import rodi` and `rodi --help` stay light (no torch)
+        from rodi import inference
 
         return getattr(inference, name)
     raise AttributeError(f"module 'rodi' has no attribute {name!r}")

@@ -97,8 +97,7 @@ def train(config, overrides, resume_dir, data, data_root, no_progress):
     key=value pairs such as objective.variant=ae train.max_minutes=60."""
     # deferred (module docstring)
     from rodi.evaluation.validation import validation
-    from rodi.training.loop import checkpoint_path
-    from rodi.training.loop import train as run_training
+    from rodi.training.loop import checkpoint_path, train as run_training
     from rodi.training.state import read_checkpoint
 
     if config is not None and "=" in config:
@@ -354,8 +353,7 @@ def demo(data, data_root, out_dir, minutes, no_progress):
     pip), evaluate it, and write everything into one folder."""
     # deferred (module docstring)
     from rodi.evaluation.validation import validation
-    from rodi.training.loop import checkpoint_path
-    from rodi.training.loop import train as run_training
+    from rodi.training.loop import checkpoint_path, train as run_training
 
     if data_root is not None and data == "mocap":
         data = "sprites"  # --data-root only makes sense for the sheets
