@@ -3,14 +3,15 @@ several seeds each, every run evaluated with `rodi evaluate` (held-out appearanc
 held-out clips, the mocap judge's ceilings and floors), then one table.
 
     python benchmarks/humanoid_study.py --steps 800 --seeds 0,1 --out-dir runs/humanoid-study \
-        --setting baseline= --setting "gamma-0.01=objective.gamma=0.01 objective.gamma_in_warmup=false"
+        --setting baseline= \
+        --setting "gamma-0.01=objective.gamma=0.01 objective.gamma_in_warmup=false"
 
 Each ``--setting NAME=OVERRIDES`` names a list of config overrides (space-separated, may be empty)
-applied on top of ``--config`` (default `demo`). Runs that already hold a checkpoint and a report are
-reused, so the script resumes a study that was cut. Writes ``results.md`` and ``results.csv`` in
-``--out-dir``: per setting, the mean and spread (min-max) over seeds of the KL (nats per example, the
-mean of the last 100 logged steps), normalised pose (PCK@0.1) and appearance scores, the pose-mean ->
-appearance probe and its chance, and gamma/lambda at the end.
+applied on top of ``--config`` (default `demo`). Runs that already hold a checkpoint and a report
+are reused, so the script resumes a study that was cut. Writes ``results.md`` and ``results.csv`` in
+``--out-dir``: per setting, the mean and spread (min-max) over seeds of the KL (nats per example,
+the mean of the last 100 logged steps), normalised pose (PCK@0.1) and appearance scores, the
+pose-mean -> appearance probe and its chance, and gamma/lambda at the end.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ import sys
 from pathlib import Path
 
 COLUMNS = ("kl_nats", "normalised_pose", "normalised_appearance", "pck@0.1", "appearance_mean",
-           "pose_mean_to_appearance", "pose_mean_to_appearance_chance", "pose_to_pose", "gamma", "lambda",
-           "triplet_mse")
+           "pose_mean_to_appearance", "pose_mean_to_appearance_chance", "pose_to_pose", "gamma",
+           "lambda", "triplet_mse")
 
 
 def _run(cmd: list[str], log: Path) -> None:
@@ -50,11 +51,13 @@ def run_one(config: str, overrides: list[str], steps: int, seed: int, run_dir: P
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     rodi = [sys.executable, "-m", "rodi.cli"]
     if not (run_dir / "checkpoints" / "last.pt").exists():
-        _run([*rodi, "train", config, *overrides, "train.max_minutes=null", f"train.max_steps={steps}",
-              f"train.seed={seed}", f"train.threads={threads}", f"train.out_dir={run_dir}", "--no-progress"], log)
+        _run([*rodi, "train", config, *overrides, "train.max_minutes=null",
+              f"train.max_steps={steps}", f"train.seed={seed}", f"train.threads={threads}",
+              f"train.out_dir={run_dir}", "--no-progress"], log)
     if not (report / "metrics.json").exists():
         extra = ["--num-triplets", str(num_triplets)] if num_triplets else []
-        _run([*rodi, "evaluate", "-c", str(run_dir / "checkpoints" / "last.pt"), "-o", str(report), *extra], log)
+        _run([*rodi, "evaluate", "-c", str(run_dir / "checkpoints" / "last.pt"), "-o", str(report),
+              *extra], log)
     m = json.loads((report / "metrics.json").read_text())
     probes = m.get("probes", {})
     return {
@@ -83,12 +86,14 @@ def _summary(values: list[float | None]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="demo")
     parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
-    parser.add_argument("--num-triplets", type=int, default=None, help="default: the config's (8000)")
+    parser.add_argument("--num-triplets", type=int, default=None,
+                        help="default: the config's (8000)")
     parser.add_argument("--out-dir", default="runs/humanoid-study")
     parser.add_argument("--setting", action="append", required=True, metavar="NAME=OVERRIDES")
     args = parser.parse_args()
@@ -100,28 +105,32 @@ def main() -> None:
         name, _, overrides = setting.partition("=")
         per_seed = []
         for seed in seeds:
-            r = run_one(args.config, overrides.split(), args.steps, seed, out / f"{name}-seed{seed}",
-                        args.threads, args.num_triplets)
+            r = run_one(args.config, overrides.split(), args.steps, seed,
+                        out / f"{name}-seed{seed}", args.threads, args.num_triplets)
             per_seed.append(r)
             rows.append({"setting": name, "overrides": overrides, "seed": seed, **r})
-            print(name, seed, {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}, flush=True)
+            print(name, seed,
+                  {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()},
+                  flush=True)
         rows.append({"setting": name, "overrides": overrides, "seed": "mean",
                      **{k: _summary([p[k] for p in per_seed]) for k in COLUMNS}})
     with (out / "results.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["setting", "overrides", "seed", *COLUMNS])
         writer.writeheader()
         writer.writerows(rows)
-    lines = [f"Config `{args.config}`, {args.steps} steps per run, seeds {args.seeds}; mean (min-max over seeds).",
-             "", "| setting | overrides | KL (nats) | normalised pose (PCK@0.1) | normalised appearance "
-             "| pose mean -> appearance (chance) | pose mean -> pose | gamma | lambda | triplet MSE |",
+    lines = [f"Config `{args.config}`, {args.steps} steps per run, seeds {args.seeds}; "
+             "mean (min-max over seeds).",
+             "", "| setting | overrides | KL (nats) | normalised pose (PCK@0.1) "
+             "| normalised appearance | pose mean -> appearance (chance) | pose mean -> pose "
+             "| gamma | lambda | triplet MSE |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r["seed"] != "mean":
             continue
-        lines.append(f"| {r['setting']} | `{r['overrides'] or '(none)'}` | {r['kl_nats']} | {r['normalised_pose']} | "
-                     f"{r['normalised_appearance']} | {r['pose_mean_to_appearance']} "
-                     f"({r['pose_mean_to_appearance_chance']}) | {r['pose_to_pose']} | {r['gamma']} | "
-                     f"{r['lambda']} | {r['triplet_mse']} |")
+        lines.append(f"| {r['setting']} | `{r['overrides'] or '(none)'}` | {r['kl_nats']} | "
+                     f"{r['normalised_pose']} | {r['normalised_appearance']} | "
+                     f"{r['pose_mean_to_appearance']} ({r['pose_mean_to_appearance_chance']}) | "
+                     f"{r['pose_to_pose']} | {r['gamma']} | {r['lambda']} | {r['triplet_mse']} |")
     (out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

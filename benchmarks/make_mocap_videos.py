@@ -22,7 +22,8 @@ from rodi.viz import to_uint8
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="videos")
     parser.add_argument("--videos", type=int, default=12)
     parser.add_argument("--size", type=int, default=128, help="frame side in pixels")
@@ -35,7 +36,8 @@ def main() -> None:
     poses = humanoid.pose_split("train")
     yaw = humanoid.pose_labels[poses, 1]
     for v in range(args.videos):
-        character = humanoid.split("train")[torch.randint(len(humanoid.split("train")), (1,), generator=g)]
+        character = humanoid.split("train")[torch.randint(len(humanoid.split("train")), (1,),
+                                                          generator=g)]
         direction = int(torch.randint(int(yaw.max()) + 1, (1,), generator=g))
         sequence = poses[yaw == direction][:60]  # consecutive frames of the first clips, one camera
         frames = to_uint8(humanoid.render(character.expand(len(sequence)), sequence))

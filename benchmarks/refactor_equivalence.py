@@ -5,10 +5,10 @@ steps with two checkouts of rodi and compare every entry of the checkpoints with
     python benchmarks/refactor_equivalence.py --before /tmp/rodi-before/src --after src
 
 Each case runs ``python -m rodi.cli train`` in a fresh process with one torch thread, once per
-checkout (``PYTHONPATH`` picks the checkout), and compares ``checkpoints/last.pt``: the networks, the
-objective's buffers (gamma, lambda, moving averages), every optimiser state and the RNG states. The
-config, version string and wall-clock seconds are not compared. Prints one line per case and exits
-1 when any entry differs.
+checkout (``PYTHONPATH`` picks the checkout), and compares ``checkpoints/last.pt``: the networks,
+the objective's buffers (gamma, lambda, moving averages), every optimiser state and the RNG states.
+The config, version string and wall-clock seconds are not compared. Prints one line per case and
+exits 1 when any entry differs.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ SHORT = ["train.max_minutes=null", "train.batch_size=8", "train.threads=1", "tra
 CASES = {
     **{f"demo-{v}": ["demo", f"objective.variant={v}", *SHORT]
        for v in ("ae", "variational", "adversarial", "rodi", "drnet")},
-    "demo-rodi-options": ["demo", *SHORT, "objective.pose_colour_jitter=0.3", "objective.critic_code=mean",
-                          "objective.reconstruction=sse", "model.upsample=transpose", "optim.schedule=constant"],
+    "demo-rodi-options": ["demo", *SHORT, "objective.pose_colour_jitter=0.3",
+                          "objective.critic_code=mean", "objective.reconstruction=sse",
+                          "model.upsample=transpose", "optim.schedule=constant"],
     "sprites-rodi": ["sprites", *SHORT],
 }
 IGNORED = {"config", "rodi_version", "train_seconds"}
@@ -74,14 +75,16 @@ def run(src: str, args: list[str], out_dir: Path, steps: int, data_root: str | N
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--before", required=True, help="src folder of the checkout as it was")
     parser.add_argument("--after", default="src", help="src folder of the changed checkout")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
     parser.add_argument("--data-root", default=os.environ.get("RODI_SPRITES_ROOT"),
                         help="Sprites layer sheets (default: $RODI_SPRITES_ROOT)")
-    parser.add_argument("--work-dir", default=None, help="where the runs go (default: a temporary folder)")
+    parser.add_argument("--work-dir", default=None,
+                        help="where the runs go (default: a temporary folder)")
     args = parser.parse_args()
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="rodi-equivalence-"))
     failed = False
@@ -92,7 +95,8 @@ def main() -> None:
         b = torch.load(after, map_location="cpu", weights_only=True)
         diff = differences(a, b)
         failed |= bool(diff)
-        verdict = "equal" if not diff else f"DIFFERENT: {', '.join(diff[:5])}{' ...' if len(diff) > 5 else ''}"
+        verdict = ("equal" if not diff
+                   else f"DIFFERENT: {', '.join(diff[:5])}{' ...' if len(diff) > 5 else ''}")
         print(f"{name:20s} step {b['step']}: {count_tensors(b)} tensors, {verdict}", flush=True)
     sys.exit(1 if failed else 0)
 

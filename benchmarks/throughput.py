@@ -32,7 +32,8 @@ from rodi.training.step import train_step, wrap_step
 def matmul_flops_per_second(device: torch.device, n: int = 2048, seconds: float = 3.0,
                             dtype: torch.dtype = torch.float32) -> float:
     """Sustained FLOP/s of an n x n matmul in ``dtype``, repeated for about ``seconds``."""
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    a, b = (torch.randn(n, n, device=device, dtype=dtype),
+            torch.randn(n, n, device=device, dtype=dtype))
     torch.mm(a, b)
     _sync(device)
     count, start = 0, time.perf_counter()
@@ -58,10 +59,12 @@ def _step(state: TrainState, losses, batch: dict, step: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", nargs="?", default="sprites")
     parser.add_argument("overrides", nargs="*")
-    parser.add_argument("--batch-size", type=int, default=None, help="pairs per step (default: the config's)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="pairs per step (default: the config's)")
     parser.add_argument("--steps", type=int, default=30, help="timed training steps")
     parser.add_argument("--data-root", default=None)
     args, extra = parser.parse_known_args()
@@ -111,14 +114,18 @@ def main() -> None:
     peak = matmul_flops_per_second(device, n=8192 if device.type == "cuda" else 2048, dtype=dtype)
     achieved = flops_per_step / seconds
     params = sum(p.numel() for p in state.model.parameters())
-    print(f"config {args.config}, variant {cfg.objective.variant}, batch {b} pairs, image {cfg.model.image_size} px, "
-          f"model {params / 1e6:.2f}M parameters, device {device}, threads {torch.get_num_threads()}")
+    print(f"config {args.config}, variant {cfg.objective.variant}, batch {b} pairs, "
+          f"image {cfg.model.image_size} px, model {params / 1e6:.2f}M parameters, "
+          f"device {device}, threads {torch.get_num_threads()}")
     print(f"data source alone:     {data_images_per_s:9.0f} images/s")
-    print(f"training:              {2 * b / seconds:9.0f} images/s ({seconds * 1000:.0f} ms per step)")
-    print(f"FLOPs per step:        {flops_per_step / 1e9:9.2f} GFLOP (forward + backward, critics included)")
+    print(f"training:              {2 * b / seconds:9.0f} images/s "
+          f"({seconds * 1000:.0f} ms per step)")
+    print(f"FLOPs per step:        {flops_per_step / 1e9:9.2f} GFLOP "
+          "(forward + backward, critics included)")
     print(f"achieved:              {achieved / 1e9:9.1f} GFLOP/s")
     side = 8192 if device.type == "cuda" else 2048
-    print(f"{'bf16' if bf16 else 'float32'} matmul:        {peak / 1e9:9.1f} GFLOP/s ({side} x {side}, same device)")
+    print(f"{'bf16' if bf16 else 'float32'} matmul:        {peak / 1e9:9.1f} GFLOP/s "
+          f"({side} x {side}, same device)")
     print(f"model FLOP utilisation {100 * achieved / peak:9.1f} %")
     if device.type == "cuda":
         print(f"peak GPU memory:       {torch.cuda.max_memory_allocated(device) / 2**30:9.2f} GiB")

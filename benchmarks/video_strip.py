@@ -20,16 +20,19 @@ from rodi.viz import save_png
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("video")
     parser.add_argument("-o", "--output", required=True)
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--start", type=int, default=0, help="frames to skip first")
     parser.add_argument("--gap", type=int, default=4, help="white pixels between frames")
-    parser.add_argument("--vertical", action="store_true", help="frames one below the other (for wide frames)")
+    parser.add_argument("--vertical", action="store_true",
+                        help="frames one below the other (for wide frames)")
     args = parser.parse_args()
     with av.open(args.video) as container:
-        frames = [f.to_ndarray(format="rgb24") for f in islice(container.decode(video=0), args.start, args.start + args.frames)]
+        frames = [f.to_ndarray(format="rgb24")
+                  for f in islice(container.decode(video=0), args.start, args.start + args.frames)]
     h, w = frames[0].shape[:2]
     axis = 0 if args.vertical else 1
     gap = np.full((args.gap, w, 3) if args.vertical else (h, args.gap, 3), 255, np.uint8)

@@ -7,16 +7,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 LPC_SHEETS_ABSENT = (
-    "the real LPC layer sheets are absent: set RODI_SPRITES_ROOT to a folder of them (body/0.png ... "
-    "hair/9.png, as published in github.com/YingzhenLi/Sprites) or put them at ../shared/data/lpc-sprites "
-    "beside the clone"
+    "the real LPC layer sheets are absent: set RODI_SPRITES_ROOT to a folder of them "
+    "(body/0.png ... hair/9.png, as published in github.com/YingzhenLi/Sprites) or put them at "
+    "../shared/data/lpc-sprites beside the clone"
 )
 _SESSION: dict[str, Path] = {}  # the sheets the session's tests use, set by the sheets_root fixture
 
 
 def real_sprites_root() -> Path | None:
-    """The real LPC layer sheets: $RODI_SPRITES_ROOT, else ../shared/data/lpc-sprites beside the clone,
-    else None.
+    """The real LPC layer sheets: $RODI_SPRITES_ROOT, else ../shared/data/lpc-sprites beside the
+    clone, else None.
 
     Raises:
         SpritesDataError: $RODI_SPRITES_ROOT is set but is not a complete folder of sheets (asked
@@ -37,7 +37,8 @@ def sprites_root() -> Path:
     """The layer sheets this session's Sprites tests use (see the ``sheets_root`` fixture), for code
     that cannot ask for a fixture, such as :func:`tiny_overrides`."""
     if "sprites_root" not in _SESSION:
-        raise RuntimeError("sprites_root() is only known once the session fixture sheets_root has run")
+        raise RuntimeError("sprites_root() is only known once the session fixture sheets_root "
+                           "has run")
     return _SESSION["sprites_root"]
 
 
@@ -62,7 +63,8 @@ def synthetic_sheets_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def real_sheets_root() -> Path:
-    """The real LPC layer sheets, for the few tests of the art itself; skips the test where absent."""
+    """The real LPC layer sheets, for the few tests of the art itself; skips the test where
+    absent."""
     root = real_sprites_root()
     if root is None:
         pytest.skip(LPC_SHEETS_ABSENT)
@@ -89,10 +91,12 @@ def sheets(sheets_root):
 
 @pytest.fixture(scope="session")
 def humanoid(tmp_path_factory):
-    """A small mocap source (every 40th frame, 2 camera yaws, 64 px) rendered once per test session."""
+    """A small mocap source (every 40th frame, 2 camera yaws, 64 px) rendered once per test
+    session."""
     from rodi.data.mocap import MocapHumanoid
 
-    return MocapHumanoid(64, frame_stride=40, yaws=2, cache_dir=tmp_path_factory.mktemp("mocap"), progress=False)
+    return MocapHumanoid(64, frame_stride=40, yaws=2, cache_dir=tmp_path_factory.mktemp("mocap"),
+                         progress=False)
 
 
 def tiny_overrides(tmp_path, **extra) -> list[str]:
@@ -143,8 +147,8 @@ def write_video(path, frames, rate=12, codec="mpeg4", pix_fmt="yuv420p") -> None
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    """An untrained checkpoint of the tiny test config (Sprites, 64 x 64): written in a fraction of a
-    second, for tests of what is done with a model rather than of what it learnt."""
+    """An untrained checkpoint of the tiny test config (Sprites, 64 x 64): written in a fraction of
+    a second, for tests of what is done with a model rather than of what it learnt."""
     import torch
 
     from rodi.config import load_config
@@ -152,4 +156,5 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
     tmp = tmp_path_factory.mktemp("tiny-checkpoint")
     torch.manual_seed(0)
-    return TrainState(load_config("sprites", tiny_overrides(tmp)), torch.device("cpu")).save(tmp / "tiny.pt")
+    return TrainState(load_config("sprites", tiny_overrides(tmp)),
+                      torch.device("cpu")).save(tmp / "tiny.pt")

@@ -9,7 +9,7 @@ from PIL import Image
 
 from conftest import tiny_overrides
 from rodi.cli import main
-from rodi.config import ConfigError, load_config
+from rodi.config import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +25,11 @@ def test_transfer_accepts_rgba_and_grayscale_images(trained_run, tmp_path):
     rgba[10:30, 5:25] = (200, 50, 20, 255)
     Image.fromarray(rgba, "RGBA").save(tmp_path / "app.png")
     Image.fromarray(np.full((64, 64), 128, np.uint8), "L").save(tmp_path / "pose.png")
-    result = CliRunner().invoke(main, ["transfer", "-c", str(trained_run / "checkpoints" / "last.pt"),
+    result = CliRunner().invoke(main, ["transfer",
+                                       "-c", str(trained_run / "checkpoints" / "last.pt"),
                                        "--appearance", str(tmp_path / "app.png"),
-                                       "--pose", str(tmp_path / "pose.png"), "-o", str(tmp_path / "out.png")])
+                                       "--pose", str(tmp_path / "pose.png"),
+                                       "-o", str(tmp_path / "out.png")])
     assert result.exit_code == 0, result.output
     out = Image.open(tmp_path / "out.png")
     assert out.size == (64, 64) and out.mode == "RGB"
@@ -43,8 +45,10 @@ def test_transfer_matrix_from_a_folder(trained_run, tmp_path, sheets):
     imgs = to_uint8(sheets.render(torch.tensor([0, 1, 2]), torch.tensor([0, 10, 20])))
     for i, img in enumerate(imgs):
         Image.fromarray(img).save(folder / f"{i}.png")
-    result = CliRunner().invoke(main, ["transfer", "-c", str(trained_run / "checkpoints" / "last.pt"),
-                                       "-a", str(folder), "-p", str(folder / "0.png"), "-p", str(folder / "1.png"),
+    result = CliRunner().invoke(main, ["transfer",
+                                       "-c", str(trained_run / "checkpoints" / "last.pt"),
+                                       "-a", str(folder), "-p", str(folder / "0.png"),
+                                       "-p", str(folder / "1.png"),
                                        "-o", str(tmp_path / "grid.png"), "--matrix"])
     assert result.exit_code == 0, result.output
     grid = Image.open(tmp_path / "grid.png")
@@ -53,23 +57,29 @@ def test_transfer_matrix_from_a_folder(trained_run, tmp_path, sheets):
 
 def test_transfer_of_a_corrupt_image_names_the_file(trained_run, tmp_path):
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nthis is not")
-    result = CliRunner().invoke(main, ["transfer", "-c", str(trained_run / "checkpoints" / "last.pt"),
-                                       "-a", str(tmp_path / "broken.png"), "-p", str(tmp_path / "broken.png"),
+    result = CliRunner().invoke(main, ["transfer",
+                                       "-c", str(trained_run / "checkpoints" / "last.pt"),
+                                       "-a", str(tmp_path / "broken.png"),
+                                       "-p", str(tmp_path / "broken.png"),
                                        "-o", str(tmp_path / "out.png")])
     assert result.exit_code == 2
     assert "broken.png" in result.output and "not a readable image" in result.output
 
 
 def test_evaluate_writes_a_report_folder_and_prints_a_table(trained_run, tmp_path):
-    result = CliRunner().invoke(main, ["evaluate", "-c", str(trained_run / "checkpoints" / "last.pt"),
+    result = CliRunner().invoke(main, ["evaluate",
+                                       "-c", str(trained_run / "checkpoints" / "last.pt"),
                                        "-o", str(tmp_path / "report")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "report" / "report.html").is_file()
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
-    assert metrics["protocol"] == "sprites" and metrics["step"] == 4 and metrics["num_triplets"] == 16
-    assert 0 < metrics["triplet_mse"]["mean"] <= 4 and 0 < metrics["reconstruction_mse"]["mean"] <= 4
+    assert (metrics["protocol"] == "sprites" and metrics["step"] == 4
+            and metrics["num_triplets"] == 16)
+    assert (0 < metrics["triplet_mse"]["mean"] <= 4
+            and 0 < metrics["reconstruction_mse"]["mean"] <= 4)
     assert "transfer MSE (16 held-out triplets)" in result.output
-    assert set(metrics["pose_accuracy"]) == {"action", "direction", "frame"}  # sprites: labels, no keypoints
+    # sprites: labels, no keypoints
+    assert set(metrics["pose_accuracy"]) == {"action", "direction", "frame"}
     assert 0 <= metrics["appearance_retention"]["mean"]["ceiling"] <= 1
 
 
@@ -90,16 +100,20 @@ class _Page(HTMLParser):
 
 
 def test_the_html_report_opens_and_names_every_figure_it_links(trained_run, tmp_path):
-    result = CliRunner().invoke(main, ["evaluate", "-c", str(trained_run / "checkpoints" / "last.pt"),
+    result = CliRunner().invoke(main, ["evaluate",
+                                       "-c", str(trained_run / "checkpoints" / "last.pt"),
                                        "-o", str(tmp_path / "report")])
     assert result.exit_code == 0, result.output
     page = _Page()
     page.feed((tmp_path / "report" / "report.html").read_text(encoding="utf-8"))
     names = {"transfer matrix", "interpolation", "training curves"}
-    assert {img["alt"].split(":")[0] for img in page.images} == names and page.figcaptions == len(names)
+    assert ({img["alt"].split(":")[0] for img in page.images} == names
+            and page.figcaptions == len(names))
     for img in page.images:
-        assert base64.b64decode(img["src"].removeprefix("data:image/png;base64,"))[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len(page.links) == len(names) and all((tmp_path / "report" / link).is_file() for link in page.links)
+        assert (base64.b64decode(img["src"].removeprefix("data:image/png;base64,"))[:8]
+                == b"\x89PNG\r\n\x1a\n")
+    assert (len(page.links) == len(names)
+            and all((tmp_path / "report" / link).is_file() for link in page.links))
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     text = " ".join(page.text)
     assert page.tables >= 4 and f"{metrics['triplet_mse']['mean']:.4f}" in text
@@ -107,30 +121,17 @@ def test_the_html_report_opens_and_names_every_figure_it_links(trained_run, tmp_
 
 
 def test_resume_from_the_command_line(trained_run):
-    result = CliRunner().invoke(main, ["train", "--resume", str(trained_run), "train.max_steps=6", "--no-progress"])
+    result = CliRunner().invoke(main, ["train", "--resume", str(trained_run), "train.max_steps=6",
+                                       "--no-progress"])
     assert result.exit_code == 0, result.output
-    metrics = CliRunner().invoke(main, ["evaluate", "-c", str(trained_run / "checkpoints" / "last.pt")])
+    metrics = CliRunner().invoke(main, ["evaluate",
+                                        "-c", str(trained_run / "checkpoints" / "last.pt")])
     assert "step" in metrics.output and " 6" in metrics.output
 
 
-def test_unknown_key_suggests_the_closest_valid_one():
-    with pytest.raises(ConfigError, match="did you mean 'train.batch_size'"):
-        load_config("sprites", ["train.batch_sise=8"])
-
-
-@pytest.mark.parametrize("override, message", [
-    ("train.batch_size=1", "batch_size must be >= 2"),
-    ("objective.variant=vae", "objective.variant"),
-    ("train.batch_size=many", "batch_size"),
-    ("data.root=/does/not/exist", "does not exist"),
-])
-def test_impossible_values_are_refused_before_training(override, message):
-    with pytest.raises(ConfigError, match=message):
-        load_config("sprites", [override])
-
-
 def test_cli_reports_config_errors_in_one_line(tmp_path):
-    result = CliRunner().invoke(main, ["train", "sprites", "train.batch_size=1", f"train.out_dir={tmp_path / 'x'}"])
+    result = CliRunner().invoke(main, ["train", "sprites", "train.batch_size=1",
+                                       f"train.out_dir={tmp_path / 'x'}"])
     assert result.exit_code == 2 and result.output.startswith("error: ")
     assert not (tmp_path / "x").exists()
 
@@ -148,11 +149,14 @@ def test_benchmark_runs_every_variant_and_writes_every_file(tmp_path):
         assert (out / name).is_file(), name
     rows = json.loads((out / "results.json").read_text())["results"]
     assert [r["variant"] for r in rows] == list(VARIANTS)
-    assert all(r["step"] == 3 and r["triplet_mse_mean"] > 0 and r["posthoc_mi_nats"] is not None for r in rows)
-    assert all(0 < r["ssim_mean"] <= 1 and 0 <= r["appearance_retention"] <= 1 for r in rows)  # the report's metrics
+    assert all(r["step"] == 3 and r["triplet_mse_mean"] > 0 and r["posthoc_mi_nats"] is not None
+               for r in rows)
+    # the report's metrics
+    assert all(0 < r["ssim_mean"] <= 1 and 0 <= r["appearance_retention"] <= 1 for r in rows)
     assert "| *ceiling* |" in result.output and "| *floor* |" in result.output
     for v in VARIANTS:
-        assert (out / v / "report" / "report.html").is_file() and (out / v / "report" / "transfer_matrix.png").is_file()
+        assert ((out / v / "report" / "report.html").is_file()
+                and (out / v / "report" / "transfer_matrix.png").is_file())
     # a rerun finds every variant done and only rewrites the comparison
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 0 and "| rodi | 3 |" in again.output

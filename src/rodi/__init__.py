@@ -6,7 +6,8 @@ encode_appearance, decode, interpolate, retarget); see :mod:`rodi.inference`. Im
 itself stays light: torch is imported on first use of those names.
 """
 
-__version__ = "0.1.0"
+from rodi.version import __version__
+
 __all__ = ["Model", "load", "__version__"]
 
 

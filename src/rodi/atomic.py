@@ -21,9 +21,9 @@ NEW_FILE_MODE = 0o666 & ~_UMASK  # what a plainly created file gets
 
 @contextmanager
 def replacing(path: str | os.PathLike, durable: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` (``.NAME.XXXXXXXX.tmp``, in ``path``'s folder, which is
-    created) for the caller to write; rename it over ``path`` when the block ends, or remove it when
-    the block raises.
+    """Yield a temporary path beside ``path`` (``.NAME.XXXXXXXX.tmp``, in ``path``'s folder, which
+    is created) for the caller to write; rename it over ``path`` when the block ends, or remove it
+    when the block raises.
 
     Args:
         durable: fsync the file before the rename and the folder after it, so that the new file
@@ -66,11 +66,13 @@ def write_safetensors(tensors: dict, path: str | os.PathLike, metadata: dict[str
     """
     with replacing(path) as tmp:
         save_file(tensors, tmp, metadata=metadata)
-        os.chmod(tmp, NEW_FILE_MODE)  # safetensors replaces the file it writes with an owner-only one
+        # safetensors replaces the file it writes with an owner-only one
+        os.chmod(tmp, NEW_FILE_MODE)
     return Path(path)
 
 
-def read_safetensors(path: str | os.PathLike, error: type[Exception]) -> tuple[dict[str, str], dict]:
+def read_safetensors(path: str | os.PathLike,
+                     error: type[Exception]) -> tuple[dict[str, str], dict]:
     """The metadata and tensors (on the CPU) of a safetensors file; reading one never runs code.
 
     Raises:

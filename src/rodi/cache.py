@@ -15,7 +15,8 @@ APP_NAME = "rodi"
 def user_cache(*parts: str) -> Path:
     """rodi's folder of the user cache, joined with ``parts``: ``$XDG_CACHE_HOME/rodi/PARTS...``
     (``~/.cache/rodi/...`` where it is not set) on Linux, the OS equivalent elsewhere (from
-    :func:`platformdirs.user_cache_dir`, read at every call, so a changed ``XDG_CACHE_HOME`` counts).
+    :func:`platformdirs.user_cache_dir`, read at every call, so a changed ``XDG_CACHE_HOME``
+    counts).
 
     The folders in use: ``lpc-sprites`` (downloaded Sprites sheets), ``mocap`` (mocap renders),
     ``flare`` (the Flare data and its resampled layers), ``pairs`` (prepared images of user data)

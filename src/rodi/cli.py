@@ -18,9 +18,9 @@ from pathlib import Path
 
 import click
 
-from rodi import __version__
 from rodi.config import SOURCES, ConfigError, DataConfig, ModelConfig, ServeLimits, load_config
 from rodi.variants import NAMES as VARIANT_NAMES
+from rodi.version import __version__
 
 
 class _Errors(click.Group):
@@ -52,11 +52,13 @@ class _Errors(click.Group):
 @click.group(cls=_Errors)
 @click.version_option(__version__, prog_name="rodi")
 def main():
-    """Unsupervised, robust disentangling of appearance and pose (Esser, Haux & Ommer, ICCV 2019)."""
+    """Unsupervised, robust disentangling of appearance and pose (Esser, Haux & Ommer, ICCV
+    2019)."""
     warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
 
 
-def _overrides(overrides: tuple[str, ...], data_root: str | None, data: str | None = None) -> list[str]:
+def _overrides(overrides: tuple[str, ...], data_root: str | None,
+               data: str | None = None) -> list[str]:
     """OVERRIDES plus what ``--data-root`` and ``--data`` say, without overriding an explicit
     ``data.source=`` or ``data.root=`` among the OVERRIDES."""
     from rodi.data.sources import guess_source  # deferred (module docstring)
@@ -80,17 +82,20 @@ def _overrides(overrides: tuple[str, ...], data_root: str | None, data: str | No
     return out
 
 
-_DATA_HELP = ("The data: 'mocap', 'sprites', or a path to a folder of identities (ROOT/<identity>/<images>), "
-              "a folder of videos (one identity each), a CSV index (identity,path[,split]) or the LPC sheets.")
+_DATA_HELP = ("The data: 'mocap', 'sprites', or a path to a folder of identities "
+              "(ROOT/<identity>/<images>), a folder of videos (one identity each), a CSV index "
+              "(identity,path[,split]) or the LPC sheets.")
 
 
 @main.command()
 @click.argument("config", required=False)
 @click.argument("overrides", nargs=-1)
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), default=None,
-              help="Continue the run in this folder exactly where it stopped (its saved config, plus OVERRIDES).")
+              help="Continue the run in this folder exactly where it stopped (its saved config, "
+                   "plus OVERRIDES).")
 @click.option("--data", "data", default=None, help=_DATA_HELP)
-@click.option("--data-root", type=click.Path(), default=None, help="Sets data.root (e.g. the folder of LPC layer sheets).")
+@click.option("--data-root", type=click.Path(), default=None,
+              help="Sets data.root (e.g. the folder of LPC layer sheets).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def train(config, overrides, resume_dir, data, data_root, no_progress):
     """Train a model. CONFIG is a YAML file or a bundled name (sprites, demo); OVERRIDES are
@@ -104,28 +109,35 @@ def train(config, overrides, resume_dir, data, data_root, no_progress):
         overrides, config = (config,) + overrides, None
     if resume_dir is not None:
         saved = read_checkpoint(checkpoint_path(resume_dir))["config"]
-        cfg = load_config(config, _overrides((f"train.out_dir={resume_dir}", *overrides), data_root, data),
+        cfg = load_config(config, _overrides((f"train.out_dir={resume_dir}", *overrides),
+                                             data_root, data),
                           base=saved)
     elif config is None and data is None and not overrides:
-        raise ConfigError("give a CONFIG (a YAML file or one of the bundled names), --data, or --resume RUN_DIR")
+        raise ConfigError("give a CONFIG (a YAML file or one of the bundled names), --data, or "
+                          "--resume RUN_DIR")
     else:
         cfg = load_config(config, _overrides(overrides, data_root, data))
-    run_dir = run_training(cfg, resume=resume_dir is not None, progress=not no_progress, validate=validation(cfg))
+    run_dir = run_training(cfg, resume=resume_dir is not None, progress=not no_progress,
+                           validate=validation(cfg))
     click.echo(f"run folder: {run_dir}")
 
 
-_CHECKPOINT_HELP = "A rodi checkpoint (.pt), an exported model (.safetensors) or a shipped model's name (humanoid)."
+_CHECKPOINT_HELP = ("A rodi checkpoint (.pt), an exported model (.safetensors) or a shipped "
+                    "model's name (humanoid).")
 _SCALE_HELP = "Each pixel of the model's renders becomes SCALE x SCALE pixels (nearest neighbour)."
 
 
 @main.command()
-@click.option("--checkpoint", "-c", required=True, type=click.Path(dir_okay=False), help=_CHECKPOINT_HELP)
+@click.option("--checkpoint", "-c", required=True, type=click.Path(dir_okay=False),
+              help=_CHECKPOINT_HELP)
 @click.option("--appearance", "-a", multiple=True, required=True,
               help="Image(s) or folder(s) whose appearance is kept.")
-@click.option("--pose", "-p", multiple=True, required=True, help="Image(s) or folder(s) whose pose is kept.")
+@click.option("--pose", "-p", multiple=True, required=True,
+              help="Image(s) or folder(s) whose pose is kept.")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Output PNG.")
 @click.option("--matrix", is_flag=True,
-              help="Write an N x M grid: rows = appearance inputs, columns = pose inputs, with the inputs as headers.")
+              help="Write an N x M grid: rows = appearance inputs, columns = pose inputs, with the "
+                   "inputs as headers.")
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
 def transfer(checkpoint, appearance, pose, output, matrix, device):
     """Render the appearance of one image in the pose of another (posterior mean of pi)."""
@@ -148,13 +160,16 @@ def transfer(checkpoint, appearance, pose, output, matrix, device):
 
 
 @main.command()
-@click.option("--checkpoint", "-c", required=True, type=click.Path(dir_okay=False), help=_CHECKPOINT_HELP)
+@click.option("--checkpoint", "-c", required=True, type=click.Path(dir_okay=False),
+              help=_CHECKPOINT_HELP)
 @click.option("--appearance", "-a", required=True,
-              help="Image whose appearance is kept, or a video whose frames' appearance codes are averaged.")
+              help="Image whose appearance is kept, or a video whose frames' appearance codes are "
+                   "averaged.")
 @click.option("--pose-video", "-p", required=True, help="Video whose every frame gives the pose.")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
               help="Output video: .mp4, .mov or .mkv (H.264) or .gif.")
-@click.option("--side-by-side", is_flag=True, help="Each frame shows pose frame | appearance | result.")
+@click.option("--side-by-side", is_flag=True,
+              help="Each frame shows pose frame | appearance | result.")
 @click.option("--scale", type=click.IntRange(1, 16), default=4, show_default=True, help=_SCALE_HELP)
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
@@ -165,22 +180,27 @@ def retarget(checkpoint, appearance, pose_video, output, side_by_side, scale, de
     from rodi.media import check_video_output
 
     check_video_output(output)  # before the model is loaded
-    result = load(checkpoint, device).retarget(appearance, pose_video, output, side_by_side=side_by_side,
-                                               scale=scale, progress=not no_progress)
+    result = load(checkpoint, device).retarget(appearance, pose_video, output,
+                                               side_by_side=side_by_side, scale=scale,
+                                               progress=not no_progress)
     click.echo(f"wrote {result.path}: {result.frames} frames at {float(result.rate):g} fps "
                f"(appearance from {result.appearance_frames} frame(s))")
 
 
 @main.command()
-@click.option("--checkpoint", "-c", required=True, type=click.Path(dir_okay=False), help=_CHECKPOINT_HELP)
+@click.option("--checkpoint", "-c", required=True, type=click.Path(dir_okay=False),
+              help=_CHECKPOINT_HELP)
 @click.option("--appearance", "-a", multiple=True, required=True,
               help="Given twice: the images whose appearance is at the top and at the bottom.")
 @click.option("--pose", "-p", multiple=True, required=True,
               help="Given twice: the images whose pose is at the left and at the right.")
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Output grid PNG.")
-@click.option("--steps", type=click.IntRange(min=2), default=7, show_default=True, help="Renders per side of the grid.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
+              help="Output grid PNG.")
+@click.option("--steps", type=click.IntRange(min=2), default=7, show_default=True,
+              help="Renders per side of the grid.")
 @click.option("--walk", type=click.Path(dir_okay=False), default=None,
-              help="Also write a looping walk around the grid's edge: .gif, or .mp4/.mov/.mkv (H.264).")
+              help="Also write a looping walk around the grid's edge: .gif, or .mp4/.mov/.mkv "
+                   "(H.264).")
 @click.option("--walk-frames", type=click.IntRange(min=1), default=12, show_default=True,
               help="Frames per side of the walk.")
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=12, show_default=True,
@@ -194,7 +214,8 @@ def interpolate(checkpoint, appearance, pose, output, steps, walk, walk_frames, 
     from rodi.media import check_video_output
 
     if len(appearance) != 2 or len(pose) != 2:
-        raise click.UsageError(f"give --appearance twice and --pose twice (got {len(appearance)} and {len(pose)})")
+        raise click.UsageError(f"give --appearance twice and --pose twice (got {len(appearance)} "
+                               f"and {len(pose)})")
     if walk is not None:
         check_video_output(walk)
     model = load(checkpoint, device)
@@ -205,18 +226,21 @@ def interpolate(checkpoint, appearance, pose, output, steps, walk, walk_frames, 
 
 
 @main.command()
-@click.option("--checkpoint", "-c", required=True, type=click.Path(dir_okay=False), help=_CHECKPOINT_HELP)
+@click.option("--checkpoint", "-c", required=True, type=click.Path(dir_okay=False),
+              help=_CHECKPOINT_HELP)
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; 0.0.0.0 makes the app reachable from other machines.")
 @click.option("--port", type=click.IntRange(1, 65535), default=7860, show_default=True)
-@click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=ServeLimits.max_file_mb,
-              show_default=True, help="Largest file accepted.")
-@click.option("--max-video-frames", type=click.IntRange(min=1), default=ServeLimits.max_video_frames,
-              show_default=True, help="Longest pose video accepted.")
+@click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True),
+              default=ServeLimits.max_file_mb, show_default=True, help="Largest file accepted.")
+@click.option("--max-video-frames", type=click.IntRange(min=1),
+              default=ServeLimits.max_video_frames, show_default=True,
+              help="Longest pose video accepted.")
 @click.option("--examples", type=click.IntRange(min=0), default=4, show_default=True,
               help="Example pairs from the checkpoint's data (0: none).")
 @click.option("--data-root", type=click.Path(), default=None,
-              help="Where the checkpoint's data is on this machine, if not where it was in training (data.root).")
+              help="Where the checkpoint's data is on this machine, if not where it was in "
+                   "training (data.root).")
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
 def serve(checkpoint, host, port, max_upload_mb, max_video_frames, examples, data_root, device):
     """A demo in the browser (Gradio): transfer between two images with interpolation sliders, and
@@ -225,13 +249,15 @@ def serve(checkpoint, host, port, max_upload_mb, max_video_frames, examples, dat
     from rodi.distributed import resolve_device
     from rodi.serve import serve as run_server
 
-    run_server(checkpoint, host, port, resolve_device(device), ServeLimits(max_upload_mb, max_video_frames),
-               examples, data_root)
+    run_server(checkpoint, host, port, resolve_device(device),
+               ServeLimits(max_upload_mb, max_video_frames), examples, data_root)
 
 
 @main.command()
-@click.option("--checkpoint", "-c", required=True, type=click.Path(dir_okay=False), help="A rodi checkpoint (.pt).")
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Output .safetensors file.")
+@click.option("--checkpoint", "-c", required=True, type=click.Path(dir_okay=False),
+              help="A rodi checkpoint (.pt).")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
+              help="Output .safetensors file.")
 @click.option("--half", is_flag=True, help="Store the weights as float16 (half the size).")
 def export(checkpoint, output, half):
     """Write the encoders and decoder of a checkpoint as safetensors (config in its metadata), for
@@ -244,9 +270,11 @@ def export(checkpoint, output, half):
 
 
 @main.command()
-@click.option("--checkpoint", "-c", required=True, type=click.Path(dir_okay=False), help="A rodi checkpoint.")
+@click.option("--checkpoint", "-c", required=True, type=click.Path(dir_okay=False),
+              help="A rodi checkpoint.")
 @click.option("--data-root", type=click.Path(), default=None,
-              help="Where the run's data is on this machine, if not where it was in training (data.root).")
+              help="Where the run's data is on this machine, if not where it was in training "
+                   "(data.root).")
 @click.option("--num-triplets", type=int, default=None,
               help=f"Default: the config's data.num_triplets ({DataConfig.num_triplets}).")
 @click.option("--output", "-o", type=click.Path(file_okay=False), default=None,
@@ -270,23 +298,26 @@ def _evaluate_and_report(checkpoint, data_root, num_triplets, device, report_dir
     from rodi.training.state import CheckpointError, read_checkpoint
 
     if is_shipped(checkpoint):
-        raise CheckpointError(f"{checkpoint} is a shipped model (an export): `rodi transfer`, `retarget`, "
-                              "`interpolate` and `serve` read it; evaluating needs a run's .pt checkpoint")
-    step = read_checkpoint(checkpoint)["step"]  # a missing or foreign file fails here, before any work
+        raise CheckpointError(f"{checkpoint} is a shipped model (an export): `rodi transfer`, "
+                              "`retarget`, `interpolate` and `serve` read it; evaluating needs a "
+                              "run's .pt checkpoint")
+    # a missing or foreign file fails here, before any work
+    step = read_checkpoint(checkpoint)["step"]
     if report_dir is None:
         report_dir = Path(checkpoint).parent.parent / "reports" / f"step-{step:07d}"
     Path(report_dir).mkdir(parents=True, exist_ok=True)
     if not os.access(report_dir, os.W_OK):  # fail now, not after minutes of evaluation
         raise OSError(errno.EACCES, "cannot write the report folder", str(report_dir))
-    click.echo("evaluating: held-out transfers, judges of pose and appearance where renders are exact "
-               "(shipped for the built-in sources, else trained once and cached), leakage probes where "
-               "there are labels, post-hoc MI (a few minutes on a CPU) ...")
+    click.echo("evaluating: held-out transfers, judges of pose and appearance where renders are "
+               "exact (shipped for the built-in sources, else trained once and cached), leakage "
+               "probes where there are labels, post-hoc MI (a few minutes on a CPU) ...")
     try:
         metrics = evaluate_checkpoint(checkpoint, data_root, num_triplets, device, report_dir)
     except DataError as err:
         if data_root is not None:
             raise
-        raise DataError(f"{err} (the run's data.root; give --data-root if the data is elsewhere now)") from None
+        raise DataError(f"{err} (the run's data.root; give --data-root if the data is elsewhere "
+                        "now)") from None
     click.echo(format_table(metrics))
     click.echo(f"wrote {Path(report_dir) / 'report.html'} and metrics.json beside it")
     return Path(report_dir)
@@ -295,7 +326,8 @@ def _evaluate_and_report(checkpoint, data_root, num_triplets, device, report_dir
 @main.command()
 @click.argument("data", type=click.Choice(["mocap", "sprites", "flare"]))
 @click.argument("overrides", nargs=-1)
-@click.option("--data-root", type=click.Path(), default=None, help="Sets data.root (e.g. the folder of LPC layer sheets).")
+@click.option("--data-root", type=click.Path(), default=None,
+              help="Sets data.root (e.g. the folder of LPC layer sheets).")
 @click.option("--output-dir", "-o", type=click.Path(file_okay=False), required=True,
               help="Where the judge file goes (the package's src/rodi/assets/judges to ship it).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
@@ -311,10 +343,11 @@ def judge(data, overrides, data_root, output_dir, no_progress):
     source = open_source(cfg.data, cfg.model.image_size, progress=not no_progress)
     cache = Path(cfg.data.cache_dir) / "judges" if cfg.data.cache_dir else None
     path, ceilings = ship_judge(source, cfg.evaluation.judge_steps, cfg.evaluation.judge_batch_size,
-                                cfg.data.num_triplets, cfg.data.triplet_seed, output_dir, cache, not no_progress,
-                                seed=cfg.evaluation.judge_seed)
+                                cfg.data.num_triplets, cfg.data.triplet_seed, output_dir, cache,
+                                not no_progress, seed=cfg.evaluation.judge_seed)
     for group in ("pose", "appearance"):
-        click.echo(f"{group} ceilings: " + ", ".join(f"{k} {v:.3f}" for k, v in ceilings[group].items()))
+        click.echo(f"{group} ceilings: "
+                   + ", ".join(f"{k} {v:.3f}" for k, v in ceilings[group].items()))
     click.echo(f"wrote {path}")
 
 
@@ -327,11 +360,13 @@ def judge(data, overrides, data_root, output_dir, no_progress):
               help="Per variant: wall clock (90s, 10m, 1h) or steps (5000steps).")
 @click.option("--out-dir", default="runs/benchmark", show_default=True, help="Output folder.")
 @click.option("--data", "data", default=None, help=_DATA_HELP)
-@click.option("--data-root", type=click.Path(), default=None, help="Sets data.root (e.g. the folder of LPC layer sheets).")
+@click.option("--data-root", type=click.Path(), default=None,
+              help="Sets data.root (e.g. the folder of LPC layer sheets).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
 def benchmark(config, overrides, variants, budget, out_dir, data, data_root, no_progress):
-    """Train every variant with the same data, networks, seed and budget; compare them in one folder
-    (table, violin plot, transfer matrices, rodi's gamma/lambda/I_T curves). Reruns resume."""
+    """Train every variant with the same data, networks, seed and budget; compare them in one
+    folder (table, violin plot, transfer matrices, rodi's gamma/lambda/I_T curves). Reruns
+    resume."""
     from rodi.evaluation.benchmark import run_benchmark  # deferred (module docstring)
 
     cfg = load_config(config, _overrides(overrides, data_root, data))
@@ -344,9 +379,12 @@ def benchmark(config, overrides, variants, budget, out_dir, data, data_root, no_
 @main.command()
 @click.option("--data", "data", default="mocap", show_default=True, help=_DATA_HELP)
 @click.option("--data-root", type=click.Path(), default=None,
-              help="Sprites: folder of LPC layer sheets (default: $RODI_SPRITES_ROOT, the user cache, or a download).")
-@click.option("--out-dir", default=None, help="Output folder (default: the demo config's train.out_dir, runs/demo).")
-@click.option("--minutes", type=float, default=None, help="Training budget (default: the demo config's train.max_minutes).")
+              help="Sprites: folder of LPC layer sheets (default: $RODI_SPRITES_ROOT, the user "
+                   "cache, or a download).")
+@click.option("--out-dir", default=None,
+              help="Output folder (default: the demo config's train.out_dir, runs/demo).")
+@click.option("--minutes", type=float, default=None,
+              help="Training budget (default: the demo config's train.max_minutes).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def demo(data, data_root, out_dir, minutes, no_progress):
     """Train `rodi` for about 10 minutes (default: the mocap humanoid, which needs nothing but
@@ -372,12 +410,14 @@ def demo(data, data_root, out_dir, minutes, no_progress):
     metrics = json.loads((report / "metrics.json").read_text())
     stages = metrics.get("evaluation_seconds", {})
     total = time.perf_counter() - started
-    steps_seconds = min(trained, metrics["train_seconds"])  # a resumed run's earlier sessions are not this call's
-    click.echo(f"time: {total / 60:.1f} min in all: data and set-up {trained - steps_seconds:.0f} s, training "
-               f"{steps_seconds:.0f} s, evaluation {total - trained:.0f} s (" +
+    # a resumed run's earlier sessions are not this call's
+    steps_seconds = min(trained, metrics["train_seconds"])
+    click.echo(f"time: {total / 60:.1f} min in all: data and set-up "
+               f"{trained - steps_seconds:.0f} s, training {steps_seconds:.0f} s, evaluation "
+               f"{total - trained:.0f} s (" +
                ", ".join(f"{k} {v:.0f} s" for k, v in stages.items()) + ")")
-    click.echo(f"outputs (config, checkpoints, transfer matrices, scalars; report in {report.relative_to(run_dir)}): "
-               f"{run_dir.resolve()}")
+    click.echo(f"outputs (config, checkpoints, transfer matrices, scalars; report in "
+               f"{report.relative_to(run_dir)}): {run_dir.resolve()}")
 
 
 @main.group()
@@ -387,21 +427,24 @@ def data():
 
 @data.command("inspect")
 @click.argument("source_or_path")
-@click.option("--output", "-o", type=click.Path(dir_okay=False), default="data-inspect.png", show_default=True,
-              help="Contact sheet PNG of sample training pairs.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default="data-inspect.png",
+              show_default=True, help="Contact sheet PNG of sample training pairs.")
 @click.option("--pairs", type=int, default=8, show_default=True, help="Pairs on the contact sheet.")
 @click.option("--image-size", type=int, default=ModelConfig.image_size, show_default=True,
               help="Side of the images in pixels.")
-@click.option("--data-root", type=click.Path(), default=None, help="Sets data.root (e.g. the folder of LPC layer sheets).")
+@click.option("--data-root", type=click.Path(), default=None,
+              help="Sets data.root (e.g. the folder of LPC layer sheets).")
 @click.argument("overrides", nargs=-1)
 def inspect(source_or_path, output, pairs, image_size, data_root, overrides):
     """Count identities, images and skipped files of SOURCE_OR_PATH ('mocap', 'sprites' or a path)
-    and write a contact sheet of the pairs the model will see. OVERRIDES are data.* key=value pairs."""
+    and write a contact sheet of the pairs the model will see. OVERRIDES are data.* key=value
+    pairs."""
     # deferred (module docstring)
     from rodi.data.inspect import inspect_source
     from rodi.data.sources import open_source
 
-    cfg = load_config(None, _overrides(overrides, data_root, source_or_path) + [f"model.image_size={image_size}"])
+    cfg = load_config(None, _overrides(overrides, data_root, source_or_path)
+                      + [f"model.image_size={image_size}"])
     source = open_source(cfg.data, cfg.model.image_size)
     summary = inspect_source(source, output, pairs=pairs)
     for key, value in summary.items():

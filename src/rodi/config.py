@@ -60,7 +60,9 @@ class ModelConfig:
     channels: int = 16
     max_channels: int = 128
     blocks: int = 1
-    upsample: str = "transpose"  # decoder up-sampling: transpose (4x4 stride-2 ConvTranspose) | resize (nearest x2, then 3x3 conv)
+    # decoder up-sampling: transpose (4x4 stride-2 ConvTranspose) | resize (nearest x2, then 3x3
+    # conv)
+    upsample: str = "transpose"
 
 
 @dataclass
@@ -70,15 +72,18 @@ class ObjectiveConfig:
     gamma_max: float = 100.0
     gamma_lr: float = 0.01  # l_gamma
     gamma_bias: float = 0.01  # b_gamma
-    gamma_in_warmup: bool = True  # adapt gamma while the constraint is still off (the authors' code does)
+    # adapt gamma while the constraint is still off (the authors' code does)
+    gamma_in_warmup: bool = True
     epsilon: float = 0.1  # MI bound in nats
-    # reconstruction term: sse (summed squared pixel error, the authors') | calibrated (Gaussian NLL with
-    # the variance at the batch MSE, at least min_variance; docs/method.md section 9)
+    # reconstruction term: sse (summed squared pixel error, the authors') | calibrated (Gaussian NLL
+    # with the variance at the batch MSE, at least min_variance; docs/method.md section 9)
     reconstruction: str = "sse"
     min_variance: float = 1.0e-4
-    critic_code: str = "sample"  # what the critics score: sample (of q(pi | x), the authors') | mean (what transfer uses)
+    # what the critics score: sample (of q(pi | x), the authors') | mean (what transfer uses)
+    critic_code: str = "sample"
     # random colour changes of the pose encoder's input only (not of the reconstruction target), so
-    # the pose code cannot carry colours: 0 off (the authors'), 1 full strength (docs/method.md section 9)
+    # the pose code cannot carry colours: 0 off (the authors'), 1 full strength (docs/method.md
+    # section 9)
     pose_colour_jitter: float = 0.0
     mu: float = 0.1  # augmented-Lagrangian penalty weight
     lambda_init: float = 0.0
@@ -107,13 +112,15 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: Optional[int] = None  # torch intra-op threads on CPU; None: torch's default
     precision: str = "32"  # 32 | bf16 (autocast; meant for CUDA)
-    compile: bool = False  # torch.compile the encoders and decoder (opt-in; a minute of compiling first)
+    # torch.compile the encoders and decoder (opt-in; a minute of compiling first)
+    compile: bool = False
     out_dir: str = "runs/sprites-rodi"
     log_every: int = 25
     image_every: int = 500
     checkpoint_every: int = 500
     keep_checkpoints: int = 3  # step-XXXXXXX.pt files kept besides last.pt and best.pt
-    validation_items: int = 256  # held-out triplets (or pairs) scored at each checkpoint for best.pt
+    # held-out triplets (or pairs) scored at each checkpoint for best.pt
+    validation_items: int = 256
     matrix_size: int = 6
 
 
@@ -125,18 +132,23 @@ class EvaluationConfig:
     probe_steps: int = 300
     mi_pairs: int = 4000  # held-out pairs for the post-hoc MI critic (half to train, half to score)
     mi_steps: int = 1500
-    judges: bool = True  # pose accuracy and appearance retention of transfers, where renders are exact
+    # pose accuracy and appearance retention of transfers, where renders are exact
+    judges: bool = True
     judge_steps: int = 6000  # training steps of the judge (once per dataset, then cached)
     judge_batch_size: int = 32
     # seeds of the evaluation's random draws (rodi.evaluation.report.evaluate_state, write_report)
-    probe_train_seed: int = 11  # draws the training characters, poses and samples the probes learn from
+    # draws the training characters, poses and samples the probes learn from
+    probe_train_seed: int = 11
     probe_test_seed: int = 12  # draws the held-out characters, poses and samples they are scored on
     probe_seed: int = 0  # initialises the probes
     mi_pairs_seed: int = 13  # draws the held-out pairs (and pose samples) of the post-hoc MI
     mi_seed: int = 0  # initialises and batches the post-hoc MI critic
-    judge_seed: int = 0  # the judge's training; part of its fingerprint: another seed cannot use the shipped judges
-    figure_seed: int = 7  # the held-out inputs of the report's transfer matrix and interpolation figures
-    validation_seed: int = 99  # the validation split's triplets (or pairs) scored at each checkpoint for best.pt
+    # the judge's training; part of its fingerprint: another seed cannot use the shipped judges
+    judge_seed: int = 0
+    # the held-out inputs of the report's transfer matrix and interpolation figures
+    figure_seed: int = 7
+    # the validation split's triplets (or pairs) scored at each checkpoint for best.pt
+    validation_seed: int = 99
 
 
 @dataclass(frozen=True)
@@ -164,7 +176,8 @@ class Config:
 
 def bundled_configs() -> list[str]:
     """Names of the configs shipped with rodi (usable in place of a path)."""
-    return sorted(p.name[:-5] for p in resources.files("rodi.configs").iterdir() if p.name.endswith(".yaml"))
+    return sorted(p.name[:-5] for p in resources.files("rodi.configs").iterdir()
+                  if p.name.endswith(".yaml"))
 
 
 def _resolve_path(name_or_path: str) -> Path:
@@ -189,7 +202,8 @@ def _all_keys(node: Any, prefix: str = "") -> list[str]:
     return keys
 
 
-def _explain(err: OmegaConfBaseException, source: str, lines: Optional[dict[str, int]] = None) -> ConfigError:
+def _explain(err: OmegaConfBaseException, source: str,
+             lines: Optional[dict[str, int]] = None) -> ConfigError:
     """A one-line :class:`ConfigError` for an OmegaConf error; ``lines`` (dotted key -> line of
     the file) puts the line of the offending key after ``source`` where it is known."""
     full_key = getattr(err, "full_key", None)
@@ -201,7 +215,8 @@ def _explain(err: OmegaConfBaseException, source: str, lines: Optional[dict[str,
         hint = f"; did you mean {close[0]!r}?" if close else ""
         return ConfigError(f"{where}: unknown key {full_key!r}{hint}")
     key = f" at {full_key!r}" if full_key else ""
-    message = (str(err.msg if getattr(err, "msg", None) else err).splitlines() or [type(err).__name__])[0]
+    message = (str(err.msg if getattr(err, "msg", None) else err).splitlines()
+               or [type(err).__name__])[0]
     return ConfigError(f"{where}{key}: {message}")
 
 
@@ -220,8 +235,8 @@ class _CheckedComposer(yaml.SafeLoader):
     constructed) and to refuse, while composing, aliases that would make the document explode
     when it is expanded (the "billion laughs") or that point into their own anchor (a cycle).
 
-    Composing is linear in the size of the file, since an alias is one shared node; what explodes is
-    the expansion when the tree is turned into Python objects and then OmegaConf nodes, so the
+    Composing is linear in the size of the file, since an alias is one shared node; what explodes
+    is the expansion when the tree is turned into Python objects and then OmegaConf nodes, so the
     expanded size is added up (memoised per node) at each alias and the alias that takes it past
     :data:`MAX_EXPANDED_VALUES` is refused by its position.
     """
@@ -236,7 +251,8 @@ class _CheckedComposer(yaml.SafeLoader):
         """Values under ``node``, itself included, with aliases expanded."""
         if id(node) not in self._sizes:
             children = node.value if isinstance(node, yaml.SequenceNode) else (
-                [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else [])
+                [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode)
+                else [])
             self._sizes[id(node)] = 1 + sum(self._size(child) for child in children)
         return self._sizes[id(node)]
 
@@ -245,7 +261,8 @@ class _CheckedComposer(yaml.SafeLoader):
         if isinstance(event, yaml.AliasEvent):
             if event.anchor in self._open_anchors:
                 raise yaml.composer.ComposerError(
-                    None, None, f"the alias *{event.anchor} is inside the value it names (a cycle)", event.start_mark)
+                    None, None, f"the alias *{event.anchor} is inside the value it names (a cycle)",
+                    event.start_mark)
             if event.anchor in self.anchors:
                 self._expanded += self._size(self.anchors[event.anchor])
                 if self._expanded > MAX_EXPANDED_VALUES:
@@ -271,8 +288,10 @@ class _CheckedComposer(yaml.SafeLoader):
         return self._compose_collection(super().compose_mapping_node, anchor)
 
 
-def _key_lines(node: yaml.Node, prefix: str = "", lines: Optional[dict[str, int]] = None) -> dict[str, int]:
-    """Dotted key (``train.max_steps``, ``optim.betas[1]``) -> 1-based line, from a composed tree."""
+def _key_lines(node: yaml.Node, prefix: str = "",
+               lines: Optional[dict[str, int]] = None) -> dict[str, int]:
+    """Dotted key (``train.max_steps``, ``optim.betas[1]``) -> 1-based line, from a composed
+    tree."""
     lines = {} if lines is None else lines
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
@@ -288,7 +307,8 @@ def _key_lines(node: yaml.Node, prefix: str = "", lines: Optional[dict[str, int]
 
 
 def _key_line(full_key: str, lines: dict[str, int]) -> Optional[int]:
-    """The line of ``full_key`` (``optim.betas[1]``), or of the nearest enclosing key the file has."""
+    """The line of ``full_key`` (``optim.betas[1]``), or of the nearest enclosing key the file
+    has."""
     key = str(full_key)
     while key not in lines:
         shorter = re.sub(r"(\.[^.\[]*|\[\d+\])$", "", key)
@@ -302,7 +322,8 @@ def _yaml_error(err: yaml.YAMLError, shown: str, text: str) -> ConfigError:
     """A one-line :class:`ConfigError` for a PyYAML error, with the line it is on."""
     if isinstance(err, yaml.reader.ReaderError):
         line = text[:err.position].count("\n") + 1 if isinstance(err.position, int) else None
-        return _file_error(shown, line, f"character #x{err.character:04x} is not allowed in YAML ({err.reason})"
+        return _file_error(shown, line, f"character #x{err.character:04x} is not allowed in YAML "
+                                        f"({err.reason})"
                            if isinstance(err.character, int) else err.reason)
     mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
     line = mark.line + 1 if mark is not None else None
@@ -318,7 +339,8 @@ def _yaml_error(err: yaml.YAMLError, shown: str, text: str) -> ConfigError:
     context, context_mark = getattr(err, "context", None), getattr(err, "context_mark", None)
     if context and context_mark is not None and context_mark.line + 1 != line:
         details.append(f"{context} on line {context_mark.line + 1}")
-    return _file_error(shown, line, f"not valid YAML: {problem}" + (f" ({'; '.join(details)})" if details else ""))
+    return _file_error(shown, line, f"not valid YAML: {problem}"
+                       + (f" ({'; '.join(details)})" if details else ""))
 
 
 def read_config_file(path: str | Path, shown: Optional[str] = None) -> tuple[Any, dict[str, int]]:
@@ -345,15 +367,16 @@ def read_config_file(path: str | Path, shown: Optional[str] = None) -> tuple[Any
     except OSError as err:
         raise _file_error(shown, None, f"cannot be read ({err.strerror or err})") from None
     if len(data) > MAX_CONFIG_BYTES:
-        raise _file_error(shown, None, f"larger than {MAX_CONFIG_BYTES // (1 << 20)} MB; a config file is a few "
-                                       "kilobytes of YAML")
+        raise _file_error(shown, None, f"larger than {MAX_CONFIG_BYTES // (1 << 20)} MB; a config "
+                                       "file is a few kilobytes of YAML")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
-        bom = " (it starts with a UTF-16 byte-order mark)" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
-        raise _file_error(shown, line, f"not UTF-8 text: byte 0x{data[err.start]:02x} at offset {err.start} of the "
-                                       f"file{bom}; save it as UTF-8") from None
+        bom = (" (it starts with a UTF-16 byte-order mark)"
+               if data[:2] in (b"\xff\xfe", b"\xfe\xff") else "")
+        raise _file_error(shown, line, f"not UTF-8 text: byte 0x{data[err.start]:02x} at offset "
+                                       f"{err.start} of the file{bom}; save it as UTF-8") from None
     try:
         composer = _CheckedComposer(text)
         try:
@@ -368,14 +391,16 @@ def read_config_file(path: str | Path, shown: Optional[str] = None) -> tuple[Any
                               f"the file holds {kind}, not a mapping of sections "
                               f"({', '.join(f'{name}:' for name in Config.__dataclass_fields__)})")
         for key, value in root.value:
-            if getattr(key, "value", None) in Config.__dataclass_fields__ and not isinstance(value, yaml.MappingNode):
+            if (getattr(key, "value", None) in Config.__dataclass_fields__
+                    and not isinstance(value, yaml.MappingNode)):
                 kind = ("empty" if value.tag == "tag:yaml.org,2002:null" else
                         "a list" if isinstance(value, yaml.SequenceNode) else "a single value")
                 raise _file_error(shown, key.start_mark.line + 1,
-                                  f"section {key.value}: is {kind}; it must be a mapping of its keys "
-                                  f"(or be left out)")
+                                  f"section {key.value}: is {kind}; it must be a mapping of its "
+                                  f"keys (or be left out)")
         lines = _key_lines(root)
-        conf = OmegaConf.create(text)  # constructed by OmegaConf's own loader, as OmegaConf.load would
+        # constructed by OmegaConf's own loader, as OmegaConf.load would
+        conf = OmegaConf.create(text)
     except yaml.YAMLError as err:
         raise _yaml_error(err, shown, text) from None
     except OmegaConfBaseException as err:
@@ -391,8 +416,9 @@ def load_config(name_or_path: Optional[str] = None, overrides: tuple[str, ...] |
     name, read by :func:`read_config_file`), then ``key=value`` overrides.
 
     Raises:
-        ConfigError: one line: a malformed file (``NAME line N: ...``, see :func:`read_config_file`),
-            unknown keys (with the closest valid key), wrong types, impossible values.
+        ConfigError: one line: a malformed file (``NAME line N: ...``, see
+            :func:`read_config_file`), unknown keys (with the closest valid key), wrong types,
+            impossible values.
     """
     merged = OmegaConf.structured(Config)
     if base is not None:
@@ -418,7 +444,8 @@ def load_config(name_or_path: Optional[str] = None, overrides: tuple[str, ...] |
     try:
         cfg: Config = OmegaConf.to_object(merged)  # resolves ${...} interpolations
     except OmegaConfBaseException as err:
-        raise _explain(err, "config" if name_or_path is None else str(name_or_path), lines) from None
+        raise _explain(err, "config" if name_or_path is None else str(name_or_path),
+                       lines) from None
     validate(cfg)
     return cfg
 
@@ -436,23 +463,30 @@ def validate(cfg: Config) -> None:
         ConfigError: naming the first impossible value found.
     """
     checks = [
-        (cfg.objective.variant in VARIANTS, f"objective.variant must be one of {', '.join(VARIANTS)}"),
+        (cfg.objective.variant in VARIANTS,
+         f"objective.variant must be one of {', '.join(VARIANTS)}"),
         (cfg.data.source in SOURCES, f"data.source must be one of {', '.join(SOURCES)}"),
         (cfg.data.source != "sprites" or cfg.data.protocol in PROTOCOLS,
          f"data.protocol must be one of {', '.join(PROTOCOLS)}"),
         (cfg.data.num_triplets >= 1, "data.num_triplets must be >= 1"),
         (cfg.data.root is not None or cfg.data.source in ("sprites", "mocap", "flare"),
          f"data.source={cfg.data.source} needs data.root (or --data PATH)"),
-        (cfg.data.root is None or cfg.data.source == "mocap" or Path(cfg.data.root).expanduser().exists(),
+        (cfg.data.root is None or cfg.data.source == "mocap"
+         or Path(cfg.data.root).expanduser().exists(),
          f"data.root {cfg.data.root!r} does not exist"),
-        (cfg.data.source != "index" or cfg.data.root is None or Path(cfg.data.root).expanduser().is_file()
-         or not Path(cfg.data.root).expanduser().exists(), f"data.root {cfg.data.root!r} must be a CSV file for data.source=index"),
+        (cfg.data.source != "index" or cfg.data.root is None
+         or Path(cfg.data.root).expanduser().is_file()
+         or not Path(cfg.data.root).expanduser().exists(),
+         f"data.root {cfg.data.root!r} must be a CSV file for data.source=index"),
         (cfg.data.source not in ("sprites", "flare", "folder", "videos") or cfg.data.root is None
-         or Path(cfg.data.root).expanduser().is_dir() or not Path(cfg.data.root).expanduser().exists(),
+         or Path(cfg.data.root).expanduser().is_dir()
+         or not Path(cfg.data.root).expanduser().exists(),
          f"data.root {cfg.data.root!r} must be a folder for data.source={cfg.data.source}"),
-        (cfg.data.frame_stride is None or cfg.data.frame_stride >= 1, "data.frame_stride must be >= 1"),
-        (cfg.data.time_window is None or (_numbers(cfg.data.time_window, 2)
-                                          and 0 <= cfg.data.time_window[0] < cfg.data.time_window[1]),
+        (cfg.data.frame_stride is None or cfg.data.frame_stride >= 1,
+         "data.frame_stride must be >= 1"),
+        (cfg.data.time_window is None
+         or (_numbers(cfg.data.time_window, 2)
+             and 0 <= cfg.data.time_window[0] < cfg.data.time_window[1]),
          "data.time_window must be [start_s, end_s] with 0 <= start_s < end_s"),
         (cfg.data.yaws >= 1, "data.yaws must be >= 1"),
         (cfg.data.fit in ("pad", "crop"), "data.fit must be 'pad' or 'crop'"),
@@ -463,16 +497,20 @@ def validate(cfg: Config) -> None:
          "model.image_size must be 64 for the Sprites data"),
         (cfg.model.image_size >= 8, "model.image_size must be >= 8"),
         (cfg.model.code_size >= 1 and cfg.model.image_size % cfg.model.code_size == 0
-         and ((cfg.model.image_size // cfg.model.code_size) & (cfg.model.image_size // cfg.model.code_size - 1)) == 0
+         and ((cfg.model.image_size // cfg.model.code_size)
+              & (cfg.model.image_size // cfg.model.code_size - 1)) == 0
          and cfg.model.image_size // cfg.model.code_size >= 2,
          "model.image_size must be model.code_size times a power of two (at least 2)"),
-        (min(cfg.model.code_channels, cfg.model.channels, cfg.model.max_channels) >= 1, "model widths must be >= 1"),
+        (min(cfg.model.code_channels, cfg.model.channels, cfg.model.max_channels) >= 1,
+         "model widths must be >= 1"),
         (cfg.model.blocks >= 0, "model.blocks must be >= 0"),
-        (cfg.model.upsample in UPSAMPLING, f"model.upsample must be one of {', '.join(UPSAMPLING)}"),
-        (cfg.train.batch_size >= 2, "train.batch_size must be >= 2: the critics' negatives pair each "
-                                    "pose code with another example's appearance code"),
+        (cfg.model.upsample in UPSAMPLING,
+         f"model.upsample must be one of {', '.join(UPSAMPLING)}"),
+        (cfg.train.batch_size >= 2, "train.batch_size must be >= 2: the critics' negatives pair "
+                                    "each pose code with another example's appearance code"),
         (cfg.train.max_steps >= 1, "train.max_steps must be >= 1"),
-        (cfg.train.max_minutes is None or cfg.train.max_minutes > 0, "train.max_minutes must be > 0"),
+        (cfg.train.max_minutes is None or cfg.train.max_minutes > 0,
+         "train.max_minutes must be > 0"),
         (cfg.train.threads is None or cfg.train.threads >= 1, "train.threads must be >= 1"),
         (cfg.train.precision in ("32", "bf16"), "train.precision must be '32' or 'bf16'"),
         (min(cfg.train.log_every, cfg.train.image_every, cfg.train.checkpoint_every) >= 1,
@@ -481,23 +519,32 @@ def validate(cfg: Config) -> None:
         (cfg.train.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1"),
         (cfg.train.validation_items >= 1, "train.validation_items must be >= 1"),
         (min(cfg.evaluation.probe_train_codes, cfg.evaluation.probe_test_codes) >= 2
-         and cfg.evaluation.mi_pairs >= 8 and min(cfg.evaluation.probe_steps, cfg.evaluation.mi_steps) >= 1,
+         and cfg.evaluation.mi_pairs >= 8
+         and min(cfg.evaluation.probe_steps, cfg.evaluation.mi_steps) >= 1,
          "evaluation: at least 2 probe codes, 8 MI pairs and 1 step each"),
         (min(cfg.evaluation.judge_steps, cfg.evaluation.judge_batch_size) >= 1,
          "evaluation.judge_steps and judge_batch_size must be >= 1"),
-        (min(cfg.evaluation.probe_train_seed, cfg.evaluation.probe_test_seed, cfg.evaluation.probe_seed,
-             cfg.evaluation.mi_pairs_seed, cfg.evaluation.mi_seed, cfg.evaluation.judge_seed,
-             cfg.evaluation.figure_seed, cfg.evaluation.validation_seed) >= 0, "evaluation seeds must be >= 0"),
-        (cfg.optim.lr > 0 and cfg.optim.critic_lr_factor > 0, "optim.lr and critic_lr_factor must be > 0"),
-        (_numbers(cfg.optim.betas, 2) and all(0 <= b < 1 for b in cfg.optim.betas), "optim.betas must be two numbers in [0, 1)"),
-        (cfg.optim.schedule in ("constant", "linear"), "optim.schedule must be 'constant' or 'linear'"),
+        (min(cfg.evaluation.probe_train_seed, cfg.evaluation.probe_test_seed,
+             cfg.evaluation.probe_seed, cfg.evaluation.mi_pairs_seed, cfg.evaluation.mi_seed,
+             cfg.evaluation.judge_seed, cfg.evaluation.figure_seed,
+             cfg.evaluation.validation_seed) >= 0,
+         "evaluation seeds must be >= 0"),
+        (cfg.optim.lr > 0 and cfg.optim.critic_lr_factor > 0,
+         "optim.lr and critic_lr_factor must be > 0"),
+        (_numbers(cfg.optim.betas, 2) and all(0 <= b < 1 for b in cfg.optim.betas),
+         "optim.betas must be two numbers in [0, 1)"),
+        (cfg.optim.schedule in ("constant", "linear"),
+         "optim.schedule must be 'constant' or 'linear'"),
         (cfg.objective.gamma >= 0 and cfg.objective.gamma_max >= cfg.objective.gamma,
          "objective.gamma must be in [0, objective.gamma_max]"),
         (cfg.objective.mu > 0, "objective.mu must be > 0"),
-        (cfg.objective.critic_code in ("sample", "mean"), "objective.critic_code must be 'sample' or 'mean'"),
-        (cfg.objective.reconstruction in ("sse", "calibrated"), "objective.reconstruction must be 'sse' or 'calibrated'"),
+        (cfg.objective.critic_code in ("sample", "mean"),
+         "objective.critic_code must be 'sample' or 'mean'"),
+        (cfg.objective.reconstruction in ("sse", "calibrated"),
+         "objective.reconstruction must be 'sse' or 'calibrated'"),
         (cfg.objective.min_variance > 0, "objective.min_variance must be > 0"),
-        (0 <= cfg.objective.pose_colour_jitter <= 1, "objective.pose_colour_jitter must be in [0, 1]"),
+        (0 <= cfg.objective.pose_colour_jitter <= 1,
+         "objective.pose_colour_jitter must be in [0, 1]"),
         (cfg.objective.lambda_init >= 0, "objective.lambda_init must be >= 0"),
         (0 < cfg.objective.ema_decay < 1, "objective.ema_decay must be in (0, 1)"),
         (cfg.objective.warmup_steps >= 0, "objective.warmup_steps must be >= 0"),

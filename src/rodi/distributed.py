@@ -42,13 +42,15 @@ def resolve_device(name: str) -> torch.device:
     except (RuntimeError, ValueError):
         raise ConfigError(f"device {name!r}: use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name} asked for, but CUDA is not available on this machine; use cpu or auto")
+        raise ConfigError(f"device {name} asked for, but CUDA is not available on this machine; "
+                          "use cpu or auto")
     return device
 
 
 @dataclass(frozen=True)
 class Distributed:
-    """Where this process sits: ``rank`` in ``world_size`` processes, ``local_rank`` on its machine."""
+    """Where this process sits: ``rank`` in ``world_size`` processes, ``local_rank`` on its
+    machine."""
 
     rank: int = 0
     world_size: int = 1
@@ -63,7 +65,8 @@ class Distributed:
         return self.rank == 0
 
     def shard(self, tensor: torch.Tensor) -> torch.Tensor:
-        """This process's slice of a global batch along dimension 0 (size divisible by world_size)."""
+        """This process's slice of a global batch along dimension 0 (size divisible by
+        world_size)."""
         if not self.enabled:
             return tensor
         n = tensor.shape[0] // self.world_size
@@ -87,7 +90,8 @@ class Distributed:
         return out / self.world_size
 
     def any(self, flag: bool, device: torch.device) -> bool:
-        """True on every process when ``flag`` is true on any (to stop all processes at one step)."""
+        """True on every process when ``flag`` is true on any (to stop all processes at one
+        step)."""
         if not self.enabled:
             return flag
         t = torch.tensor([1.0 if flag else 0.0], device=device)
@@ -114,7 +118,8 @@ def init_from_environment(device_name: str) -> tuple[Distributed, str]:
     if world <= 1:
         return SINGLE, device_name
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
+    use_cuda = (device_name.startswith("cuda")
+                or (device_name == "auto" and torch.cuda.is_available()))
     if use_cuda:
         torch.cuda.set_device(local)
         device_name = f"cuda:{local}"

@@ -5,8 +5,10 @@ docs/method.md sections 1 and 6). rodi's Python API, the command line, ``rodi se
 evaluation all go through it.
 
 >>> import rodi
->>> model = rodi.load("humanoid")                       # a shipped model, a .safetensors export or a .pt checkpoint
->>> out = model.transfer("appearance.png", "pose.png")  # a PIL image: the appearance of one in the pose of the other
+>>> # a shipped model, a .safetensors export or a .pt checkpoint
+>>> model = rodi.load("humanoid")
+>>> # a PIL image: the appearance of one in the pose of the other
+>>> out = model.transfer("appearance.png", "pose.png")
 
 Inputs may be paths, PIL images, numpy arrays ((H, W, 3) uint8, or a list of them) or tensors
 ((B, 3, H, W) or (3, H, W) float in [-1, 1]). Files, PIL images and arrays are prepared exactly as
@@ -36,7 +38,6 @@ import torch
 from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
-from rodi import __version__
 from rodi.atomic import read_safetensors, write_safetensors
 from rodi.config import Config, ConfigError, from_dict
 from rodi.data.images import prepare_image, square_array, to_rgb, to_tensor
@@ -53,9 +54,11 @@ from rodi.distributed import resolve_device
 from rodi.media import VideoWriteError, check_video_output, video_writer
 from rodi.models.networks import AppearancePoseModel, build_model
 from rodi.training.state import FORMAT_VERSION, CheckpointError, TrainState, read_checkpoint
+from rodi.version import __version__
 from rodi.viz import interpolation_grid, save_png, to_uint8
 
-ImageLike = Any  # str | os.PathLike | PIL.Image.Image | np.ndarray | torch.Tensor, or a list of those
+# str | os.PathLike | PIL.Image.Image | np.ndarray | torch.Tensor, or a list of those
+ImageLike = Any
 
 # -- loading and exporting ---------------------------------------------------------------------
 
@@ -92,13 +95,15 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
     if shipped.is_file():
         return shipped
     names = ", ".join(pretrained_names()) or "none"
-    raise CheckpointError(f"{path}: neither a model file nor a shipped model (shipped models: {names})")
+    raise CheckpointError(f"{path}: neither a model file nor a shipped model (shipped models: "
+                          f"{names})")
 
 
-def export_model(checkpoint: str | os.PathLike, output: str | os.PathLike, half: bool = False) -> Path:
+def export_model(checkpoint: str | os.PathLike, output: str | os.PathLike,
+                 half: bool = False) -> Path:
     """Write the inference part of a checkpoint (encoders and decoder, no critics, optimisers or
-    RNG states) as a safetensors file whose metadata holds the config (JSON), the format version and
-    the training step. :func:`load_model` and ``rodi transfer`` read it.
+    RNG states) as a safetensors file whose metadata holds the config (JSON), the format version
+    and the training step. :func:`load_model` and ``rodi transfer`` read it.
 
     Args:
         half: store floating-point weights as float16 (half the size; :func:`load_model` computes
@@ -108,24 +113,28 @@ def export_model(checkpoint: str | os.PathLike, output: str | os.PathLike, half:
         CheckpointError: the checkpoint cannot be read.
     """
     state = read_checkpoint(checkpoint)
-    metadata = {"format": EXPORT_FORMAT, "format_version": str(FORMAT_VERSION), "rodi_version": __version__,
-                "step": str(state["step"]), "config": json.dumps(state["config"])}
-    tensors = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in state["model"].items()}
-    overflow = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    metadata = {"format": EXPORT_FORMAT, "format_version": str(FORMAT_VERSION),
+                "rodi_version": __version__, "step": str(state["step"]),
+                "config": json.dumps(state["config"])}
+    tensors = {k: (v.half() if half and v.is_floating_point() else v).contiguous()
+               for k, v in state["model"].items()}
+    overflow = [k for k, v in tensors.items()
+                if v.is_floating_point() and not torch.isfinite(v).all()]
     if overflow:
-        raise CheckpointError(f"{checkpoint}: {overflow[0]} does not fit in float16 (or is not finite); "
-                              "export it without --half")
+        raise CheckpointError(f"{checkpoint}: {overflow[0]} does not fit in float16 (or is not "
+                              "finite); export it without --half")
     return write_safetensors(tensors, output, metadata)
 
 
-def load_model(path: str | os.PathLike, device: torch.device | None = None) -> tuple[AppearancePoseModel, Config]:
-    """The model and config of a training checkpoint (``.pt``), an export (``.safetensors``, float32
-    or float16 weights) or a shipped model's name (``humanoid``), in float32 and eval mode on
-    ``device`` (default: the CPU). Neither format can run code when read.
+def load_model(path: str | os.PathLike,
+               device: torch.device | None = None) -> tuple[AppearancePoseModel, Config]:
+    """The model and config of a training checkpoint (``.pt``), an export (``.safetensors``,
+    float32 or float16 weights) or a shipped model's name (``humanoid``), in float32 and eval mode
+    on ``device`` (default: the CPU). Neither format can run code when read.
 
     Raises:
-        CheckpointError: no such file or shipped model, unreadable file, another format version, or
-            weights that do not fit the stored config.
+        CheckpointError: no such file or shipped model, unreadable file, another format version,
+            or weights that do not fit the stored config.
     """
     path = resolve_model_path(path)
     device = device or torch.device("cpu")
@@ -136,18 +145,22 @@ def load_model(path: str | os.PathLike, device: torch.device | None = None) -> t
     if not path.is_file():
         raise CheckpointError(f"no model file at {path}")
     metadata, tensors = read_safetensors(path, CheckpointError)
-    if metadata.get("format") != EXPORT_FORMAT or metadata.get("format_version") != str(FORMAT_VERSION):
+    if (metadata.get("format") != EXPORT_FORMAT
+            or metadata.get("format_version") != str(FORMAT_VERSION)):
         raise CheckpointError(f"{path} is not a rodi model of format version {FORMAT_VERSION} "
-                              f"(format {metadata.get('format')!r}, version {metadata.get('format_version')!r})")
+                              f"(format {metadata.get('format')!r}, "
+                              f"version {metadata.get('format_version')!r})")
     try:
         cfg = from_dict(json.loads(metadata["config"]))
     except (KeyError, ValueError, ConfigError) as err:
         raise CheckpointError(f"{path}: its stored config is unusable ({err})") from None
     model = build_model(cfg)
     try:
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                               for k, v in tensors.items()})
     except RuntimeError as err:
-        raise CheckpointError(f"{path}: weights do not fit its config: {str(err).splitlines()[0]}") from None
+        raise CheckpointError(f"{path}: weights do not fit its config: "
+                              f"{str(err).splitlines()[0]}") from None
     return model.to(device).eval(), cfg
 
 
@@ -187,10 +200,11 @@ def _batches(items: Iterable, size: int) -> Iterator[list]:
 @torch.no_grad()
 def render(model, pose_code: torch.Tensor, appearance_code: torch.Tensor) -> torch.Tensor:
     """Decode codes to pixels as :meth:`~rodi.models.networks.AppearancePoseModel.transfer` does:
-    (B, 3, H, W) clamped to [-1, 1] from pose and appearance codes, each (B, C, h, w) or (1, C, h, w)
-    (broadcast to the other's batch)."""
+    (B, 3, H, W) clamped to [-1, 1] from pose and appearance codes, each (B, C, h, w) or
+    (1, C, h, w) (broadcast to the other's batch)."""
     b = max(len(pose_code), len(appearance_code))
-    return model.decode(pose_code.expand(b, -1, -1, -1), appearance_code.expand(b, -1, -1, -1)).clamp(-1, 1)
+    return model.decode(pose_code.expand(b, -1, -1, -1),
+                        appearance_code.expand(b, -1, -1, -1)).clamp(-1, 1)
 
 
 @torch.no_grad()
@@ -220,7 +234,8 @@ def mean_appearance_code(model, batches: Iterable[torch.Tensor]) -> torch.Tensor
 
 
 @torch.no_grad()
-def interpolate(model, appearance: torch.Tensor, pose: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def interpolate(model, appearance: torch.Tensor, pose: torch.Tensor,
+                weights: torch.Tensor) -> torch.Tensor:
     """Renders between two appearance codes and two pose codes (the posterior means).
 
     Args:
@@ -230,8 +245,8 @@ def interpolate(model, appearance: torch.Tensor, pose: torch.Tensor, weights: to
 
     Returns:
         (N, 3, H, W) in [-1, 1]: render n decodes ``(1 - t) pi_0 + t pi_1`` with
-        ``(1 - s) alpha_0 + s alpha_1``; at the corners (s, t in {0, 1}) it is the plain transfer of
-        appearance s into pose t.
+        ``(1 - s) alpha_0 + s alpha_1``; at the corners (s, t in {0, 1}) it is the plain transfer
+        of appearance s into pose t.
 
     Raises:
         ValueError: not two images of each.
@@ -242,7 +257,8 @@ def interpolate(model, appearance: torch.Tensor, pose: torch.Tensor, weights: to
     weights = weights.to(appearance.device, torch.float32)[:, :, None, None, None]
     alpha = model.encode_appearance(appearance)
     pi = pose_code(model, pose)
-    return render(model, torch.lerp(pi[:1], pi[1:], weights[:, 1]), torch.lerp(alpha[:1], alpha[1:], weights[:, 0]))
+    return render(model, torch.lerp(pi[:1], pi[1:], weights[:, 1]),
+                  torch.lerp(alpha[:1], alpha[1:], weights[:, 0]))
 
 
 def grid_weights(steps: int) -> torch.Tensor:
@@ -330,16 +346,18 @@ class Model:
             if 0 in x.size:
                 raise ValueError(f"an empty image ({x.size[0]} x {x.size[1]} pixels)")
             x = ImageOps.exif_transpose(x)  # as files are read (rodi.data.images.open_image)
-            return to_tensor(square_array(to_rgb(x, self.background), self.size, self.background, self.fit))[None]
+            return to_tensor(square_array(to_rgb(x, self.background), self.size, self.background,
+                                          self.fit))[None]
         if isinstance(x, np.ndarray):
             if x.dtype != np.uint8 or x.ndim != 3 or x.shape[2] != 3 or 0 in x.shape:
-                raise ValueError(f"an image array must be (H, W, 3) uint8 with H, W > 0, got {x.shape} {x.dtype}")
+                raise ValueError(f"an image array must be (H, W, 3) uint8 with H, W > 0, got "
+                                 f"{x.shape} {x.dtype}")
             return self._prepare_one(Image.fromarray(x))
         if isinstance(x, torch.Tensor):
             t = x[None] if x.dim() == 3 else x
             if t.dim() != 4 or t.shape[1] != 3 or not t.is_floating_point() or 0 in t.shape:
-                raise ValueError(f"an image tensor must be (B, 3, H, W) or (3, H, W) float with B, H, W > 0, "
-                                 f"got {tuple(x.shape)} {x.dtype}")
+                raise ValueError(f"an image tensor must be (B, 3, H, W) or (3, H, W) float with "
+                                 f"B, H, W > 0, got {tuple(x.shape)} {x.dtype}")
             t = t.detach().float().cpu()
             if not torch.isfinite(t).all():
                 raise ValueError("an image tensor holds NaN or infinite values")
@@ -350,7 +368,8 @@ class Model:
                 return t.clamp(-1, 1)
             pixels = ((t.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).movedim(1, -1).numpy()
             return torch.cat([self._prepare_one(p) for p in pixels])
-        raise TypeError(f"an image must be a path, a PIL image, a uint8 array or a tensor, not {type(x).__name__}")
+        raise TypeError(f"an image must be a path, a PIL image, a uint8 array or a tensor, not "
+                        f"{type(x).__name__}")
 
     @staticmethod
     def _give(out: torch.Tensor, kind: str, single: bool):
@@ -386,42 +405,50 @@ class Model:
 
     @torch.no_grad()
     def decode(self, pose: torch.Tensor, appearance: torch.Tensor) -> torch.Tensor:
-        """Renders of pose codes with appearance codes, each (B, C, h, w) or (1, C, h, w) (broadcast
-        to the other's batch): (B, 3, S, S) in [-1, 1] on the model's device.
+        """Renders of pose codes with appearance codes, each (B, C, h, w) or (1, C, h, w)
+        (broadcast to the other's batch): (B, 3, S, S) in [-1, 1] on the model's device.
 
         Raises:
             ValueError: batches of different lengths above one, or codes of another shape.
         """
-        shape = (self.config.model.code_channels, self.config.model.code_size, self.config.model.code_size)
+        shape = (self.config.model.code_channels, self.config.model.code_size,
+                 self.config.model.code_size)
         for name, code in (("pose", pose), ("appearance", appearance)):
             if code.dim() != 4 or tuple(code.shape[1:]) != shape:
-                raise ValueError(f"{name} codes must be (B, {shape[0]}, {shape[1]}, {shape[2]}), got {tuple(code.shape)}")
+                raise ValueError(f"{name} codes must be (B, {shape[0]}, {shape[1]}, {shape[2]}), "
+                                 f"got {tuple(code.shape)}")
         if len(pose) != len(appearance) and 1 not in (len(pose), len(appearance)):
-            raise ValueError(f"{len(pose)} pose and {len(appearance)} appearance codes: give equal numbers, or one of either")
+            raise ValueError(f"{len(pose)} pose and {len(appearance)} appearance codes: give equal "
+                             "numbers, or one of either")
         return render(self.network, pose.to(self.device), appearance.to(self.device))
 
     def transfer(self, appearance: ImageLike, pose: ImageLike):
         """The appearance of ``appearance`` in the pose of ``pose``.
 
-        Batches pair up item by item; one side of a single image is broadcast to the other's batch.
+        Batches pair up item by item; one side of a single image is broadcast to the other's
+        batch.
 
         Returns:
             One render per pair, in the kind of ``appearance`` (see the module's docstring).
 
         Raises:
             ImageReadError, TypeError: as :meth:`prepare`.
-            ValueError: batches of different lengths above one, or an input :meth:`prepare` refuses.
+            ValueError: batches of different lengths above one, or an input :meth:`prepare`
+                refuses.
         """
         kind, single = _kind_of(appearance)
         a, p = self.prepare(appearance), self.prepare(pose)
         if len(a) != len(p) and 1 not in (len(a), len(p)):
-            raise ValueError(f"{len(a)} appearance and {len(p)} pose images: give equal numbers, or one of either")
+            raise ValueError(f"{len(a)} appearance and {len(p)} pose images: give equal numbers, "
+                             "or one of either")
         single = single and _as_list(pose)[1]
         return self._give(self.decode(self.encode_pose(p), self.encode_appearance(a)), kind, single)
 
-    def interpolate(self, appearance: Sequence[ImageLike], pose: Sequence[ImageLike], steps: int = 7):
-        """The paper's interpolation figure: renders between two appearances (down the rows) and two
-        poses (across the columns), each code walking linearly; the corners are plain transfers.
+    def interpolate(self, appearance: Sequence[ImageLike], pose: Sequence[ImageLike],
+                    steps: int = 7):
+        """The paper's interpolation figure: renders between two appearances (down the rows) and
+        two poses (across the columns), each code walking linearly; the corners are plain
+        transfers.
 
         Args:
             appearance: two images, the appearance of the first row and of the last.
@@ -429,8 +456,8 @@ class Model:
             steps: renders per side, at least 2.
 
         Returns:
-            ``steps`` rows of ``steps`` renders: a list of lists of PIL images or of (S, S, 3) uint8
-            arrays, or for tensors one (steps, steps, 3, S, S) tensor in [-1, 1].
+            ``steps`` rows of ``steps`` renders: a list of lists of PIL images or of (S, S, 3)
+            uint8 arrays, or for tensors one (steps, steps, 3, S, S) tensor in [-1, 1].
 
         Raises:
             ValueError: not two images on each side, or fewer than 2 steps.
@@ -438,17 +465,19 @@ class Model:
         kind, _ = _kind_of(appearance)
         a, p = self.prepare(appearance), self.prepare(pose)
         if len(a) != 2 or len(p) != 2:
-            raise ValueError(f"interpolate takes two appearance and two pose images, got {len(a)} and {len(p)}")
+            raise ValueError(f"interpolate takes two appearance and two pose images, got {len(a)} "
+                             f"and {len(p)}")
         cells = self.interpolation(a, p, grid_weights(steps))
         if kind == "tensor":
             return cells.cpu().reshape(steps, steps, 3, self.size, self.size)
         flat = self._give(cells, kind, single=False)
         return [flat[i * steps:(i + 1) * steps] for i in range(steps)]
 
-    def examples(self, n: int = 4, data_root: str | os.PathLike | None = None) -> tuple[list, list]:
+    def examples(self, n: int = 4,
+                 data_root: str | os.PathLike | None = None) -> tuple[list, list]:
         """``n`` appearance and ``n`` pose images from the model's own data (held-out identities
-        where it has them; for ``humanoid``, mocap renders, made in seconds on first use): two lists
-        of (S, S) PIL images.
+        where it has them; for ``humanoid``, mocap renders, made in seconds on first use): two
+        lists of (S, S) PIL images.
 
         Args:
             data_root: where that data is on this machine, if not at the run's ``data.root``.
@@ -457,13 +486,15 @@ class Model:
             SpritesDataError, MocapDataError, FlareDataError, PairDataError: the data cannot be
                 opened here.
         """
-        data = self.config.data if data_root is None else replace(self.config.data, root=str(data_root))
+        data = (self.config.data if data_root is None
+                else replace(self.config.data, root=str(data_root)))
         source = open_source(data, self.size, progress=False)
         try:
             appearance, pose = source.fixed_examples(n, split="test")
         except DataError:  # user data with nothing held out
             appearance, pose = source.fixed_examples(n, split="train")
-        return self._give(appearance["image"], "pil", False), self._give(pose["image"], "pil", False)
+        return (self._give(appearance["image"], "pil", False),
+                self._give(pose["image"], "pil", False))
 
     def frames(self, path: str | os.PathLike) -> Iterator[np.ndarray]:
         """A video's frames as the model sees them, in order: (S, S, 3) uint8 each.
@@ -484,7 +515,8 @@ class Model:
         info = probe_video(path)
         if max_frames is not None and info.frames > max_frames:
             rate = f" ({float(info.frames / info.rate):.1f} s)" if info.rate else ""
-            raise InputLimitError(path, f"{info.frames} frames{rate}; at most {max_frames} frames are allowed here")
+            raise InputLimitError(path, f"{info.frames} frames{rate}; at most {max_frames} frames "
+                                        "are allowed here")
         return info
 
     def appearance_code(self, path: str | os.PathLike, max_frames: int | None = None
@@ -523,20 +555,22 @@ class Model:
         done = 0
         for batch in _batches(self.frames(pose_video), self.batch_size):
             poses = np.stack(batch)
-            out = to_uint8(render(self.network, pose_code(self.network, to_tensor(poses).to(self.device)), code))
+            out = to_uint8(render(self.network,
+                                  pose_code(self.network, to_tensor(poses).to(self.device)), code))
             if side_by_side_with is not None:
-                shown = side_by_side_with[np.arange(done, done + len(batch)) % len(side_by_side_with)]
+                shown = side_by_side_with[np.arange(done, done + len(batch))
+                                          % len(side_by_side_with)]
                 out = np.concatenate([poses, shown, out], axis=2)
             done += len(batch)
             yield out
 
-    def retarget(self, appearance: str | os.PathLike, pose_video: str | os.PathLike, output: str | os.PathLike,
-                 side_by_side: bool = False, scale: int = 4, progress: bool = False,
-                 max_frames: int | None = None) -> RetargetResult:
-        """Motion retargeting (``rodi retarget``): render ``appearance`` (an image, or a video whose
-        frames' appearance codes are averaged) in the pose of every frame of ``pose_video``, and
-        write the renders as a video at the pose video's frame rate: .mp4, .mov or .mkv in H.264,
-        or .gif (see :func:`~rodi.media.video_writer`).
+    def retarget(self, appearance: str | os.PathLike, pose_video: str | os.PathLike,
+                 output: str | os.PathLike, side_by_side: bool = False, scale: int = 4,
+                 progress: bool = False, max_frames: int | None = None) -> RetargetResult:
+        """Motion retargeting (``rodi retarget``): render ``appearance`` (an image, or a video
+        whose frames' appearance codes are averaged) in the pose of every frame of ``pose_video``,
+        and write the renders as a video at the pose video's frame rate: .mp4, .mov or .mkv in
+        H.264, or .gif (see :func:`~rodi.media.video_writer`).
 
         Args:
             side_by_side: each output frame shows the pose frame, the appearance input (a video's
@@ -565,34 +599,39 @@ class Model:
         code, app_frames = self.appearance_code(appearance, max_frames)
         rate = info.rate
         if rate is None:
-            warnings.warn(f"{pose_video} does not give its frame rate; writing {FALLBACK_RATE} frames per second",
-                          VideoWarning, stacklevel=2)
+            warnings.warn(f"{pose_video} does not give its frame rate; writing {FALLBACK_RATE} "
+                          "frames per second", VideoWarning, stacklevel=2)
             rate = FALLBACK_RATE
         written = 0
         bar = tqdm(total=info.frames, unit="frame", desc="retargeting", disable=not progress)
         with bar, video_writer(output, rate, scale) as write:
-            for frames in self.retarget_frames(code, pose_video, app_frames if side_by_side else None):
+            for frames in self.retarget_frames(code, pose_video,
+                                               app_frames if side_by_side else None):
                 write(frames)
                 written += len(frames)
                 bar.update(len(frames))
         return RetargetResult(Path(output), written, rate, len(app_frames))
 
-    def interpolation(self, appearance: torch.Tensor, pose: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def interpolation(self, appearance: torch.Tensor, pose: torch.Tensor,
+                      weights: torch.Tensor) -> torch.Tensor:
         """:func:`interpolate` in batches: (N, 3, S, S) in [-1, 1] for (N, 2) ``weights``."""
-        return torch.cat([interpolate(self.network, appearance.to(self.device), pose.to(self.device), w)
+        return torch.cat([interpolate(self.network, appearance.to(self.device),
+                                      pose.to(self.device), w)
                           for w in weights.split(self.batch_size)])
 
-    def save_interpolation_grid(self, appearance: torch.Tensor, pose: torch.Tensor, output: str | os.PathLike,
-                                steps: int = 7, scale: int = 1) -> Path:
+    def save_interpolation_grid(self, appearance: torch.Tensor, pose: torch.Tensor,
+                                output: str | os.PathLike, steps: int = 7, scale: int = 1) -> Path:
         """Write the paper's interpolation figure as a PNG: ``steps`` x ``steps`` renders, the
         appearance walking from ``appearance[0]`` (top) to ``appearance[1]`` (bottom) and the pose
         from ``pose[0]`` (left) to ``pose[1]`` (right), the inputs as headers (see
-        :func:`rodi.viz.interpolation_grid`). ``appearance`` and ``pose`` are (2, 3, S, S) in [-1, 1].
+        :func:`rodi.viz.interpolation_grid`). ``appearance`` and ``pose`` are (2, 3, S, S) in
+        [-1, 1].
 
         Raises:
             ValueError: fewer than 2 steps.
         """
-        cells = self.interpolation(appearance, pose, grid_weights(steps)).reshape(steps, steps, 3, self.size, self.size)
+        cells = (self.interpolation(appearance, pose, grid_weights(steps))
+                 .reshape(steps, steps, 3, self.size, self.size))
         return save_png(interpolation_grid(appearance, pose, cells), output, scale)
 
     def save_walk(self, appearance: torch.Tensor, pose: torch.Tensor, output: str | os.PathLike,
@@ -612,7 +651,8 @@ class Model:
 
 
 def _as_list(images) -> tuple[list, bool]:
-    """Inputs as a list of single images (tensors stay batched), and whether one image was given."""
+    """Inputs as a list of single images (tensors stay batched), and whether one image was
+    given."""
     if isinstance(images, (list, tuple)):
         return list(images), False
     return [images], not (isinstance(images, torch.Tensor) and images.dim() == 4)
@@ -627,7 +667,8 @@ def _kind_of(images) -> tuple[str, bool]:
     return ("array" if isinstance(first, np.ndarray) else "pil"), single
 
 
-def load(name_or_path: str | os.PathLike = "humanoid", device: str | torch.device = "auto") -> Model:
+def load(name_or_path: str | os.PathLike = "humanoid",
+         device: str | torch.device = "auto") -> Model:
     """A trained model: a shipped model's name (``humanoid``, see
     :func:`pretrained_names`), a ``.safetensors`` export or a training checkpoint
     (``.pt``). ``device``: ``auto`` (CUDA when present, else the CPU, as in training), ``cpu``,

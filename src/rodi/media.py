@@ -37,9 +37,9 @@ def h264_encoder() -> str:
     for name in H264_ENCODERS:
         if name in av.codecs_available:
             return name
-    raise VideoWriteError(f"this PyAV build (FFmpeg {av.ffmpeg_version_info}) cannot encode H.264 (no "
-                          f"{' or '.join(H264_ENCODERS)}); write a .gif instead, or install a PyAV "
-                          "wheel built with libx264")
+    raise VideoWriteError(f"this PyAV build (FFmpeg {av.ffmpeg_version_info}) cannot encode "
+                          f"H.264 (no {' or '.join(H264_ENCODERS)}); write a .gif instead, or "
+                          "install a PyAV wheel built with libx264")
 
 
 def check_video_output(path: str | os.PathLike) -> None:
@@ -51,8 +51,8 @@ def check_video_output(path: str | os.PathLike) -> None:
     """
     suffix = Path(path).suffix.lower()
     if suffix not in VIDEO_OUTPUT_SUFFIXES:
-        raise VideoWriteError(f"{path}: cannot write {suffix or 'a file without a suffix'}; use one of "
-                              f"{', '.join(VIDEO_OUTPUT_SUFFIXES)}")
+        raise VideoWriteError(f"{path}: cannot write {suffix or 'a file without a suffix'}; "
+                              f"use one of {', '.join(VIDEO_OUTPUT_SUFFIXES)}")
     if suffix in CONTAINERS:
         h264_encoder()
 
@@ -92,11 +92,13 @@ def video_writer(path: str | os.PathLike, rate: Fraction | float, scale: int = 1
                 return
             if stream is None:
                 encoder = h264_encoder()
-                stream = container.add_stream(encoder, rate=Fraction(rate), options=_ENCODER_OPTIONS[encoder])
+                stream = container.add_stream(encoder, rate=Fraction(rate),
+                                              options=_ENCODER_OPTIONS[encoder])
                 stream.height, stream.width = batch.shape[1:3]
                 stream.pix_fmt = "yuv420p"
             for frame in batch:
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame),
+                                                                       format="rgb24")))
 
         try:
             yield write

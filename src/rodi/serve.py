@@ -35,10 +35,12 @@ from rodi.inference import Model, load
 from rodi.viz import save_png, to_uint8
 
 # Renders are the model's size (64 pixels for the paper's setup): shown larger, with sharp pixels.
-_CSS = ".rodi-render img {image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain;}"
+_CSS = (".rodi-render img {image-rendering: pixelated; width: 100%; height: 100%; "
+        "object-fit: contain;}")
 
 
-def dataset_examples(model: Model, folder: Path, n: int = 4, data_root: str | None = None) -> list[list[str]]:
+def dataset_examples(model: Model, folder: Path, n: int = 4,
+                     data_root: str | None = None) -> list[list[str]]:
     """``n`` (appearance, pose) pairs of PNG files in ``folder``, from the model's own data
     (:meth:`rodi.inference.Model.examples`: held-out identities where there are any): the inputs
     the model knows best. An empty list, with a warning, when that data cannot be opened here.
@@ -51,8 +53,8 @@ def dataset_examples(model: Model, folder: Path, n: int = 4, data_root: str | No
     try:
         appearance, pose = model.examples(n, data_root)
     except DataError as err:
-        warnings.warn(f"no examples: the checkpoint's data ({model.config.data.source}) cannot be opened here "
-                      f"({err}); give --data-root where it is", stacklevel=2)
+        warnings.warn(f"no examples: the checkpoint's data ({model.config.data.source}) cannot be "
+                      f"opened here ({err}); give --data-root where it is", stacklevel=2)
         return []
     pairs = []
     for i, (a, p) in enumerate(zip(appearance, pose)):
@@ -62,8 +64,8 @@ def dataset_examples(model: Model, folder: Path, n: int = 4, data_root: str | No
 
 
 class Handlers:
-    """What the app's events call: Gradio's raw upload payloads (``{"path", "orig_name", ...}``) in,
-    arrays and files out, rodi's errors turned into messages shown in the page.
+    """What the app's events call: Gradio's raw upload payloads (``{"path", "orig_name", ...}``)
+    in, arrays and files out, rodi's errors turned into messages shown in the page.
 
     Args:
         model: the model and its preprocessing.
@@ -87,7 +89,8 @@ class Handlers:
         """A page message naming the file as the user called it, not Gradio's cached copy."""
         names = {Path(p["path"]): p.get("orig_name") for p in payloads}
         name = names.get(err.path) or err.path.name
-        # Decoders quote the path they were given: the server's cache, which is no business of the page.
+        # Decoders quote the path they were given: the server's cache, which is no business of the
+        # page.
         return gr.Error(f"{name}: {err.reason.replace(str(err.path), name)}", print_exception=False)
 
     def _images(self, *payloads_and_names: tuple[dict | None, str]) -> torch.Tensor:
@@ -102,8 +105,8 @@ class Handlers:
         a, p = self._images((appearance, "an appearance image"), (pose, "a pose image")).split(1)
         return to_uint8(self.model.network.transfer(a, p))[0]
 
-    def mix(self, appearance: dict | None, pose: dict | None, appearance_weight: float, pose_weight: float
-            ) -> np.ndarray:
+    def mix(self, appearance: dict | None, pose: dict | None, appearance_weight: float,
+            pose_weight: float) -> np.ndarray:
         """The render at one point of the interpolation between the two images' codes: appearance
         and pose each from the appearance image's (0) to the pose image's (1): (S, S, 3) uint8."""
         both = self._images((appearance, "an appearance image"), (pose, "a pose image"))
@@ -121,14 +124,17 @@ class Handlers:
             gr.Error: no appearance or video given, or either is refused: unreadable, a still image
                 where the video belongs, or over the length limit (rodi's one-line message).
         """
-        app_path, video_path = self._path(appearance, "an appearance image"), self._path(video, "a pose video")
+        app_path, video_path = (self._path(appearance, "an appearance image"),
+                                self._path(video, "a pose video"))
         output = self.outputs / f"retargeted-{uuid.uuid4().hex[:12]}.mp4"
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", VideoWarning)
             try:
-                self.model.retarget(app_path, video_path, output, side_by_side=side_by_side, scale=4,
-                                       progress=True, max_frames=self.limits.max_video_frames)
-            except (ImageReadError, VideoReadError) as err:  # StillImageError and InputLimitError too
+                self.model.retarget(app_path, video_path, output, side_by_side=side_by_side,
+                                    scale=4, progress=True,
+                                    max_frames=self.limits.max_video_frames)
+            except (ImageReadError, VideoReadError) as err:
+                # StillImageError and InputLimitError too
                 raise self._refuse(err, appearance, video) from None
         shown = []
         for w in caught:
@@ -136,9 +142,11 @@ class Handlers:
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
                 continue
             message = str(w.message)
-            for payload in (appearance, video):  # the server's cached copies are named as uploaded
+            # the server's cached copies are named as uploaded
+            for payload in (appearance, video):
                 name = payload.get("orig_name") or Path(payload["path"]).name
-                message = message.replace(str(Path(payload["path"])), name).replace(payload["path"], name)
+                message = (message.replace(str(Path(payload["path"])), name)
+                           .replace(payload["path"], name))
             if message not in shown:
                 shown.append(message)
                 gr.Warning(message)
@@ -151,7 +159,8 @@ def build_app(model: Model, limits: ServeLimits, outputs: Path, examples: list[l
     ``pose-video``, ``retarget``, ``video-result``.
 
     Args:
-        examples: (appearance, pose) image files offered as inputs (the appearances for videos too).
+        examples: (appearance, pose) image files offered as inputs (the appearances for videos
+            too).
     """
     handlers = Handlers(model, limits, outputs)
     s = model.size
@@ -161,14 +170,15 @@ def build_app(model: Model, limits: ServeLimits, outputs: Path, examples: list[l
         gr.Markdown(
             "# rodi: appearance and pose\n"
             "Unsupervised disentangling of appearance and pose (Esser, Haux & Ommer, ICCV 2019). "
-            f"Inputs are prepared as the model's training data: padded to a square and resized to {s} x {s} "
-            f"pixels. Images or videos only, up to {limits.max_file_mb:g} MB; videos up to "
-            f"{limits.max_video_frames} frames.")
+            "Inputs are prepared as the model's training data: padded to a square and resized to "
+            f"{s} x {s} pixels. Images or videos only, up to {limits.max_file_mb:g} MB; videos up "
+            f"to {limits.max_video_frames} frames.")
         with gr.Tab("Transfer"):
             with gr.Row():
                 appearance = gr.Image(label="Appearance", elem_id="appearance", **image)
                 pose = gr.Image(label="Pose", elem_id="pose", **image)
-                result = gr.Image(label="Appearance in the pose", elem_id="result", interactive=False, **shown)
+                result = gr.Image(label="Appearance in the pose", elem_id="result",
+                                  interactive=False, **shown)
             transfer = gr.Button("Transfer", variant="primary", elem_id="transfer")
             if examples:
                 gr.Examples(examples=list(examples), inputs=[appearance, pose],
@@ -179,13 +189,16 @@ def build_app(model: Model, limits: ServeLimits, outputs: Path, examples: list[l
                 with gr.Column():
                     appearance_weight = gr.Slider(0, 1, value=0, step=0.05, label="Appearance code",
                                                   elem_id="appearance-weight")
-                    pose_weight = gr.Slider(0, 1, value=1, step=0.05, label="Pose code", elem_id="pose-weight")
-                mixed = gr.Image(label="Interpolated", elem_id="mix-result", interactive=False, **shown)
+                    pose_weight = gr.Slider(0, 1, value=1, step=0.05, label="Pose code",
+                                            elem_id="pose-weight")
+                mixed = gr.Image(label="Interpolated", elem_id="mix-result", interactive=False,
+                                 **shown)
         with gr.Tab("Video"):
             with gr.Row():
                 video_appearance = gr.Image(label="Appearance", elem_id="video-appearance", **image)
                 pose_video = gr.Video(label="Pose video", elem_id="pose-video", sources=["upload"])
-                video_result = gr.Video(label="Retargeted", elem_id="video-result", interactive=False)
+                video_result = gr.Video(label="Retargeted", elem_id="video-result",
+                                        interactive=False)
             side_by_side = gr.Checkbox(label="Side by side: pose | appearance | result")
             retarget = gr.Button("Retarget", variant="primary", elem_id="retarget")
             if examples:
@@ -194,18 +207,20 @@ def build_app(model: Model, limits: ServeLimits, outputs: Path, examples: list[l
         # Gradio's own preprocessing would decode images itself (and convert them, ignoring the
         # training background under transparency); rodi reads the uploaded files instead.
         transfer.click(handlers.transfer, [appearance, pose], result, preprocess=False).success(
-            handlers.mix, [appearance, pose, appearance_weight, pose_weight], mixed, preprocess=False)
+            handlers.mix, [appearance, pose, appearance_weight, pose_weight], mixed,
+            preprocess=False)
         for slider in (appearance_weight, pose_weight):
             slider.release(handlers.mix, [appearance, pose, appearance_weight, pose_weight], mixed,
                            preprocess=False)
-        retarget.click(lambda a, v, side, progress=gr.Progress(track_tqdm=True): handlers.retarget(a, v, side),
+        retarget.click(lambda a, v, side, progress=gr.Progress(track_tqdm=True):
+                       handlers.retarget(a, v, side),
                        [video_appearance, pose_video, side_by_side], video_result, preprocess=False)
     return app
 
 
 def serve(checkpoint: str | os.PathLike, host: str = "127.0.0.1", port: int = 7860,
-          device: torch.device | None = None, limits: ServeLimits = ServeLimits(), examples: int = 4,
-          data_root: str | None = None) -> None:
+          device: torch.device | None = None, limits: ServeLimits = ServeLimits(),
+          examples: int = 4, data_root: str | None = None) -> None:
     """Load a model (a checkpoint, an export or a shipped model's name, with
     :func:`rodi.inference.load`) and serve the app until interrupted.
 
@@ -222,6 +237,7 @@ def serve(checkpoint: str | os.PathLike, host: str = "127.0.0.1", port: int = 78
         work = Path(work)
         app = build_app(model, limits, work, dataset_examples(model, work, examples, data_root))
         app.queue(default_concurrency_limit=1)  # one model, and CPU renders compete for the cores
-        app.launch(server_name=host, server_port=port, max_file_size=int(limits.max_file_mb * 1024 * 1024),
-                   allowed_paths=[str(work)], ssr_mode=False, enable_monitoring=False, share=False,
-                   show_error=False, inbrowser=False, css=_CSS)
+        app.launch(server_name=host, server_port=port,
+                   max_file_size=int(limits.max_file_mb * 1024 * 1024), allowed_paths=[str(work)],
+                   ssr_mode=False, enable_monitoring=False, share=False, show_error=False,
+                   inbrowser=False, css=_CSS)

@@ -55,7 +55,8 @@ TABLE: tuple[Variant, ...] = (
             summary="fixed gamma plus the MI constraint"),
     Variant("rodi", stochastic_pose=True, kl=True, constraint=True, adaptive_gamma=True,
             summary="adaptive gamma plus the MI constraint (the paper's method)"),
-    Variant("drnet", stochastic_pose=False, kl=False, constraint=False, adaptive_gamma=False, extra_terms="drnet",
+    Variant("drnet", stochastic_pose=False, kl=False, constraint=False, adaptive_gamma=False,
+            extra_terms="drnet",
             summary="DRNET (Denton & Birodkar, NeurIPS 2017) in the same framework"),
 )
 VARIANTS: dict[str, Variant] = {v.name: v for v in TABLE}

@@ -58,7 +58,8 @@ def transfer_matrix(model, appearance: torch.Tensor, pose: torch.Tensor) -> torc
     return model.transfer(app, pos).reshape(n, m, *appearance.shape[1:])
 
 
-def interpolation_grid(appearance: torch.Tensor, pose: torch.Tensor, cells: torch.Tensor, pad: int = 2) -> np.ndarray:
+def interpolation_grid(appearance: torch.Tensor, pose: torch.Tensor, cells: torch.Tensor,
+                       pad: int = 2) -> np.ndarray:
     """Lay out an interpolation figure as one (H', W', 3) uint8 picture, as :func:`transfer_grid`
     does: the first column shows ``appearance[0]`` beside the top row of renders and
     ``appearance[1]`` beside the bottom row, the first row ``pose[0]`` above the left column and
@@ -90,5 +91,6 @@ def save_transfer_matrix(model, appearance: torch.Tensor, pose: torch.Tensor,
                          path: str | os.PathLike, scale: int = 1) -> Path:
     """Render and save a transfer matrix PNG (see :func:`transfer_grid`)."""
     device = next(model.parameters()).device
-    grid = transfer_grid(appearance, pose, transfer_matrix(model, appearance.to(device), pose.to(device)))
+    grid = transfer_grid(appearance, pose,
+                         transfer_matrix(model, appearance.to(device), pose.to(device)))
     return save_png(grid, path, scale)

@@ -69,7 +69,8 @@ def _reference(heroes, root, character, pose):
         canvas = Image.alpha_composite(canvas, placed)
     left, top, side = heroes.box
     s = heroes.image_size
-    small = canvas.convert("RGBa").resize((s, s), Image.BOX, box=(128 + left, 128 + top, 128 + left + side, 128 + top + side))
+    box = (128 + left, 128 + top, 128 + left + side, 128 + top + side)
+    small = canvas.convert("RGBa").resize((s, s), Image.BOX, box=box)
     return torch.from_numpy(np.asarray(small)[..., :3].copy()).permute(2, 0, 1).float() / 127.5 - 1
 
 
@@ -77,7 +78,8 @@ def test_there_are_272_poses_and_4000_distinct_characters_split_80_20(heroes):
     assert heroes.num_poses == 8 * 34
     assert len(torch.unique(heroes.pose_labels, dim=0)) == heroes.num_poses
     assert len(torch.unique(heroes.characters, dim=0)) == len(heroes.characters) == 4000
-    train, validation, test = (set(heroes.split(k).tolist()) for k in ("train", "validation", "test"))
+    train, validation, test = (set(heroes.split(k).tolist())
+                               for k in ("train", "validation", "test"))
     assert not train & test and not validation & (train | test)
     assert len(train | validation | test) == 4000 and len(test) == 800 and len(validation) == 320
     sizes = [len(GENDERS)] + [len(c) for c in LAYER_CHOICES.values()]
@@ -162,7 +164,8 @@ def test_every_pose_shows_a_figure_that_never_touches_the_border(heroes):
         assert (figure.flatten(1).sum(1) > 30).all()
 
 
-def test_the_layer_cache_is_reused_and_an_unreadable_one_rebuilt(heroes, flare_root, layer_cache, monkeypatch):
+def test_the_layer_cache_is_reused_and_an_unreadable_one_rebuilt(heroes, flare_root, layer_cache,
+                                                                  monkeypatch):
     real_build = flare.build_layer_frames
 
     def fail(*args, **kwargs):
@@ -234,7 +237,8 @@ def test_download_moves_only_the_needed_files_into_the_cache(flare_root, tmp_pat
     assert not any(f.startswith("images/avatar/male/clothes") for f in stored)
 
     (mod / "engine" / "hero_layers.txt").unlink()  # an incomplete cache is fetched again
-    assert locate_flare(cache_dir=tmp_path) == mod and (mod / "engine" / "hero_layers.txt").is_file()
+    assert locate_flare(cache_dir=tmp_path) == mod
+    assert (mod / "engine" / "hero_layers.txt").is_file()
     assert os.listdir(tmp_path) == ["fantasycore"]
 
 

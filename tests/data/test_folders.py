@@ -80,7 +80,8 @@ def test_pairs_are_two_different_images_of_one_training_identity(people, opts):
     assert (b["pose_index"] != b["appearance_index"]).all()
     assert ((b["pose_image"] - b["appearance_image"]).abs().flatten(1).amax(1) > 0).all()
     assert set(b["pose_identity"].tolist()) <= set(src.split("train").tolist())
-    expected = [identity_colour(("anna", "ben", "cleo").index(src.identities[i])) for i in b["pose_identity"]]
+    expected = [identity_colour(("anna", "ben", "cleo").index(src.identities[i]))
+                for i in b["pose_identity"]]
     assert red_of(b["pose_image"]) == expected and red_of(b["appearance_image"]) == expected
 
 
@@ -186,7 +187,8 @@ def test_pad_keeps_everything_and_crop_keeps_the_centre(tmp_path):
     pad = load_image(tmp_path / "wide.png", S, fit="pad")
     crop = load_image(tmp_path / "wide.png", S, fit="crop")
     assert pad[:, 0, S // 2].tolist() == [-1.0] * 3  # black band above
-    assert crop[:, 0, 2].tolist() == [1.0, -1.0, -1.0] and crop[:, 0, -3].tolist() == [-1.0, -1.0, 1.0]
+    assert crop[:, 0, 2].tolist() == [1.0, -1.0, -1.0]
+    assert crop[:, 0, -3].tolist() == [-1.0, -1.0, 1.0]
 
 
 def test_a_folder_of_every_kind_of_image_loads_without_skips(tmp_path, opts):
@@ -206,7 +208,7 @@ def test_a_folder_of_every_kind_of_image_loads_without_skips(tmp_path, opts):
     assert src.images_per_identity[src.identities.index("c")] == 5
 
 
-# -- bad input ---------------------------------------------------------------------------------------
+# -- bad input -------------------------------------------------------------------------------------
 
 
 def test_unreadable_images_are_skipped_counted_and_named(people, opts):
@@ -221,14 +223,16 @@ def test_unreadable_images_are_skipped_counted_and_named(people, opts):
     with pytest.warns(PairDataWarning, match=r"4 file\(s\) skipped.*(half|empty|noise|photo)"):
         src = IdentityFolder(people, **opts)
     skipped = dict(src.summary()["skipped"])
-    assert sorted(os.path.basename(p) for p in skipped) == ["empty.jpg", "half.png", "noise.png", "photo.jpg"]
+    assert sorted(os.path.basename(p) for p in skipped) == ["empty.jpg", "half.png", "noise.png",
+                                                            "photo.jpg"]
     assert all("not a readable image" in why for why in skipped.values())
     assert src.summary()["images"] == 12
 
 
 def test_an_identity_with_one_usable_image_is_left_out_with_a_warning(people, opts):
     write_image(people / "dora" / "only.png", 3, 0)
-    with pytest.warns(PairDataWarning, match="left out 1 identity with a single usable image.*dora"):
+    with pytest.warns(PairDataWarning,
+                      match="left out 1 identity with a single usable image.*dora"):
         src = IdentityFolder(people, **opts)
     assert "dora" not in src.identities and src.summary()["single_image_identities"] == ["dora"]
 
@@ -282,7 +286,7 @@ def test_symlink_loops_and_duplicate_links_are_harmless(people, opts):
     assert any(p.endswith("broken.png") for p in reasons)
 
 
-# -- index files ------------------------------------------------------------------------------------
+# -- index files -----------------------------------------------------------------------------------
 
 
 def write_index(path, rows, header=("identity", "path")):
@@ -310,14 +314,18 @@ def test_index_split_column_is_honoured(people, opts):
         for j in range(2):
             write_image(people / name / f"img{j}.png", k, j)
     rows = [(n, f"people/{n}/img{j}.png", split) for n, split in
-            (("anna", "train"), ("ben", "Validation"), ("cleo", "train"), ("eve", "TEST")) for j in range(4)
-            if j < 2 or n != "eve"]
+            (("anna", "train"), ("ben", "Validation"), ("cleo", "train"), ("eve", "TEST"))
+            for j in range(4) if j < 2 or n != "eve"]
     rows += [("dora", "people/anna/img0.png", "val")]  # already anna's: used once, as anna's
     rows += [("dora", "people/dora/img0.png", "val"), ("dora", "people/dora/img1.png", "val")]
     index = write_index(people.parent / "split.csv", rows, ("identity", "path", "split"))
     with pytest.warns(PairDataWarning, match="img0.png \\(same file as one of identity 'anna'\\)"):
-        src = IndexFile(index, validation_fraction=0.5, **opts)  # the column decides, not the fraction
-    names = lambda split: sorted(src.identities[i] for i in src.split(split))  # noqa: E731
+        # the column decides, not the fraction
+        src = IndexFile(index, validation_fraction=0.5, **opts)
+
+    def names(split):
+        return sorted(src.identities[i] for i in src.split(split))
+
     assert names("train") == ["anna", "cleo"]
     assert names("validation") == ["ben", "dora"]  # "validation" and "val" both mean validation
     assert names("test") == ["eve"]
@@ -331,8 +339,10 @@ def test_an_index_without_validation_rows_has_an_empty_validation_split(people, 
             (("anna", "train"), ("ben", "train"), ("cleo", "test")) for j in range(4)]
     index = write_index(people.parent / "old.csv", rows, ("identity", "path", "split"))
     src = IndexFile(index, **opts)
-    assert len(src.split("train")) == 2 and len(src.split("validation")) == 0 and len(src.split("test")) == 1
-    with pytest.raises(PairDataError, match="split 'validation' holds no identities.*split column") as err:
+    assert len(src.split("train")) == 2 and len(src.split("validation")) == 0
+    assert len(src.split("test")) == 1
+    with pytest.raises(PairDataError,
+                       match="split 'validation' holds no identities.*split column") as err:
         src.held_out_pairs(4, split="validation")
     assert "\n" not in str(err.value)
 
@@ -341,7 +351,8 @@ def test_index_rows_marking_too_few_identities_train_are_an_error(people, opts):
     rows = [(n, f"people/{n}/img{j}.png", split) for n, split in
             (("anna", "train"), ("ben", "val"), ("cleo", "test")) for j in range(4)]
     index = write_index(people.parent / "few.csv", rows, ("identity", "path", "split"))
-    with pytest.raises(PairDataError, match="only 1 of 3.*1 for test and 1 for validation.*split column"):
+    with pytest.raises(PairDataError,
+                       match="only 1 of 3.*1 for test and 1 for validation.*split column"):
         IndexFile(index, **opts)
 
 
@@ -356,11 +367,12 @@ def test_index_file_errors_name_the_problem(people, opts):
     both = write_index(people.parent / "b.csv", [("anna", "people/anna/img0.png", "train"),
                                                  ("anna", "people/anna/img1.png", "val")],
                        ("identity", "path", "split"))
-    with pytest.raises(PairDataError, match=r"b\.csv:3: identity 'anna' is listed in both train and validation"):
+    with pytest.raises(PairDataError,
+                       match=r"b\.csv:3: identity 'anna' is listed in both train and validation"):
         IndexFile(both, **opts)
 
 
-# -- videos ------------------------------------------------------------------------------------------
+# -- videos ----------------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -373,10 +385,12 @@ def videos(tmp_path):
 
 
 @pytest.mark.parametrize("stride,window,frames", [
-    (1, None, [6, 12, 12]), (5, None, [2, 3, 3]), (1, (0.25, 0.75), [3, 6, 6]), (2, (0.25, None), [2, 5, 5]),
+    (1, None, [6, 12, 12]), (5, None, [2, 3, 3]), (1, (0.25, 0.75), [3, 6, 6]),
+    (2, (0.25, None), [2, 5, 5]),
 ])
 def test_video_frames_follow_stride_and_time_window(videos, opts, stride, window, frames):
-    src = VideoFolder(videos, frame_stride=stride, time_window=window, validation_fraction=0, **opts)
+    src = VideoFolder(videos, frame_stride=stride, time_window=window, validation_fraction=0,
+                      **opts)
     assert src.identities == ["jump.mp4", "nested/run one.MP4", "walk.mp4"]
     assert src.images_per_identity.tolist() == frames
 
@@ -397,10 +411,11 @@ def test_an_undecodable_video_is_skipped_and_counted(videos, opts):
     (videos / "notes.txt").write_text("ignored")
     with pytest.warns(PairDataWarning, match=r"1 file\(s\) skipped.*fake\.mp4"):
         src = VideoFolder(videos, validation_fraction=0, **opts)
-    assert len(src.identities) == 3 and src.summary()["skipped"][0][1].startswith("not a readable video")
+    assert len(src.identities) == 3
+    assert src.summary()["skipped"][0][1].startswith("not a readable video")
 
 
-# -- the cache --------------------------------------------------------------------------------------
+# -- the cache -------------------------------------------------------------------------------------
 
 
 def counting_decoder(monkeypatch):
@@ -423,11 +438,16 @@ def test_a_second_open_reuses_the_prepared_array(people, opts, monkeypatch):
 
     monkeypatch.setattr(folders, "prepare_image", fail)
     second = IdentityFolder(people, **opts)
-    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
-    assert torch.equal(first.sample_pairs(8, g())["pose_image"], second.sample_pairs(8, g())["pose_image"])
+
+    def g():
+        return torch.Generator().manual_seed(0)
+
+    assert torch.equal(first.sample_pairs(8, g())["pose_image"],
+                       second.sample_pairs(8, g())["pose_image"])
 
 
-def test_a_changed_file_or_setting_prepares_again_and_drops_the_stale_array(people, opts, monkeypatch):
+def test_a_changed_file_or_setting_prepares_again_and_drops_the_stale_array(people, opts,
+                                                                            monkeypatch):
     calls = counting_decoder(monkeypatch)
     IdentityFolder(people, **opts)
     assert len(calls) == 12
@@ -472,28 +492,35 @@ def test_a_pickled_source_reopens_its_array_instead_of_copying_it(people, opts):
     state = pickle.dumps(src)
     assert len(state) < 12 * 3 * S * S
     copy = pickle.loads(state)
-    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
-    assert torch.equal(copy.sample_pairs(4, g())["pose_image"], src.sample_pairs(4, g())["pose_image"])
+
+    def g():
+        return torch.Generator().manual_seed(0)
+
+    assert torch.equal(copy.sample_pairs(4, g())["pose_image"],
+                       src.sample_pairs(4, g())["pose_image"])
 
 
-# -- splits, the factory, inspection ----------------------------------------------------------------
+# -- splits, the factory, inspection ---------------------------------------------------------------
 
 
 def hash_ranked(names, salt):
     return sorted(names, key=lambda n: hashlib.sha256(f"{salt}{n}".encode()).hexdigest())
 
 
-def test_split_by_identity_is_deterministic_disjoint_and_independent_of_creation_order(tmp_path, opts):
+def test_split_by_identity_is_deterministic_disjoint_and_independent_of_creation_order(tmp_path,
+                                                                                       opts):
     names = [f"person{k:02d}" for k in range(20)]
     a = make_identities(tmp_path / "a", names=names, per=2)
     b = make_identities(tmp_path / "b", names=names[::-1], per=2)
 
     def held_out(root, seed=0):
         src = IdentityFolder(root, validation_fraction=0.25, split_seed=seed, **opts)
-        train, validation, test = (set(src.split(s).tolist()) for s in ("train", "validation", "test"))
+        train, validation, test = (set(src.split(s).tolist())
+                                   for s in ("train", "validation", "test"))
         assert not train & test and not train & validation and not validation & test
         assert train | validation | test == set(range(20))
-        assert all(torch.equal(src.split(s), src.split(s).sort().values) for s in ("train", "validation", "test"))
+        assert all(torch.equal(src.split(s), src.split(s).sort().values)
+                   for s in ("train", "validation", "test"))
         return tuple(sorted(src.identities[i] for i in split) for split in (validation, test))
 
     validation, test = held_out(a)
@@ -540,7 +567,8 @@ def test_validation_identities_are_never_trained_on_and_give_held_out_pairs(tmp_
     pairs = src.held_out_pairs(32, split="validation")
     assert set(pairs["identity"].tolist()) <= validation
     assert (pairs["appearance_index"] != pairs["pose_index"]).all()
-    assert set(src.sample_pairs(32, torch.Generator().manual_seed(0), split="validation")["pose_identity"].tolist()) <= validation
+    sampled = src.sample_pairs(32, torch.Generator().manual_seed(0), split="validation")
+    assert set(sampled["pose_identity"].tolist()) <= validation
     appearance, pose = src.fixed_examples(3, split="validation")
     colours = {identity_colour(int(src.identities[i][2:])) for i in validation}
     assert set(red_of(appearance["image"]) + red_of(pose["image"])) <= colours
@@ -549,8 +577,8 @@ def test_validation_identities_are_never_trained_on_and_give_held_out_pairs(tmp_
 def test_an_empty_validation_split_keeps_everything_in_train_and_says_so(people, opts):
     src = IdentityFolder(people, **opts)  # 3 identities: 1 test, 2 left, too few to hold one out
     assert len(src.split("validation")) == 0 and len(src.split("train")) == 2
-    with pytest.raises(PairDataError, match="split 'validation' holds no identities.*2 identities are outside "
-                                            "the test split.*at least 3") as err:
+    with pytest.raises(PairDataError, match="split 'validation' holds no identities.*2 identities "
+                                            "are outside the test split.*at least 3") as err:
         src.held_out_pairs(4, split="validation")
     assert "\n" not in str(err.value)
     with pytest.raises(PairDataError, match="split 'validation' holds no identities"):
@@ -566,7 +594,8 @@ def test_an_unknown_split_name_lists_the_three(people, opts):
 def test_open_pair_source_tells_the_kinds_apart(people, videos, opts):
     index = write_index(people.parent / "i.csv", [(n, f"people/{n}/img0.png") for n in ("a", "b")])
     assert isinstance(open_pair_source(people, **opts), IdentityFolder)
-    assert isinstance(open_pair_source(videos, validation_fraction=0, frame_stride=4, **opts), VideoFolder)
+    assert isinstance(open_pair_source(videos, validation_fraction=0, frame_stride=4, **opts),
+                      VideoFolder)
     assert folders.guess_kind(index) == "index"
     with pytest.raises(PairDataError, match="frame_stride=4 applies to video folders only"):
         open_pair_source(people, frame_stride=4, **opts)
@@ -581,7 +610,8 @@ def test_inspect_source_writes_a_contact_sheet_and_returns_the_summary(people, o
     summary = inspect_source(src, tmp_path / "out" / "pairs.png", pairs=5)
     with Image.open(tmp_path / "out" / "pairs.png") as im:
         assert im.size == (2 * S + 6, 5 * (S + 2) + 2)
-    assert summary["identities"] == {"train": 2, "validation": 0, "test": 1} and summary["images"] == 12
+    assert summary["identities"] == {"train": 2, "validation": 0, "test": 1}
+    assert summary["images"] == 12
     assert summary["images_per_identity"] == {"min": 4, "median": 4.0, "max": 4}
 
 

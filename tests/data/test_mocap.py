@@ -25,7 +25,8 @@ def test_splits_are_disjoint_and_test_poses_are_unseen_clips(humanoid):
     assert not set(humanoid.split("train").tolist()) & set(humanoid.split("test").tolist())
     test_clips = set(humanoid.pose_labels[humanoid.pose_split("test"), 0].tolist())
     assert test_clips == {CLIPS.index(c) for c in TEST_CLIPS}
-    assert not set(humanoid.pose_split("train").tolist()) & set(humanoid.pose_split("test").tolist())
+    train_poses = set(humanoid.pose_split("train").tolist())
+    assert not train_poses & set(humanoid.pose_split("test").tolist())
 
 
 def test_triplet_target_is_appearance_a_in_pose_p(humanoid):
@@ -63,13 +64,18 @@ def test_keypoints_land_on_the_body_and_follow_scale(humanoid):
         images, kp = humanoid.render(c, pose), humanoid.keypoints(c, pose)
         background = humanoid.region_colours(c)[:, -1].view(-1, 3, 1, 1)
         body = ((images - background).abs().amax(1) > 1e-3).float()  # (B, H, W)
-        near = torch.nn.functional.max_pool2d(body.unsqueeze(1), 5, 1, 2).squeeze(1)  # 2-pixel tolerance
+        # 2-pixel tolerance
+        near = torch.nn.functional.max_pool2d(body.unsqueeze(1), 5, 1, 2).squeeze(1)
         inside = (kp >= 0).all(-1) & (kp < 64).all(-1)
         xy = kp.round().long().clamp(0, 63)
         hit = near[torch.arange(len(pose)).view(-1, 1), xy[..., 1], xy[..., 0]].bool()
         assert hit[inside].float().mean() > 0.95
-    spread = lambda c: humanoid.keypoints(c.expand(len(pose)), pose).std(1).mean()
-    assert spread(large) / spread(small) == pytest.approx(mocap.SCALES[-1] / mocap.SCALES[0], rel=1e-4)
+
+    def spread(c):
+        return humanoid.keypoints(c.expand(len(pose)), pose).std(1).mean()
+
+    assert spread(large) / spread(small) == pytest.approx(mocap.SCALES[-1] / mocap.SCALES[0],
+                                                          rel=1e-4)
 
 
 def test_render_cache_is_reused(tmp_path, monkeypatch):

@@ -26,7 +26,8 @@ def test_sprites_protocol_has_1296_characters_72_poses_and_the_published_split()
     assert not set(p.train) & set(p.test)
     # attribute choices 0-5 for body, bottomwear, topwear, hair
     assert p.characters.min() == 0 and p.characters.max() == 5
-    assert {(q.action, q.direction) for q in p.poses} == {(a, d) for a in range(3) for d in range(3)}
+    assert {(q.action, q.direction) for q in p.poses} == {(a, d) for a in range(3)
+                                                           for d in range(3)}
 
 
 def test_sprites_full_protocol_uses_every_layer_choice_and_every_cell():
@@ -47,16 +48,20 @@ def test_composite_matches_a_known_pixel(sheets, sheets_root):
     character = 0
     body, bottom, top, hair = sheets.characters[character].tolist()
     canvas = Image.new("RGBA", (832, 1344), "black")
-    for layer, choice in (("body", body), ("shoes", 1), ("bottomwear", bottom), ("topwear", top), ("hair", hair)):
-        canvas = Image.alpha_composite(canvas, Image.open(sheets_root / layer / f"{choice}.png").convert("RGBA"))
+    for layer, choice in (("body", body), ("shoes", 1), ("bottomwear", bottom), ("topwear", top),
+                          ("hair", hair)):
+        sheet = Image.open(sheets_root / layer / f"{choice}.png").convert("RGBA")
+        canvas = Image.alpha_composite(canvas, sheet)
     pose = 0  # walk, left, frame 0: sheet row 9, column 8
     p = sheets.protocol.poses[pose]
     assert (p.row, p.column) == (9, 8)
     cell = np.asarray(canvas)[p.row * 64:(p.row + 1) * 64, p.column * 64:(p.column + 1) * 64, :3]
     ours = sheets.render(torch.tensor([character]), torch.tensor([pose]))[0]
     ours = ((ours + 1) * 127.5).permute(1, 2, 0).numpy()
-    hair_alpha = np.asarray(Image.open(sheets_root / "hair" / f"{hair}.png").convert("RGBA"))[..., 3]
-    ys, xs = np.nonzero(hair_alpha[p.row * 64:(p.row + 1) * 64, p.column * 64:(p.column + 1) * 64] == 255)
+    hair_sheet = Image.open(sheets_root / "hair" / f"{hair}.png").convert("RGBA")
+    hair_alpha = np.asarray(hair_sheet)[..., 3]
+    hair_cell = hair_alpha[p.row * 64:(p.row + 1) * 64, p.column * 64:(p.column + 1) * 64]
+    ys, xs = np.nonzero(hair_cell == 255)
     y, x = ys[0], xs[0]
     np.testing.assert_allclose(ours[y, x], cell[y, x], atol=1e-3)
     np.testing.assert_allclose(ours, cell, atol=0.51)  # Pillow rounds to integers
@@ -90,7 +95,8 @@ def test_triplet_target_is_character_a_in_pose_p(sheets):
 def test_missing_sheets_name_where_rodi_looked(tmp_path, monkeypatch):
     monkeypatch.delenv("RODI_SPRITES_ROOT", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr("rodi.data.sprites._download", lambda cache: (_ for _ in ()).throw(OSError("offline")))
+    monkeypatch.setattr("rodi.data.sprites._download",
+                        lambda cache: (_ for _ in ()).throw(OSError("offline")))
     with pytest.raises(SpritesDataError, match="RODI_SPRITES_ROOT") as err:
         locate_sheets(None)
     assert "offline" in str(err.value) and "--data-root" in str(err.value)
@@ -129,13 +135,15 @@ def test_sheets_are_downloaded_into_the_cache_and_checked(sheets_root, tmp_path,
     try:
         # the registry of the sheets served (the published one where they are the real sheets: see
         # test_the_real_sheets_are_the_published_ones)
-        monkeypatch.setattr("rodi.data.sprites.SHEET_SHA256", {f: _sha256(served / f) for f in SHEET_SHA256})
+        monkeypatch.setattr("rodi.data.sprites.SHEET_SHA256",
+                            {f: _sha256(served / f) for f in SHEET_SHA256})
         monkeypatch.delenv("RODI_SPRITES_ROOT", raising=False)
         monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
         monkeypatch.setattr("rodi.data.sprites.DOWNLOAD_BASE_URL", f"http://127.0.0.1:{server.server_port}/")
         root = locate_sheets(None)
         assert root == tmp_path / "cache" / "rodi" / "lpc-sprites"
-        assert (root / "hair" / "9.png").read_bytes() == (sheets_root / "hair" / "9.png").read_bytes()
+        assert ((root / "hair" / "9.png").read_bytes()
+                == (sheets_root / "hair" / "9.png").read_bytes())
 
         # a tampered file on the server fails its checksum and is not accepted into the cache
         shutil.rmtree(root)
@@ -149,7 +157,8 @@ def test_sheets_are_downloaded_into_the_cache_and_checked(sheets_root, tmp_path,
 
 def test_validation_characters_are_held_out_of_the_published_training_ones(sheets):
     """Model selection never sees test characters: 100 of the 1,000 training characters."""
-    train, validation, test = (set(sheets.split(k).tolist()) for k in ("train", "validation", "test"))
+    train, validation, test = (set(sheets.split(k).tolist())
+                               for k in ("train", "validation", "test"))
     assert len(validation) == 100 and len(train) == 900 and len(test) == 296
     assert not validation & train and not validation & test
     assert train | validation == set(sheets.protocol.train.tolist())
@@ -160,15 +169,17 @@ def test_validation_characters_are_held_out_of_the_published_training_ones(sheet
 
 
 def test_the_real_sheets_are_the_published_ones(real_sheets_root):
-    """The sheets found are byte for byte the ones published with the Sprites benchmark (the checksums
-    a download is verified against)."""
+    """The sheets found are byte for byte the ones published with the Sprites benchmark (the
+    checksums a download is verified against)."""
     assert {f: _sha256(real_sheets_root / f) for f in SHEET_SHA256} == SHEET_SHA256
 
 
 def test_synthetic_sheets_have_the_loaders_layout(synthetic_sheets_root):
-    """Every sheet the loader reads, at the sheet size, drawn only in the cells of an action's frames."""
+    """Every sheet the loader reads, at the sheet size, drawn only in the cells of an action's
+    frames."""
     assert locate_sheets(synthetic_sheets_root) == synthetic_sheets_root
-    assert sorted(SHEET_SHA256) == sorted(f"{k}/{i}.png" for k in LAYER_ORDER for i in range(LAYER_CHOICES[k]))
+    assert sorted(SHEET_SHA256) == sorted(f"{k}/{i}.png" for k in LAYER_ORDER
+                                          for i in range(LAYER_CHOICES[k]))
     drawn = np.zeros((SHEET_SIZE[1] // CELL, SHEET_SIZE[0] // CELL), bool)
     for _, first_row, n_frames, directions in SHEET_ROWS:
         drawn[first_row:first_row + len(directions), :n_frames] = True
@@ -190,7 +201,8 @@ def test_synthetic_sheets_tell_every_pose_and_every_character_apart(synthetic_sh
     poses = full.render(torch.zeros(full.num_poses, dtype=torch.long), torch.arange(full.num_poses))
     assert len(torch.unique(poses.flatten(1), dim=0)) == full.num_poses == 178
     walk_front = [(p.action, p.direction, p.frame) for p in full.protocol.poses].index((2, 2, 0))
-    for i, layer in enumerate(LAYER_ORDER):  # one character per choice of this layer, the others at 0
+    # one character per choice of this layer, the others at 0
+    for i, layer in enumerate(LAYER_ORDER):
         others = [j for j in range(len(LAYER_ORDER)) if j != i]
         chars = torch.nonzero((full.characters[:, others] == 0).all(1)).squeeze(1)
         images = full.render(chars, torch.full_like(chars, walk_front))

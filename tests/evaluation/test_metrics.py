@@ -1,6 +1,6 @@
 """One table of metrics (rodi.evaluation.metrics): every key the report writes has an entry; the
-printed table, the HTML page and the benchmark take their labels from it and print what they printed
-before; the evaluation's seeds come from ``cfg.evaluation``."""
+printed table, the HTML page and the benchmark take their labels from it and print what they
+printed before; the evaluation's seeds come from ``cfg.evaluation``."""
 
 import dataclasses
 
@@ -15,8 +15,9 @@ from rodi.training.state import TrainState
 
 # a complete report, every section present, with numbers that exercise every format
 REPORT = {
-    "checkpoint": "runs/x/checkpoints/last.pt", "source": "mocap", "protocol": "mocap", "transfer_target": "triplets",
-    "variant": "rodi", "step": 1200, "train_seconds": 754.3, "num_triplets": 8000, "triplet_seed": 0,
+    "checkpoint": "runs/x/checkpoints/last.pt", "source": "mocap", "protocol": "mocap",
+    "transfer_target": "triplets", "variant": "rodi", "step": 1200, "train_seconds": 754.3,
+    "num_triplets": 8000, "triplet_seed": 0,
     "triplet_mse": {"mean": 0.0123456, "median": 0.0101, "std": 0.00456},
     "reconstruction_mse": {"mean": 0.00812, "median": 0.0075, "std": 0.0031},
     "image_quality": {"ssim": {"mean": 0.81234, "median": 0.82, "std": 0.05},
@@ -25,8 +26,9 @@ REPORT = {
     "pose_accuracy": {
         "pck@0.05": {"transfer": 0.5, "ceiling": 0.8, "floor_input": 0.2, "floor_mean_image": 0.1,
                      "floor_average_body": 0.25, "floor": 0.25, "normalised": 0.45},
-        "pixel_error": {"transfer": 3.25, "ceiling": 1.5, "floor_input": 7.0, "floor_mean_image": 6.5,
-                        "floor_average_body": 6.0, "floor": 6.0, "normalised": 0.6111},
+        "pixel_error": {"transfer": 3.25, "ceiling": 1.5, "floor_input": 7.0,
+                        "floor_mean_image": 6.5, "floor_average_body": 6.0, "floor": 6.0,
+                        "normalised": 0.6111},
         "action": {"transfer": 0.7, "ceiling": 0.7, "floor_input": 0.7, "floor_mean_image": 0.7,
                    "floor_average_body": 0.7, "floor": 0.7, "normalised": None},
     },
@@ -37,10 +39,12 @@ REPORT = {
                  "floor_average_body": 0.3, "floor": 0.3, "normalised": 0.923},
     },
     "normalised": {"pose": 0.45, "pose_labels": None, "appearance": 0.923},
-    "judge_train_steps": 6000, "judge": {"origin": "shipped", "fingerprint": "053bcc07cfc6966f", "train_steps": 6000},
+    "judge_train_steps": 6000,
+    "judge": {"origin": "shipped", "fingerprint": "053bcc07cfc6966f", "train_steps": 6000},
     "probes": {k: v for i, c in enumerate(("pose", "pose_mean", "appearance"))
                for j, g in enumerate(("appearance", "pose"))
-               for k, v in ((f"{c}_to_{g}", 0.1 * (2 * i + j + 1)), (f"{c}_to_{g}_chance", 0.05 * (j + 1)))},
+               for k, v in ((f"{c}_to_{g}", 0.1 * (2 * i + j + 1)),
+                            (f"{c}_to_{g}_chance", 0.05 * (j + 1)))},
     "posthoc_mi_nats": 0.01234, "posthoc_mi_mean_nats": 0.5678,
     "evaluation_seconds": {"judge": 1.0}, "images_per_s": 345.6,
 }
@@ -55,7 +59,8 @@ transfer MSE (8000 held-out triplets)                       mean 0.0123  median 
 self-reconstruction MSE                                     mean 0.0081  median 0.0075  std 0.0031
 gamma / lambda                                              0.001235 / 12.35
 transfer SSIM / PSNR                                        0.8123 / 23.46 dB
-judge                                                       shipped (6000 steps; renders 053bcc07cfc6966f)
+judge                                                       shipped (6000 steps; \
+renders 053bcc07cfc6966f)
 pose: pck@0.05 (floor / transfer / ceiling; normalised)     0.250 / 0.500 / 0.800; 0.450
 pose: pixel_error (floor / transfer / ceiling; normalised)  6.000 / 3.250 / 1.500; 0.611
 pose: action (floor / transfer / ceiling; normalised)       0.700 / 0.700 / 0.700; n/a
@@ -71,18 +76,20 @@ probe: pose mean -> pose                                    accuracy 0.400  (cha
 post-hoc MI(pose sample; appearance)                        0.012 nats
 post-hoc MI(pose mean; appearance)                          0.568 nats"""
 HEADERS_BEFORE = [
-    "| variant | steps | triplet MSE mean | median | std | self-rec. MSE | pose->app. (sample / mean) | app.->pose "
-    "| app.->app. | pose->pose (sample / mean) | post-hoc MI (sample / mean) | final gamma | images/s |",
-    "| variant | SSIM | PSNR | PCK@0.05 | PCK@0.1 | keypoint error (px) | pose labels | appearance retention "
-    "| normalised pose | normalised appearance |",
+    "| variant | steps | triplet MSE mean | median | std | self-rec. MSE "
+    "| pose->app. (sample / mean) | app.->pose | app.->app. | pose->pose (sample / mean) "
+    "| post-hoc MI (sample / mean) | final gamma | images/s |",
+    "| variant | SSIM | PSNR | PCK@0.05 | PCK@0.1 | keypoint error (px) | pose labels "
+    "| appearance retention | normalised pose | normalised appearance |",
 ]
 COLUMNS_BEFORE = (
     "variant", "step", "train_minutes", "triplet_mse_mean", "triplet_mse_median", "triplet_mse_std",
     "reconstruction_mse_mean", "ssim_mean", "psnr_db_mean", "pose_pck@0.05", "pose_pck@0.1",
     "pose_pixel_error", "pose_label_accuracy", "appearance_retention", "normalised_pose",
-    "normalised_appearance", "pose_to_appearance", "pose_to_appearance_chance", "pose_mean_to_appearance",
-    "appearance_to_pose", "appearance_to_pose_chance", "appearance_to_appearance", "pose_to_pose",
-    "pose_mean_to_pose", "posthoc_mi_nats", "posthoc_mi_mean_nats", "final_gamma", "images_per_s",
+    "normalised_appearance", "pose_to_appearance", "pose_to_appearance_chance",
+    "pose_mean_to_appearance", "appearance_to_pose", "appearance_to_pose_chance",
+    "appearance_to_appearance", "pose_to_pose", "pose_mean_to_pose", "posthoc_mi_nats",
+    "posthoc_mi_mean_nats", "final_gamma", "images_per_s",
 )
 
 
@@ -95,10 +102,12 @@ def leaves(tree: dict, prefix: str = "") -> list[str]:
 
 
 def outputs(m: dict, folder) -> dict[str, str]:
-    """What the three consumers write of the report ``m``: the printed table, the page, results.md."""
+    """What the three consumers write of the report ``m``: the printed table, the page,
+    results.md."""
     html.write_html(m, [], folder / "report.html")
     benchmark._write_tables([benchmark._row(m)], folder, "10m", benchmark._bounds(m))
-    return {"table": report.format_table(m), "html": (folder / "report.html").read_text(encoding="utf-8"),
+    return {"table": report.format_table(m),
+            "html": (folder / "report.html").read_text(encoding="utf-8"),
             "md": (folder / "results.md").read_text()}
 
 
@@ -115,8 +124,10 @@ def evaluated(humanoid, tmp_path_factory):
 
 def test_every_key_the_report_produces_has_an_entry_in_the_table(evaluated):
     produced, _ = evaluated
-    produced = {"checkpoint": "x.pt", **produced, "images_per_s": 1.0}  # evaluate_checkpoint's and the benchmark's
-    assert {"pose_accuracy", "appearance_retention", "probes", "posthoc_mi_nats", "judge"} <= set(produced)
+    # evaluate_checkpoint's and the benchmark's
+    produced = {"checkpoint": "x.pt", **produced, "images_per_s": 1.0}
+    assert {"pose_accuracy", "appearance_retention", "probes", "posthoc_mi_nats",
+            "judge"} <= set(produced)
     keys = {m.key for m in metrics.METRICS}
     for path in leaves(produced):
         metrics.metric(path)  # raises KeyError for a key without an entry
@@ -124,10 +135,12 @@ def test_every_key_the_report_produces_has_an_entry_in_the_table(evaluated):
         if group == "probes":  # each probe has its own entry; <probe>_chance is printed beside it
             assert metrics.metric(path).key == path.removesuffix("_chance"), path
         if group in ("pose_accuracy", "appearance_retention", "normalised"):
-            entry = path if group == "normalised" else path.rsplit(".", 1)[0]  # less transfer, ceiling, ...
+            # less transfer, ceiling, ...
+            entry = path if group == "normalised" else path.rsplit(".", 1)[0]
             name = entry[len(group) + 1:]
             if group == "normalised" or name.startswith(("pck@", "pixel_error")) or name == "mean":
-                assert entry in keys, path  # only the data's own labels and attributes fall back to the group
+                # only the data's own labels and attributes fall back to the group
+                assert entry in keys, path
     assert len(keys) == len(metrics.METRICS)  # one entry per key
     with pytest.raises(KeyError, match="not in"):
         metrics.metric("no_such_metric")
@@ -136,12 +149,15 @@ def test_every_key_the_report_produces_has_an_entry_in_the_table(evaluated):
 def test_the_three_consumers_print_what_they_printed_before(tmp_path):
     written = outputs(REPORT, tmp_path)
     assert written["table"] == TABLE_BEFORE
-    assert [line for line in written["md"].splitlines() if line.startswith("| variant |")] == HEADERS_BEFORE
+    assert [line for line in written["md"].splitlines()
+            if line.startswith("| variant |")] == HEADERS_BEFORE
     assert benchmark.COLUMNS == COLUMNS_BEFORE == metrics.csv_columns()
     assert (tmp_path / "results.csv").read_text().splitlines()[0] == ",".join(COLUMNS_BEFORE)
     for line in ("<td>transfer SSIM (1 is exact)</td>", "<td>transfer PSNR (dB)</td>",
-                 "<td>appearance code -&gt; pose</td><td>0.6000</td><td>0.1000</td><td>leak: chance is best</td>",
-                 "<td>post-hoc MI(pose mean; appearance)</td><td>0.5678 nats</td><td>0</td><td>leak: 0 nats is best</td>",
+                 "<td>appearance code -&gt; pose</td><td>0.6000</td><td>0.1000</td>"
+                 "<td>leak: chance is best</td>",
+                 "<td>post-hoc MI(pose mean; appearance)</td><td>0.5678 nats</td><td>0</td>"
+                 "<td>leak: 0 nats is best</td>",
                  "12.6 min of training;\ngamma 0.001235, lambda 12.35 (epsilon 0.05)."):
         assert line in written["html"], line
 
@@ -152,14 +168,15 @@ def test_the_three_consumers_take_their_labels_from_the_table(tmp_path, monkeypa
     monkeypatch.setattr(metrics, "METRICS", marked)
     written = outputs(REPORT, tmp_path)
     probes = [m.key for m in marked if m.key.startswith("probes.")]
-    in_table = ["protocol", "variant", "step", "train_seconds", "triplet_mse", "reconstruction_mse", "gamma", "lambda",
-                "image_quality.ssim", "image_quality.psnr_db", "judge", "pose_accuracy", "appearance_retention",
-                "pose_accuracy.pck@0.05", "pose_accuracy.pixel_error", "appearance_retention.mean",
-                "normalised.pose", "normalised.appearance", *probes, "posthoc_mi_nats", "posthoc_mi_mean_nats"]
+    in_table = ["protocol", "variant", "step", "train_seconds", "triplet_mse", "reconstruction_mse",
+                "gamma", "lambda", "image_quality.ssim", "image_quality.psnr_db", "judge",
+                "pose_accuracy", "appearance_retention", "pose_accuracy.pck@0.05",
+                "pose_accuracy.pixel_error", "appearance_retention.mean", "normalised.pose",
+                "normalised.appearance", *probes, "posthoc_mi_nats", "posthoc_mi_mean_nats"]
     for key in in_table:
         assert f"L[{key}]" in written["table"], key
-    in_page = ["triplet_mse", "reconstruction_mse", "image_quality.ssim", "image_quality.psnr_db", "gamma",
-               "lambda", "epsilon", "pose_accuracy.pck@0.05", "pose_accuracy.pixel_error",
+    in_page = ["triplet_mse", "reconstruction_mse", "image_quality.ssim", "image_quality.psnr_db",
+               "gamma", "lambda", "epsilon", "pose_accuracy.pck@0.05", "pose_accuracy.pixel_error",
                "appearance_retention.mean", *probes, "posthoc_mi_nats", "posthoc_mi_mean_nats"]
     for key in in_page:
         assert f"L[{key}]" in written["html"], key
@@ -169,15 +186,18 @@ def test_the_three_consumers_take_their_labels_from_the_table(tmp_path, monkeypa
         if m.short:
             assert m.short in written["md"], m.key
     assert "pose: action" not in written["table"] and "L[pose_accuracy]: action" in written["table"]
-    assert "transfer MSE" not in written["table"] + written["html"] and "triplet MSE" not in written["md"]
+    assert "transfer MSE" not in written["table"] + written["html"]
+    assert "triplet MSE" not in written["md"]
 
 
 def test_the_judges_floors_follow_the_table():
     assert metrics.lower_is_better("pose_accuracy.pixel_error")
-    assert not any(metrics.lower_is_better(k) for k in ("pose_accuracy.pck@0.1", "pose_accuracy.action",
+    assert not any(metrics.lower_is_better(k) for k in ("pose_accuracy.pck@0.1",
+                                                        "pose_accuracy.action",
                                                         "appearance_retention.shirt"))
     errors = {f"pose/{metric}/{scored}": torch.tensor([value]) for metric, values in
-              (("pixel_error", (2.0, 1.0, 5.0, 4.0, 6.0)), ("action", (0.5, 1.0, 0.25, 0.375, 0.125)))
+              (("pixel_error", (2.0, 1.0, 5.0, 4.0, 6.0)),
+               ("action", (0.5, 1.0, 0.25, 0.375, 0.125)))
               for scored, value in zip(("transfer", "ceiling", "floor_input", "floor_mean_image",
                                         "floor_average_body"), values)}
     pose = summarize_judged(errors)["pose_accuracy"]
@@ -186,13 +206,13 @@ def test_the_judges_floors_follow_the_table():
 
 def test_the_evaluation_seeds_are_those_it_always_drew_with():
     e = EvaluationConfig()
-    assert (e.probe_train_seed, e.probe_test_seed, e.probe_seed, e.mi_pairs_seed, e.mi_seed, e.judge_seed,
-            e.figure_seed) == (11, 12, 0, 13, 0, 0, 7)
+    assert (e.probe_train_seed, e.probe_test_seed, e.probe_seed, e.mi_pairs_seed, e.mi_seed,
+            e.judge_seed, e.figure_seed) == (11, 12, 0, 13, 0, 0, 7)
 
 
 def test_every_evaluation_seed_comes_from_the_config(humanoid, tmp_path, monkeypatch):
-    seeds = {"probe_train_seed": 21, "probe_test_seed": 22, "probe_seed": 23, "mi_pairs_seed": 24, "mi_seed": 25,
-             "judge_seed": 26, "figure_seed": 27}
+    seeds = {"probe_train_seed": 21, "probe_test_seed": 22, "probe_seed": 23, "mi_pairs_seed": 24,
+             "mi_seed": 25, "judge_seed": 26, "figure_seed": 27}
     cfg = load_config("demo", tiny_overrides(tmp_path, **{"data.frame_stride": 40, "data.yaws": 2},
                                              **{f"evaluation.{k}": v for k, v in seeds.items()}))
     state = TrainState(cfg, torch.device("cpu"))
@@ -211,10 +231,12 @@ def test_every_evaluation_seed_comes_from_the_config(humanoid, tmp_path, monkeyp
         recording(name, position)
     fixed_examples = humanoid.fixed_examples
     monkeypatch.setattr(humanoid, "fixed_examples",
-                        lambda n, **k: seen.append(("fixed_examples", k["seed"])) or fixed_examples(n, **k))
-    with pytest.warns(UserWarning, match="other renders or another recipe"):  # a 3-step judge is not shipped
+                        lambda n, **k: (seen.append(("fixed_examples", k["seed"]))
+                                        or fixed_examples(n, **k)))
+    # a 3-step judge is not shipped
+    with pytest.warns(UserWarning, match="other renders or another recipe"):
         metrics_, _ = report.evaluate_state(state, humanoid, progress=False)
     report.write_report(state, humanoid, metrics_, tmp_path / "report")
-    assert seen == [("load_or_train_judge", 26), ("encode_codes", 21), ("encode_codes", 22), ("leakage_probes", 23),
-                    ("pair_codes", 24), ("posthoc_mutual_information", 25), ("posthoc_mutual_information", 25),
-                    ("fixed_examples", 27)]
+    assert seen == [("load_or_train_judge", 26), ("encode_codes", 21), ("encode_codes", 22),
+                    ("leakage_probes", 23), ("pair_codes", 24), ("posthoc_mutual_information", 25),
+                    ("posthoc_mutual_information", 25), ("fixed_examples", 27)]

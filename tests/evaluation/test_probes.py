@@ -26,13 +26,18 @@ def _codes(n: int, seed: int, pose_code, appearance_code) -> dict:
 
 
 def test_probes_read_one_hot_labels_perfectly_and_noise_at_chance():
-    noise = lambda labels, g: torch.randn(len(labels["body"]), 16, generator=g)  # noqa: E731
-    make = lambda seed: _codes(2000, seed, pose_code=lambda l, g: _one_hot(l, POSE),  # noqa: E731
-                                appearance_code=noise)
+    def noise(labels, g):
+        return torch.randn(len(labels["body"]), 16, generator=g)
+
+    def make(seed):
+        return _codes(2000, seed, pose_code=lambda labels, g: _one_hot(labels, POSE),
+                      appearance_code=noise)
+
     probes = leakage_probes(make(0), make(1), APPEARANCE, POSE)
     for k in POSE:
         assert probes["pose_code"][k]["accuracy"] > 0.99
-        assert probes["appearance_code"][k]["accuracy"] < probes["appearance_code"][k]["chance"] + 0.08
+        assert (probes["appearance_code"][k]["accuracy"]
+                < probes["appearance_code"][k]["chance"] + 0.08)
     for k in APPEARANCE:
         assert probes["pose_code"][k]["accuracy"] < probes["pose_code"][k]["chance"] + 0.08
     summary = summarize_probes(probes, APPEARANCE, POSE)
@@ -41,9 +46,13 @@ def test_probes_read_one_hot_labels_perfectly_and_noise_at_chance():
 
 
 def test_probes_detect_an_appearance_leak_into_the_pose_code():
-    leak = lambda labels, g: torch.cat([_one_hot(labels, POSE), _one_hot(labels, ("hair",))], 1)  # noqa: E731
-    make = lambda seed: _codes(2000, seed, pose_code=leak,  # noqa: E731
-                                appearance_code=lambda l, g: _one_hot(l, APPEARANCE))
+    def leak(labels, g):
+        return torch.cat([_one_hot(labels, POSE), _one_hot(labels, ("hair",))], 1)
+
+    def make(seed):
+        return _codes(2000, seed, pose_code=leak,
+                      appearance_code=lambda labels, g: _one_hot(labels, APPEARANCE))
+
     probes = leakage_probes(make(0), make(1), APPEARANCE, POSE)
     assert probes["pose_code"]["hair"]["accuracy"] > 0.99
     assert probes["appearance_code"]["body"]["accuracy"] > 0.99
@@ -63,7 +72,8 @@ def test_posthoc_mi_is_near_zero_for_independent_codes():
 def test_posthoc_mi_matches_correlated_gaussians():
     rho, d = 0.7, 3
     true_mi = -0.5 * d * math.log(1 - rho**2)  # 1.01 nats
-    assert posthoc_mutual_information(*_gaussians(rho, d, 8000, 1), steps=1500) == pytest.approx(true_mi, abs=0.15)
+    estimate = posthoc_mutual_information(*_gaussians(rho, d, 8000, 1), steps=1500)
+    assert estimate == pytest.approx(true_mi, abs=0.15)
 
 
 def test_posthoc_mi_needs_a_few_pairs():

@@ -24,9 +24,10 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 
 
 def _overrides(run):
-    return tiny_overrides(run, **{"train.max_steps": STEPS, "train.checkpoint_every": 2, "train.log_every": 1,
-                                  "train.image_every": 1000, "train.keep_checkpoints": 2,
-                                  "train.validation_items": 4, "train.threads": 1})
+    return tiny_overrides(run, **{"train.max_steps": STEPS, "train.checkpoint_every": 2,
+                                  "train.log_every": 1, "train.image_every": 1000,
+                                  "train.keep_checkpoints": 2, "train.validation_items": 4,
+                                  "train.threads": 1})
 
 
 def _train(run, resume: bool) -> subprocess.Popen:
@@ -83,14 +84,17 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted(tmp_path):
     a, b = _final_state(reference / "run"), _final_state(crashed / "run")
     assert a.step == b.step == STEPS
     for (name, p), q in zip(a.model.state_dict().items(), b.model.state_dict().values()):
-        assert torch.equal(p, q), f"model parameter {name} differs after {kills} kills at steps {steps_at_kill}"
+        assert torch.equal(p, q), (f"model parameter {name} differs after {kills} kills "
+                                   f"at steps {steps_at_kill}")
     for (name, p), q in zip(a.objective.state_dict().items(), b.objective.state_dict().values()):
         assert torch.equal(p, q), f"objective {name} (lambda, gamma, averages, critics) differs"
     for k in a.optimizers:
         sa, sb = a.optimizers[k].state_dict()["state"], b.optimizers[k].state_dict()["state"]
-        assert all(torch.equal(sa[i]["exp_avg_sq"], sb[i]["exp_avg_sq"]) for i in sa), f"{k} Adam moments differ"
+        assert all(torch.equal(sa[i]["exp_avg_sq"], sb[i]["exp_avg_sq"])
+                   for i in sa), f"{k} Adam moments differ"
     rows = (crashed / "run" / "scalars.csv").read_text().splitlines()[1:]
-    assert [int(r.split(",")[0]) for r in rows] == list(range(1, STEPS + 1)), "each step logged exactly once"
+    assert ([int(r.split(",")[0]) for r in rows]
+            == list(range(1, STEPS + 1))), "each step logged exactly once"
 
 
 def test_checkpoints_rotate_and_keep_best(tmp_path, sheets_root):
@@ -123,16 +127,19 @@ def test_non_finite_values_stop_the_run_and_name_the_term(tmp_path, monkeypatch,
             if term == "loss":
                 out["kl"] = out["kl"] * float("nan")
             else:  # finite loss, infinite gradient: sqrt at 0
-                out["model_loss"] = out["model_loss"] + (next(model.parameters()) * 0).abs().sqrt().sum()
+                out["model_loss"] = (out["model_loss"]
+                                     + (next(model.parameters()) * 0).abs().sqrt().sum())
         return out
 
     monkeypatch.setattr(DisentanglingObjective, "forward", poisoned)
-    with pytest.raises(NonFiniteLossError, match="kl" if term == "loss" else "gradient of the model") as err:
+    with pytest.raises(NonFiniteLossError,
+                       match="kl" if term == "loss" else "gradient of the model") as err:
         train(cfg, progress=False)
     assert "step 3" in str(err.value) and "--resume" in str(err.value)
     kept = read_checkpoint(checkpoint_path(tmp_path / "run"))
     assert kept["step"] == 2  # the last good checkpoint
     monkeypatch.setattr(DisentanglingObjective, "forward", original)
-    lower = load_config(None, ["optim.lr=1e-5", f"train.out_dir={tmp_path / 'run'}"], base=kept["config"])
+    lower = load_config(None, ["optim.lr=1e-5", f"train.out_dir={tmp_path / 'run'}"],
+                        base=kept["config"])
     train(lower, resume=True, progress=False)
     assert read_checkpoint(checkpoint_path(tmp_path / "run"))["step"] == 6

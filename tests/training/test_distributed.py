@@ -23,9 +23,9 @@ def test_two_processes_agree_with_each_other_and_with_one_process(tmp_path, vari
               "train.checkpoint_every": 3, "train.image_every": 1000, "train.threads": 1}
     distributed = tiny_overrides(tmp_path / "ddp", **common, **{"train.batch_size": 3})
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                             str(WORKER), str(tmp_path), *distributed], capture_output=True, text=True,
-                            timeout=300, env=env)
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                             "--nproc_per_node", "2", str(WORKER), str(tmp_path), *distributed],
+                            capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     assert ranks[0]["step"] == ranks[1]["step"] == 6
@@ -37,7 +37,8 @@ def test_two_processes_agree_with_each_other_and_with_one_process(tmp_path, vari
         assert multiplier > 0 or gamma != 1.0  # the constraint and gamma did move
 
     torch.set_num_threads(1)
-    single = load_config("sprites", tiny_overrides(tmp_path / "single", **common, **{"train.batch_size": 6}))
+    single = load_config("sprites", tiny_overrides(tmp_path / "single", **common,
+                                                   **{"train.batch_size": 6}))
     train(single, progress=False)
     one = TrainState.from_checkpoint(tmp_path / "single" / "run" / "checkpoints" / "last.pt")
     for name, value in one.model.state_dict().items():

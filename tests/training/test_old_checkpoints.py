@@ -32,7 +32,10 @@ def test_a_0_1_0_checkpoint_resumes_with_every_state_in_place():
     for key, value in saved["objective"].items():  # the scene discriminator's weights among them
         assert torch.equal(state.objective.state_dict()[key], value), key
     g = torch.Generator().manual_seed(0)
-    batch = {k: torch.rand(4, 3, 16, 16, generator=g) * 2 - 1 for k in ("pose_image", "appearance_image")}
+    batch = {k: torch.rand(4, 3, 16, 16, generator=g) * 2 - 1
+             for k in ("pose_image", "appearance_image")}
     before = state.objective.scene_discriminator.net[0].weight.clone()
-    out = train_step(state, wrap_step(state.model, state.objective, state.objective.distributed, state.device), batch)
-    assert torch.isfinite(out["model_loss"]) and not torch.equal(before, state.objective.scene_discriminator.net[0].weight)
+    out = train_step(state, wrap_step(state.model, state.objective, state.objective.distributed,
+                                      state.device), batch)
+    assert (torch.isfinite(out["model_loss"])
+            and not torch.equal(before, state.objective.scene_discriminator.net[0].weight))

@@ -13,7 +13,8 @@ def test_each_variant_trains_a_few_steps(tmp_path, variant):
     run = train(cfg, progress=False)
     state = TrainState.from_checkpoint(checkpoint_path(run))
     assert state.step == 4
-    assert (run / "transfer_matrix.png").is_file() and (run / "transfer" / "step-0000002.png").is_file()
+    assert ((run / "transfer_matrix.png").is_file()
+            and (run / "transfer" / "step-0000002.png").is_file())
     rows = (run / "scalars.csv").read_text().splitlines()
     assert rows[0].startswith("step,train_seconds,reconstruction,kl,gamma,lambda,mi,mi_independent")
     assert len(rows) == 3
@@ -35,10 +36,13 @@ def _params(state: TrainState) -> dict:
 
 
 def test_resume_continues_exactly(tmp_path):
-    straight = train(load_config("sprites", tiny_overrides(tmp_path / "a", **{"train.max_steps": 6})), progress=False)
+    straight = train(load_config("sprites", tiny_overrides(tmp_path / "a",
+                                                           **{"train.max_steps": 6})),
+                     progress=False)
     first = load_config("sprites", tiny_overrides(tmp_path / "b", **{"train.max_steps": 3}))
     train(first, progress=False)
-    resumed = train(load_config("sprites", tiny_overrides(tmp_path / "b", **{"train.max_steps": 6})),
+    resumed = train(load_config("sprites", tiny_overrides(tmp_path / "b",
+                                                          **{"train.max_steps": 6})),
                     resume=True, progress=False)
     a = TrainState.from_checkpoint(checkpoint_path(straight))
     b = TrainState.from_checkpoint(checkpoint_path(resumed))
@@ -59,7 +63,8 @@ def test_checkpoint_round_trip_holds_every_part(tmp_path):
     cfg = load_config("sprites", tiny_overrides(tmp_path))
     run = train(cfg, progress=False)
     raw = read_checkpoint(checkpoint_path(run))
-    assert set(raw) >= {"format_version", "config", "step", "model", "objective", "optimizers", "rng", "train_seconds"}
+    assert set(raw) >= {"format_version", "config", "step", "model", "objective", "optimizers",
+                        "rng", "train_seconds"}
     assert set(raw["optimizers"]) == {"model", "critic", "independent_critic"}
     assert {"gamma", "multiplier", "ema_mi", "ema_mi_independent"} <= {k for k in raw["objective"]}
     state = TrainState.from_checkpoint(checkpoint_path(run))

@@ -157,12 +157,14 @@ def parse_animations(path: Path) -> Animations:
 
 def hero_files(gender: str) -> list[str]:
     """Animation files of every layer choice of ``gender``, relative to the mod folder."""
-    names = {BARE_HEAD[gender] if c == "head" else c for choices in LAYER_CHOICES.values() for c in choices}
+    names = {BARE_HEAD[gender] if c == "head" else c
+             for choices in LAYER_CHOICES.values() for c in choices}
     return [f"animations/avatar/{gender}/{name}.txt" for name in sorted(names - {""})]
 
 
 def _animation_files() -> list[str]:
-    return [f for g in GENDERS for f in hero_files(g)] + [f"animations/enemies/{e}.txt" for e in ENEMIES]
+    return ([f for g in GENDERS for f in hero_files(g)]
+            + [f"animations/enemies/{e}.txt" for e in ENEMIES])
 
 
 def _image_line(path: Path) -> str | None:
@@ -227,10 +229,12 @@ def locate_flare(root: str | os.PathLike | None = None, cache_dir: str | os.Path
 
 
 def _run(command: list[str], cwd: Path) -> None:
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True,
+                            timeout=COMMAND_TIMEOUT)
     if result.returncode != 0:
         message = (result.stderr or result.stdout).strip().splitlines()
-        raise FlareDataError(f"`{' '.join(command)}` failed: {message[-1] if message else result.returncode}")
+        raise FlareDataError(f"`{' '.join(command)}` failed: "
+                             f"{message[-1] if message else result.returncode}")
 
 
 def _download(cache: Path) -> Path:
@@ -289,7 +293,8 @@ def read_layer_order(mod: Path) -> np.ndarray:
                 order[int(direction)] = [LAYERS.index(SLOT_LAYER[s]) for s in slots]
     except (OSError, ValueError, KeyError) as err:
         raise FlareDataError(f"{path}: cannot read the hero layer order ({err})") from None
-    if sorted(order) != list(range(DIRECTIONS)) or any(sorted(v) != list(range(len(LAYERS))) for v in order.values()):
+    if (sorted(order) != list(range(DIRECTIONS))
+            or any(sorted(v) != list(range(len(LAYERS))) for v in order.values())):
         raise FlareDataError(f"{path}: expected an order of all {len(LAYERS)} layers for each of "
                              f"{DIRECTIONS} directions, got {order}")
     return np.array([order[d] for d in range(DIRECTIONS)], dtype=np.int64)
@@ -302,11 +307,12 @@ def pose_table(mod: Path) -> np.ndarray:
     Raises:
         FlareDataError: an action is missing or the genders' frame counts differ.
     """
-    counts = [parse_animations(mod / f"animations/avatar/{g}/default_chest.txt").counts for g in GENDERS]
+    counts = [parse_animations(mod / f"animations/avatar/{g}/default_chest.txt").counts
+              for g in GENDERS]
     for g, c in zip(GENDERS, counts):
         if any(c.get(a, 0) < 1 for a in ACTIONS) or c != counts[0]:
-            raise FlareDataError(f"{g} default_chest: expected the same frames of {', '.join(ACTIONS)} "
-                                 f"for both genders, got {c}")
+            raise FlareDataError(f"{g} default_chest: expected the same frames of "
+                                 f"{', '.join(ACTIONS)} for both genders, got {c}")
     return np.array([(a, d, f) for d in range(DIRECTIONS) for a, action in enumerate(ACTIONS)
                      for f in range(counts[0][action])], dtype=np.int64)
 
@@ -353,7 +359,8 @@ def _cuts(anim: Animations, sheet: np.ndarray, poses: np.ndarray):
         yield k, cut, cols[0] - ox, rows[0] - oy
 
 
-def _area_weights(start: int, count: int, origin: float, step: float, size: int) -> tuple[int, np.ndarray]:
+def _area_weights(start: int, count: int, origin: float, step: float,
+                  size: int) -> tuple[int, np.ndarray]:
     """Box-filter weights from ``count`` source pixels starting at ``start`` onto output pixels of
     width ``step`` from ``origin``: (first output pixel, (n, count) weights), only the output
     pixels inside [0, size) that the source overlaps."""
@@ -365,7 +372,8 @@ def _area_weights(start: int, count: int, origin: float, step: float, size: int)
     return first, np.clip(overlap, 0, None) / step
 
 
-def build_layer_frames(mod: Path, image_size: int, poses: np.ndarray, progress: bool = True) -> LayerFrames:
+def build_layer_frames(mod: Path, image_size: int, poses: np.ndarray,
+                       progress: bool = True) -> LayerFrames:
     """Cut every hero and enemy frame from its sheet, choose the box from the hero frames' visible
     pixels, and area-resample each frame (premultiplied) into the S x S image of that box.
 
@@ -376,7 +384,8 @@ def build_layer_frames(mod: Path, image_size: int, poses: np.ndarray, progress: 
     anims = {f: parse_animations(mod / f) for f in files}
     sheets = {}
     hero_cuts, enemy_cuts = {}, {}
-    for f in tqdm(files, desc="cutting flare frames", disable=not progress, unit="file", dynamic_ncols=True):
+    for f in tqdm(files, desc="cutting flare frames", disable=not progress, unit="file",
+                  dynamic_ncols=True):
         image = anims[f].image
         if image not in sheets:
             sheets[image] = _load_sheet(mod / image)
@@ -401,14 +410,16 @@ def build_layer_frames(mod: Path, image_size: int, poses: np.ndarray, progress: 
             rgba[..., :3] *= rgba[..., 3:]
             top_row, wy = _area_weights(y, cut.shape[0], box[1], step, image_size)
             left_col, wx = _area_weights(x, cut.shape[1], box[0], step, image_size)
-            tile = np.tensordot(np.tensordot(wy, rgba, axes=(1, 0)), wx, axes=(1, 1)).transpose(0, 2, 1)
+            tile = np.tensordot(np.tensordot(wy, rgba, axes=(1, 0)), wx,
+                                axes=(1, 1)).transpose(0, 2, 1)
             tile = np.rint(tile * 255.0).clip(0, 255).astype(np.uint8)
             rows, cols = np.nonzero(tile.any((1, 2)))[0], np.nonzero(tile.any((0, 2)))[0]
             if len(rows) == 0:
                 continue
             tile = tile[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
             ids[k] = len(frames)
-            frames.append((offset, tile.shape[0], tile.shape[1], top_row + rows[0], left_col + cols[0]))
+            frames.append((offset, tile.shape[0], tile.shape[1], top_row + rows[0],
+                           left_col + cols[0]))
             tiles.append(tile.reshape(-1, 4))
             offset += len(tiles[-1])
         frame_of[f] = ids
@@ -426,7 +437,8 @@ def build_layer_frames(mod: Path, image_size: int, poses: np.ndarray, progress: 
 
 
 def _cache_key(mod: Path, image_size: int) -> str:
-    spec = json.dumps([CACHE_VERSION, image_size, LAYER_CHOICES, BARE_HEAD, ACTIONS, ENEMIES]).encode()
+    spec = json.dumps([CACHE_VERSION, image_size, LAYER_CHOICES, BARE_HEAD, ACTIONS,
+                       ENEMIES]).encode()
     digest = hashlib.sha256(spec)
     for name in needed_files(mod):
         digest.update(name.encode() + b"\0" + (mod / name).read_bytes())
@@ -434,7 +446,8 @@ def _cache_key(mod: Path, image_size: int) -> str:
 
 
 def cached_layer_frames(mod: Path, image_size: int, poses: np.ndarray,
-                        cache_dir: str | os.PathLike | None = None, progress: bool = True) -> LayerFrames:
+                        cache_dir: str | os.PathLike | None = None,
+                        progress: bool = True) -> LayerFrames:
     """:func:`build_layer_frames`, built once and then read from ``cache_dir`` (default: the user
     cache's ``flare`` folder, see :func:`rodi.cache.user_cache`). The file is named by a hash of
     the settings and every input file and written atomically; an unreadable one is built again."""
@@ -442,7 +455,8 @@ def cached_layer_frames(mod: Path, image_size: int, poses: np.ndarray,
     path = cache / f"layers-{image_size}-{_cache_key(mod, image_size)}.npz"
     arrays = cached_arrays(path, lambda: vars(build_layer_frames(mod, image_size, poses, progress)),
                            "the Flare layer frames")
-    return LayerFrames(arrays["pixels"], arrays["frames"], arrays["hero"], arrays["enemy"], arrays["box"])
+    return LayerFrames(arrays["pixels"], arrays["frames"], arrays["hero"], arrays["enemy"],
+                       arrays["box"])
 
 
 def character_table(n: int = NUM_CHARACTERS, seed: int = SPLIT_SEED) -> np.ndarray:

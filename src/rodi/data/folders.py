@@ -129,7 +129,8 @@ class PairImages:
             raise PairDataError(f"unknown fit {fit!r}; use one of {', '.join(FITS)}")
         background = tuple(int(c) for c in background)
         if len(background) != 3 or not all(0 <= c <= 255 for c in background):
-            raise PairDataError(f"background must be three values in 0..255 (RGB), got {background}")
+            raise PairDataError("background must be three values in 0..255 (RGB), "
+                                f"got {background}")
         if not 0.0 <= validation_fraction < 1.0:
             raise PairDataError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
         self.root = Path(root).expanduser()
@@ -139,7 +140,8 @@ class PairImages:
         self.flip = bool(flip)
         self.validation_fraction = float(validation_fraction)
         self.split_seed = int(split_seed)
-        self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else user_cache("pairs")
+        self.cache_dir = (Path(cache_dir).expanduser() if cache_dir is not None
+                          else user_cache("pairs"))
         self.progress = progress
         if not self.root.exists():
             raise PairDataError(f"{self.root}: no such file or folder")
@@ -179,7 +181,8 @@ class PairImages:
         first in an order hashed from ``split_seed``. Ranking by a hash of each name makes the split
         independent of listing order, and adding or removing identities moves few others."""
         k = len(names)
-        n_test = 0 if self.validation_fraction == 0 else min(max(1, round(k * self.validation_fraction)), k - 1)
+        n_test = (0 if self.validation_fraction == 0
+                  else min(max(1, round(k * self.validation_fraction)), k - 1))
         rank = sorted(range(k), key=lambda i: hashlib.sha256(f"{self.split_seed}/{names[i]}".encode(
             "utf-8", "surrogatepass")).hexdigest())
         mask = np.zeros(k, dtype=bool)
@@ -201,7 +204,8 @@ class PairImages:
         if self.validation_fraction > 0 and r >= 3:
             n_validation = min(max(1, round(r * self.validation_fraction)), r - 2)
         rank = sorted(rest.tolist(), key=lambda i: hashlib.sha256(
-            f"validation/{self.split_seed}/{names[i]}".encode("utf-8", "surrogatepass")).hexdigest())
+            f"validation/{self.split_seed}/{names[i]}".encode("utf-8",
+                                                               "surrogatepass")).hexdigest())
         mask = np.zeros(len(names), dtype=bool)
         mask[rank[:n_validation]] = True
         return mask
@@ -213,8 +217,8 @@ class PairImages:
     def _why_no_validation(self) -> str:
         """Why the validation split is empty (for an error message)."""
         outside_test = len(self.identities) - len(self._splits["test"])
-        return (f"{outside_test} identities are outside the test split, and validation needs at least 3 "
-                f"of them and validation_fraction > 0, here {self.validation_fraction}")
+        return (f"{outside_test} identities are outside the test split, and validation needs at "
+                f"least 3 of them and validation_fraction > 0, here {self.validation_fraction}")
 
     # -- listing and the prepared array ----------------------------------------------------------
 
@@ -226,7 +230,8 @@ class PairImages:
             resolved = os.path.realpath(path)
             if resolved in seen:
                 if seen[resolved] != identity:
-                    self._skipped.append((str(path), f"same file as one of identity {seen[resolved]!r}"))
+                    self._skipped.append((str(path),
+                                          f"same file as one of identity {seen[resolved]!r}"))
                 continue
             try:
                 st = os.stat(resolved)
@@ -249,7 +254,8 @@ class PairImages:
         """Find or build the prepared array. Returns its file, the rows each unit filled (rows are
         in unit order, so an identity's rows are contiguous) and the read problems."""
         key = self._cache_key(units)
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(os.path.realpath(self.root)).name)[:40] or "data"
+        slug = (re.sub(r"[^A-Za-z0-9._-]+", "_", Path(os.path.realpath(self.root)).name)[:40]
+                or "data")
         npy = self.cache_dir / f"{self.kind}-{slug}-{key[:24]}.npy"
         meta_file = npy.with_suffix(".json")
         meta = self._read_meta(npy, meta_file, key, len(units))
@@ -293,11 +299,12 @@ class PairImages:
         counts = [0] * len(units)
         if sum(reserve) == 0:
             problems = self._skipped + [tuple(p) for p in skipped]
-            raise PairDataError(self._nothing_usable(f"none of its {len(units)} {self.file_kind} files "
-                                                     "could be read", problems))
+            raise PairDataError(self._nothing_usable(f"none of its {len(units)} {self.file_kind} "
+                                                     "files could be read", problems))
         s = self.image_size
         with replacing(npy) as tmp_npy:
-            data = np.lib.format.open_memmap(tmp_npy, mode="w+", dtype=np.uint8, shape=(sum(reserve), 3, s, s))
+            data = np.lib.format.open_memmap(tmp_npy, mode="w+", dtype=np.uint8,
+                                             shape=(sum(reserve), 3, s, s))
             row = 0
             bar = tqdm(total=sum(reserve), unit="image", desc=f"preparing {self.root.name}",
                        disable=not self.progress)
@@ -314,7 +321,8 @@ class PairImages:
                             row += 1
                             bar.update(1)
                     except _Unreadable as err:
-                        (partly_read if row > start else skipped).append([str(unit.path), err.reason])
+                        (partly_read if row > start else skipped).append([str(unit.path),
+                                                                          err.reason])
                     counts[i] = row - start
                     bar.update(reserve[i] - counts[i])
             data.flush()
@@ -337,7 +345,8 @@ class PairImages:
                 old = json.loads(other.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 continue
-            if isinstance(old, dict) and (old.get("root"), old.get("settings")) == (meta["root"], meta["settings"]):
+            if (isinstance(old, dict)
+                    and (old.get("root"), old.get("settings")) == (meta["root"], meta["settings"])):
                 other.with_suffix(".npy").unlink(missing_ok=True)
                 other.unlink(missing_ok=True)
 
@@ -352,17 +361,20 @@ class PairImages:
             row += count
         self._single = [name for name, n in totals.items() if n == 1]
         self.identities = [name for name, n in totals.items() if n >= 2]
-        self.images_per_identity = torch.tensor([totals[n] for n in self.identities], dtype=torch.long)
+        self.images_per_identity = torch.tensor([totals[n] for n in self.identities],
+                                                dtype=torch.long)
         self._offsets = torch.tensor([offsets[n] for n in self.identities], dtype=torch.long)
         self._warn()
         if row == 0:
-            raise PairDataError(self._nothing_usable(f"none of its {len(units)} {self.file_kind} files "
-                                                     "could be read", self._skipped))
+            raise PairDataError(self._nothing_usable(f"none of its {len(units)} {self.file_kind} "
+                                                     "files could be read", self._skipped))
         if len(self.identities) < 2:
             raise PairDataError(
-                f"{self.root}: {len(self.identities)} identit{'y has' if len(self.identities) == 1 else 'ies have'} "
-                f"two or more usable {self.item}s (of {len(totals)} found); training needs at least 2, "
-                "because the critics compare each appearance with other appearances as negatives"
+                f"{self.root}: {len(self.identities)} identit"
+                f"{'y has' if len(self.identities) == 1 else 'ies have'} "
+                f"two or more usable {self.item}s (of {len(totals)} found); training needs at "
+                "least 2, because the critics compare each appearance with other appearances as "
+                "negatives"
             )
         test = self._test_mask(self.identities)
         validation = self._validation_mask(self.identities, test) & ~test
@@ -374,10 +386,11 @@ class PairImages:
         n_train = len(self._splits["train"])
         if n_train < 2:
             raise PairDataError(
-                f"{self.root}: only {n_train} of {len(self.identities)} usable identities are left for "
-                f"training after holding out {int(test.sum())} for test and {int(validation.sum())} for "
-                "validation; training needs at least 2, because the critics compare each appearance with "
-                f"other appearances as negatives. To fix it, {self._split_remedy()}"
+                f"{self.root}: only {n_train} of {len(self.identities)} usable identities are left "
+                f"for training after holding out {int(test.sum())} for test and "
+                f"{int(validation.sum())} for validation; training needs at least 2, because the "
+                "critics compare each appearance with other appearances as negatives. To fix it, "
+                f"{self._split_remedy()}"
             )
 
     def _warn(self) -> None:
@@ -387,19 +400,21 @@ class PairImages:
             if self._partly_read:
                 counts += f", {len(self._partly_read)} read only in part"
             examples = "; ".join(f"{p} ({why})" for p, why in problems[:_EXAMPLES_IN_WARNINGS])
-            warnings.warn(f"{self.root}: {counts}, e.g. {examples}. `rodi data inspect` (or summary()) lists them all",
-                          PairDataWarning, stacklevel=4)
+            warnings.warn(f"{self.root}: {counts}, e.g. {examples}. `rodi data inspect` "
+                          "(or summary()) lists them all", PairDataWarning, stacklevel=4)
         if self._single:
             names = ", ".join(repr(n) for n in self._single[:_EXAMPLES_IN_WARNINGS])
             warnings.warn(f"{self.root}: left out {len(self._single)} identit"
-                          f"{'y' if len(self._single) == 1 else 'ies'} with a single usable {self.item} "
-                          f"(a pair needs two different {self.item}s of one identity), e.g. {names}",
+                          f"{'y' if len(self._single) == 1 else 'ies'} with a single usable "
+                          f"{self.item} (a pair needs two different {self.item}s of one identity), "
+                          f"e.g. {names}",
                           PairDataWarning, stacklevel=4)
 
     def _nothing_usable(self, what: str, problems: list[tuple[str, str]] = ()) -> str:
         message = f"{self.root}: no usable {self.item}s: {what}"
         if problems:
-            message += ", e.g. " + "; ".join(f"{p} ({why})" for p, why in problems[:_EXAMPLES_IN_WARNINGS])
+            message += ", e.g. " + "; ".join(f"{p} ({why})"
+                                             for p, why in problems[:_EXAMPLES_IN_WARNINGS])
         return message
 
     def __getstate__(self) -> dict:
@@ -438,26 +453,31 @@ class PairImages:
             if name == "validation":
                 raise PairDataError(f"{self.root}: split 'validation' holds no identities "
                                     f"({self._why_no_validation()}); {self._split_remedy()}")
-            raise PairDataError(f"{self.root}: split {name!r} holds no identities (validation_fraction="
-                                f"{self.validation_fraction}); use split='train' or hold some out")
+            raise PairDataError(f"{self.root}: split {name!r} holds no identities "
+                                f"(validation_fraction={self.validation_fraction}); use "
+                                "split='train' or hold some out")
         return ids
 
-    def _two_rows(self, identity: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def _two_rows(self, identity: torch.Tensor,
+                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Rows of two different images of each identity, (B,) long each."""
         count = self.images_per_identity[identity]
         first = (torch.rand(len(identity), generator=generator, dtype=torch.float64) * count).long()
-        shift = 1 + (torch.rand(len(identity), generator=generator, dtype=torch.float64) * (count - 1)).long()
+        shift = 1 + (torch.rand(len(identity), generator=generator, dtype=torch.float64)
+                     * (count - 1)).long()
         offset = self._offsets[identity]
         return offset + first, offset + (first + shift) % count
 
     def _images(self, rows: torch.Tensor, flip: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, 3, S, S) float32 in [-1, 1] from rows of the array, flipped where ``flip`` is True."""
+        """(B, 3, S, S) float32 in [-1, 1] from rows of the array, flipped where ``flip`` is
+        True."""
         x = torch.from_numpy(np.asarray(self._data[rows.numpy()])).float().div_(127.5).sub_(1.0)
         if flip is not None and flip.any():
             x[flip] = x[flip].flip(-1)
         return x
 
-    def sample_pairs(self, batch_size: int, generator: torch.Generator, split: str = "train") -> dict:
+    def sample_pairs(self, batch_size: int, generator: torch.Generator,
+                     split: str = "train") -> dict:
         """Training pairs: two different images of one identity of ``split`` (``train``,
         ``validation`` or ``test``; see :meth:`split`).
 
@@ -497,7 +517,8 @@ class PairImages:
         appearance = order[k % len(ids)]
         pose = order[(k + shift) % len(ids)]
         rows = [self._offsets[i] + (torch.rand(n, generator=g, dtype=torch.float64)
-                                    * self.images_per_identity[i]).long() for i in (appearance, pose)]
+                                    * self.images_per_identity[i]).long()
+                for i in (appearance, pose)]
         return {"image": self._images(rows[0])}, {"image": self._images(rows[1])}
 
     def held_out_pairs(self, n: int, seed: int = 0, split: str = "test") -> dict:
@@ -527,9 +548,9 @@ class PairImages:
         }
 
     def summary(self) -> dict:
-        """What was found: identities per split (``train``, ``validation``, ``test``), usable images, images per identity (min, median,
-        max), skipped files and files read only in part as ``(path, reason)``, and the identities
-        left out for having one usable image."""
+        """What was found: identities per split (``train``, ``validation``, ``test``), usable
+        images, images per identity (min, median, max), skipped files and files read only in part
+        as ``(path, reason)``, and the identities left out for having one usable image."""
         counts = self.images_per_identity.numpy()
         return {
             "kind": self.kind,
@@ -593,7 +614,8 @@ class IdentityFolder(PairImages):
                 continue
             parts = path.relative_to(self.root).parts
             if len(parts) == 1:
-                self._skipped.append((str(path), "not in an identity folder (ROOT/<identity>/<images>)"))
+                self._skipped.append((str(path),
+                                      "not in an identity folder (ROOT/<identity>/<images>)"))
             else:
                 listed.append((parts[0], path))
         return listed
@@ -625,7 +647,8 @@ class VideoFolder(PairImages):
             start, end = time_window
             time_window = (float(start), None if end is None else float(end))
             if start < 0 or (end is not None and end <= start):
-                raise PairDataError(f"time_window must be (start_s, end_s) with 0 <= start_s < end_s, got {time_window}")
+                raise PairDataError("time_window must be (start_s, end_s) with 0 <= start_s < "
+                                    f"end_s, got {time_window}")
         self.frame_stride = int(frame_stride)
         self.time_window = time_window
         super().__init__(root, **options)
@@ -636,7 +659,8 @@ class VideoFolder(PairImages):
 
     def _list(self) -> list[tuple[str, Path]]:
         _require_folder(self.root, "a video folder source needs a folder of videos")
-        return [(path.relative_to(self.root).as_posix(), path) for path in _walk(self.root, self._skipped)
+        return [(path.relative_to(self.root).as_posix(), path)
+                for path in _walk(self.root, self._skipped)
                 if path.suffix.lower() in VIDEO_SUFFIXES]
 
     def _reserve(self, path: Path) -> int:
@@ -649,8 +673,8 @@ class VideoFolder(PairImages):
 
     def _frames(self, path: Path) -> Iterator[np.ndarray]:
         try:
-            yield from video_frames(path, self.image_size, self.background, self.fit, self.frame_stride,
-                                    self.time_window)
+            yield from video_frames(path, self.image_size, self.background, self.fit,
+                                    self.frame_stride, self.time_window)
         except VideoReadError as err:
             raise _Unreadable(err.reason) from None
 
@@ -670,8 +694,8 @@ class IndexFile(PairImages):
 
     def _list(self) -> list[tuple[str, Path]]:
         if not self.root.is_file():
-            raise PairDataError(f"{self.root}: not a file; an index source needs a CSV file with the "
-                                "columns identity,path and optionally split")
+            raise PairDataError(f"{self.root}: not a file; an index source needs a CSV file with "
+                                "the columns identity,path and optionally split")
         self._split_of: dict[str, str] | None = None
         listed = []
         try:
@@ -680,8 +704,9 @@ class IndexFile(PairImages):
                 columns = {(c or "").strip().lower(): c for c in reader.fieldnames or ()}
                 missing = [c for c in ("identity", "path") if c not in columns]
                 if missing:
-                    raise PairDataError(f"{self.root}: the header must name the columns identity,path "
-                                        f"(and optionally split); found {', '.join(reader.fieldnames or ()) or 'none'}")
+                    raise PairDataError(f"{self.root}: the header must name the columns "
+                                        "identity,path (and optionally split); found "
+                                        f"{', '.join(reader.fieldnames or ()) or 'none'}")
                 if "split" in columns:
                     self._split_of = {}
                 for line, row in enumerate(reader, start=2):
@@ -694,7 +719,8 @@ class IndexFile(PairImages):
                     path = Path(given).expanduser()
                     path = path if path.is_absolute() else self.root.parent / path
                     if path.suffix.lower() not in IMAGE_SUFFIXES:
-                        self._skipped.append((str(path), f"not an image file (suffix not in {', '.join(IMAGE_SUFFIXES)})"))
+                        self._skipped.append((str(path), "not an image file (suffix not in "
+                                              f"{', '.join(IMAGE_SUFFIXES)})"))
                         continue
                     if self._split_of is not None:
                         self._record_split(identity, (row[columns["split"]] or "").strip(), where)
@@ -711,8 +737,8 @@ class IndexFile(PairImages):
             raise PairDataError(f"{where}: split {value!r} is not one of {', '.join(SPLIT_NAMES)}")
         earlier = self._split_of.setdefault(identity, split)
         if earlier != split:
-            raise PairDataError(f"{where}: identity {identity!r} is listed in both {earlier} and {split}; "
-                                "the split is by identity")
+            raise PairDataError(f"{where}: identity {identity!r} is listed in both {earlier} and "
+                                f"{split}; the split is by identity")
 
     def _test_mask(self, names: list[str]) -> np.ndarray:
         if self._split_of is None:
@@ -727,7 +753,8 @@ class IndexFile(PairImages):
     def _split_remedy(self) -> str:
         if self._split_of is None:
             return super()._split_remedy()
-        return "mark more identities in the split column of the index file (train, validation or test)"
+        return ("mark more identities in the split column of the index file (train, validation "
+                "or test)")
 
     def _why_no_validation(self) -> str:
         if self._split_of is None:
@@ -749,8 +776,8 @@ def guess_kind(path: str | os.PathLike) -> str:
     path = Path(path).expanduser()
     if not path.exists():
         raise PairDataError(f"{path}: no such file or folder")
-    hint = ("give a folder of identity folders (ROOT/<identity>/<images>), a folder of videos, or a "
-            "CSV index with the columns identity,path")
+    hint = ("give a folder of identity folders (ROOT/<identity>/<images>), a folder of videos, "
+            "or a CSV index with the columns identity,path")
     if path.is_file():
         if path.suffix.lower() == ".csv":
             return "index"
@@ -784,6 +811,6 @@ def open_pair_source(path: str | os.PathLike, kind: str | None = None, **options
         for name, default in _VIDEO_OPTIONS.items():
             value = options.pop(name, default)
             if value != default:
-                raise PairDataError(f"{name}={value!r} applies to video folders only, and {path} is "
-                                    f"opened as {kind!r}")
+                raise PairDataError(f"{name}={value!r} applies to video folders only, and {path} "
+                                    f"is opened as {kind!r}")
     return _SOURCES[kind](path, **options)

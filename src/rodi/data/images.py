@@ -154,7 +154,8 @@ def expand_image_paths(items: list[str]) -> list[Path]:
     for item in items:
         p = Path(item)
         if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+            found = sorted(f for f in p.iterdir()
+                           if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
             if not found:
                 raise ImageReadError(p, f"folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
             paths += found

@@ -1,4 +1,5 @@
-"""``rodi data inspect``: what a pair source holds and a contact sheet of the pairs the model sees."""
+"""``rodi data inspect``: what a pair source holds and a contact sheet of the pairs the model
+sees."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ def inspect_source(source: PairSource, out_png: str | os.PathLike, pairs: int = 
     """
     batch = source.sample_pairs(pairs, torch.Generator().manual_seed(seed), split=split)
     images = torch.stack([batch["appearance_image"], batch["pose_image"]], dim=1)
-    images = ((images + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 1, 3, 4, 2).numpy()
+    images = (((images + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+              .permute(0, 1, 3, 4, 2).numpy())
     s, gap = images.shape[2], 2
     sheet = np.full((pairs * (s + gap) + gap, 2 * s + 3 * gap, 3), 128, dtype=np.uint8)
     for i in range(pairs):

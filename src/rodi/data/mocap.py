@@ -51,16 +51,20 @@ LINK_REGION = {-1: 3, 0: 3, 1: 1, 2: 0, 3: 3, 4: 4, 5: 5, 6: 1, 7: 2, 8: 0, 9: 3
                12: 1, 13: 2, 14: 0}
 BACKGROUND = 255
 
-SKIN = ((255, 219, 172), (241, 194, 125), (224, 172, 105), (198, 134, 66), (141, 85, 36), (92, 56, 33))
-CLOTH = ((200, 30, 30), (30, 140, 40), (30, 60, 190), (230, 200, 40), (120, 40, 160), (240, 120, 20),
-         (20, 170, 180), (240, 240, 240), (60, 60, 60), (150, 90, 50), (240, 110, 170), (120, 150, 60))
-SHOES = ((20, 20, 20), (110, 60, 30), (230, 230, 230), (160, 20, 20), (40, 40, 120), (200, 170, 100))
+SKIN = ((255, 219, 172), (241, 194, 125), (224, 172, 105), (198, 134, 66), (141, 85, 36),
+        (92, 56, 33))
+CLOTH = ((200, 30, 30), (30, 140, 40), (30, 60, 190), (230, 200, 40), (120, 40, 160),
+         (240, 120, 20), (20, 170, 180), (240, 240, 240), (60, 60, 60), (150, 90, 50),
+         (240, 110, 170), (120, 150, 60))
+SHOES = ((20, 20, 20), (110, 60, 30), (230, 230, 230), (160, 20, 20), (40, 40, 120),
+         (200, 170, 100))
 BACKGROUNDS = ((0, 0, 0), (70, 70, 70), (140, 140, 140), (40, 50, 90), (90, 60, 40), (40, 80, 50),
                (170, 160, 140), (110, 130, 160))
 SCALES = (0.8, 0.875, 0.95, 1.025, 1.1)
 # Appearance attributes: name -> number of choices. sleeves/shorts: 0 = long, 1 = short (skin).
 ATTRIBUTES = {"skin": len(SKIN), "shirt": len(CLOTH), "sleeves": 2, "trousers": len(CLOTH),
-              "shorts": 2, "shoes": len(SHOES), "background": len(BACKGROUNDS), "scale": len(SCALES)}
+              "shorts": 2, "shoes": len(SHOES), "background": len(BACKGROUNDS),
+              "scale": len(SCALES)}
 POSE_ATTRIBUTES = ("action", "direction", "frame")
 NUM_APPEARANCES = 4000
 SPLIT_SEED = 20191027
@@ -78,7 +82,8 @@ class MocapDataError(DataError, RuntimeError):
 class MocapPoses:
     """Rendered poses: ``parts`` (P, 2S, 2S) uint8 region index (255 background), ``shading``
     (P, 2S, 2S) uint8 diffuse light on a white body, ``keypoints`` (P, 15, 2) float32 pixel
-    coordinates (x, y) in the S x S image, and ``labels`` (P, 3) long: clip, yaw index, phase bin."""
+    coordinates (x, y) in the S x S image, and ``labels`` (P, 3) long: clip, yaw index, phase
+    bin."""
 
     parts: np.ndarray
     shading: np.ndarray
@@ -93,7 +98,8 @@ def _import_pybullet():
     try:
         import pybullet
     except ImportError as err:  # pragma: no cover - pybullet is a dependency
-        raise MocapDataError(f"the mocap source needs pybullet ({err}); pip install pybullet") from None
+        raise MocapDataError(f"the mocap source needs pybullet ({err}); "
+                             "pip install pybullet") from None
     return pybullet, pybullet_data
 
 
@@ -203,7 +209,8 @@ def render_poses(image_size: int, frame_stride: int = 3, yaws: int = 8,
             points = np.asarray(points, dtype=np.float64)
             for y in range(yaws):
                 view = pb.computeViewMatrixFromYawPitchRoll(
-                    [0.0, float(f[2]), 0.0], CAMERA_DISTANCE, 360.0 * y / yaws, 0.0, 0.0, upAxisIndex=1)
+                    [0.0, float(f[2]), 0.0], CAMERA_DISTANCE, 360.0 * y / yaws, 0.0, 0.0,
+                    upAxisIndex=1)
                 _, _, rgba, _, seg = pb.getCameraImage(
                     size, size, view, proj, renderer=pb.ER_TINY_RENDERER,
                     flags=pb.ER_SEGMENTATION_MASK_OBJECT_AND_LINKINDEX, shadow=0,
@@ -213,7 +220,8 @@ def render_poses(image_size: int, frame_stride: int = 3, yaws: int = 8,
                 link = np.where(seg < 0, -1, (seg >> 24) - 1)
                 parts[k] = np.where(seg < 0, BACKGROUND, link_to_region[link + 1])
                 shading[k] = np.asarray(rgba, dtype=np.uint8).reshape(size, size, 4)[..., 0]
-                keypoints[k] = _pixels(points, np.asarray(view).reshape(4, 4).T, proj_np, image_size)
+                keypoints[k] = _pixels(points, np.asarray(view).reshape(4, 4).T, proj_np,
+                                       image_size)
                 labels[k] = (c, y, min(FRAME_BINS - 1, i * FRAME_BINS // length))
                 k += 1
     finally:
@@ -238,8 +246,9 @@ def cached_poses(image_size: int, frame_stride: int = 3, yaws: int = 8,
     """
     cache = Path(cache_dir) if cache_dir is not None else user_cache("mocap")
     path = cache / f"poses-{image_size}-{_cache_key(image_size, frame_stride, yaws, CLIPS)}.npz"
-    arrays = cached_arrays(path, lambda: vars(render_poses(image_size, frame_stride, yaws, CLIPS, progress)),
-                           "mocap renders")
+    arrays = cached_arrays(
+        path, lambda: vars(render_poses(image_size, frame_stride, yaws, CLIPS, progress)),
+        "mocap renders")
     return MocapPoses(arrays["parts"], arrays["shading"], arrays["keypoints"], arrays["labels"])
 
 
@@ -251,7 +260,8 @@ def appearance_table(n: int = NUM_APPEARANCES, seed: int = SPLIT_SEED) -> np.nda
     names = list(ATTRIBUTES)
     shirt, trousers = names.index("shirt"), names.index("trousers")
     same = table[:, shirt] == table[:, trousers]
-    table[same, trousers] = (table[same, trousers] + 1 + rs.randint(len(CLOTH) - 1, size=same.sum())) % len(CLOTH)
+    table[same, trousers] = (table[same, trousers] + 1
+                             + rs.randint(len(CLOTH) - 1, size=same.sum())) % len(CLOTH)
     return table.astype(np.int64)
 
 
@@ -294,12 +304,14 @@ class MocapHumanoid(LabelledCharacters):
                        "test": torch.nonzero(test_clip).squeeze(1)}
         palettes = {"skin": SKIN, "shirt": CLOTH, "trousers": CLOTH, "shoes": SHOES,
                     "background": BACKGROUNDS}
-        self._palettes = {k: torch.tensor(v, dtype=torch.float32) / 127.5 - 1.0 for k, v in palettes.items()}
+        self._palettes = {k: torch.tensor(v, dtype=torch.float32) / 127.5 - 1.0
+                          for k, v in palettes.items()}
         self._scales = torch.tensor(SCALES, dtype=torch.float32)
         side = 2 * image_size
         centre = torch.arange(side, dtype=torch.float64) + 0.5 - image_size
         source = torch.stack([(centre / s + image_size - 0.5).round().long() for s in SCALES])
-        source = torch.where((source >= 0) & (source < side), source, torch.full_like(source, -side * side))
+        source = torch.where((source >= 0) & (source < side), source,
+                             torch.full_like(source, -side * side))
         flat = source[:, :, None] * side + source[:, None, :]
         self._zoom = flat.clamp(min=-1)  # (len(SCALES), 2S, 2S) flat source index, -1 outside
 
@@ -359,8 +371,10 @@ class MocapHumanoid(LabelledCharacters):
         character, pose = character.long(), pose.long()
         n = len(pose)
         parts, shading = self._scaled(pose, self._attribute(character, "scale"))
-        colours = self.region_colours(character).add_(1.0)  # (B, R + 1, 3) in [0, 2], background last
-        rgb = F.embedding(parts + (torch.arange(n) * (len(REGIONS) + 1)).view(-1, 1, 1), colours.flatten(0, 1))
+        # (B, R + 1, 3) in [0, 2], background last
+        colours = self.region_colours(character).add_(1.0)
+        rgb = F.embedding(parts + (torch.arange(n) * (len(REGIONS) + 1)).view(-1, 1, 1),
+                          colours.flatten(0, 1))
         light = shading.float().mul_(1.0 / 255.0)  # background shading is 255: unlit colour
         img = F.avg_pool2d(rgb.mul_(light.unsqueeze(-1)).permute(0, 3, 1, 2), 2)
         return img.sub_(1.0).contiguous()
@@ -376,7 +390,8 @@ class MocapHumanoid(LabelledCharacters):
         poses = self.pose_split(split)
         return poses[torch.randint(len(poses), (n,), generator=generator)]
 
-    def _pose_pairs(self, n: int, split: str, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def _pose_pairs(self, n: int, split: str,
+                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Two independent poses of the split's clips (test poses come from held-out clips)."""
         return self._random_poses(split, n, generator), self._random_poses(split, n, generator)
 

@@ -39,15 +39,16 @@ class PairSource(Protocol):
 
     def split(self, name: str) -> torch.Tensor:
         """The appearances (characters of a rendered source, identities of user data) of split
-        ``name`` (``train``, ``validation`` or ``test``): (K,) long indices, sorted; the three splits
-        are disjoint.
+        ``name`` (``train``, ``validation`` or ``test``): (K,) long indices, sorted; the three
+        splits are disjoint.
 
         Raises:
             ValueError: for an unknown split name.
         """
         ...
 
-    def sample_pairs(self, batch_size: int, generator: torch.Generator, split: str = "train") -> dict:
+    def sample_pairs(self, batch_size: int, generator: torch.Generator,
+                     split: str = "train") -> dict:
         """``batch_size`` training pairs of ``split``, drawn from ``generator`` alone (the same
         generator state gives the same batch).
 
@@ -148,7 +149,8 @@ class LabelledSource(TripletSource, Protocol):
         attribute and per pose attribute, and ``character`` and ``pose`` themselves."""
         ...
 
-    def label_equivalents(self, character: torch.Tensor, pose: torch.Tensor) -> dict[str, torch.Tensor]:
+    def label_equivalents(self, character: torch.Tensor,
+                          pose: torch.Tensor) -> dict[str, torch.Tensor]:
         """Which values of each pose label render exactly like ``pose`` for that character (a judge
         cannot tell them apart): ``equivalent_<label>``, (B, classes) bool per pose label, True at
         the true value; an empty dict where label values do not name single poses."""

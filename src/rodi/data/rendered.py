@@ -25,7 +25,8 @@ VALIDATION_FRACTION = 0.1  # of the published training characters, held out to c
 VALIDATION_SEED = 1357
 
 
-def cached_arrays(path: Path, build: Callable[[], dict[str, np.ndarray]], what: str) -> dict[str, np.ndarray]:
+def cached_arrays(path: Path, build: Callable[[], dict[str, np.ndarray]],
+                  what: str) -> dict[str, np.ndarray]:
     """The arrays stored in ``path`` (.npz), else ``build()``'s, saved there for next time.
 
     The file is written to a temporary name and renamed (:func:`rodi.atomic.replacing`), so a
@@ -43,8 +44,8 @@ def cached_arrays(path: Path, build: Callable[[], dict[str, np.ndarray]], what: 
         with replacing(path) as tmp, open(tmp, "wb") as f:  # a file object: savez adds no suffix
             np.savez(f, **arrays)
     except OSError as err:
-        warnings.warn(f"could not cache {what} in {path.parent} ({err}); they will be prepared again "
-                      "next time", stacklevel=3)
+        warnings.warn(f"could not cache {what} in {path.parent} ({err}); they will be prepared "
+                      "again next time", stacklevel=3)
     return arrays
 
 
@@ -73,17 +74,20 @@ class LabelledCharacters:
             raise ValueError(f"unknown split {name!r}; use one of {', '.join(SPLITS)}")
         if name == "test":
             return self._published_split("test")
-        cache = self.__dict__.setdefault("_carved_splits", {})  # drawn once: split() runs every step
+        # drawn once: split() runs every step
+        cache = self.__dict__.setdefault("_carved_splits", {})
         if not cache:
             published = self._published_split("train")
-            order = torch.from_numpy(np.random.RandomState(VALIDATION_SEED).permutation(len(published)))
+            order = torch.from_numpy(
+                np.random.RandomState(VALIDATION_SEED).permutation(len(published)))
             n_validation = max(1, round(len(published) * VALIDATION_FRACTION))
             cache["validation"] = published[order[:n_validation].sort().values]
             cache["train"] = published[order[n_validation:].sort().values]
         return cache[name]
 
     @torch.no_grad()
-    def label_equivalents(self, character: torch.Tensor, pose: torch.Tensor) -> dict[str, torch.Tensor]:
+    def label_equivalents(self, character: torch.Tensor,
+                          pose: torch.Tensor) -> dict[str, torch.Tensor]:
         """Which values of each pose label name a pose that renders exactly like ``pose`` for that
         character: a judge cannot tell them apart, so scoring it modulo identical renders (the
         learning-speed issue; docs/method.md section 8) takes any of them as right.
@@ -116,17 +120,21 @@ class LabelledCharacters:
             self.__dict__["_label_swaps"] = table
         if not table:
             return {}
-        hashes = self.__dict__.setdefault("_render_hashes", {})  # character -> (P,) hash of each pose's render
+        # character -> (P,) hash of each pose's render
+        hashes = self.__dict__.setdefault("_render_hashes", {})
         missing = [c for c in character.unique().tolist() if c not in hashes]
         if missing:
             weights = None
             for c in missing:
                 parts = []
-                for poses in torch.arange(self.num_poses).split(128):  # bounded memory per character
-                    pixels = ((self.render(torch.full_like(poses, c), poses) + 1) * 127.5).round().long().flatten(1)
+                # bounded memory per character
+                for poses in torch.arange(self.num_poses).split(128):
+                    pixels = ((self.render(torch.full_like(poses, c), poses) + 1)
+                              * 127.5).round().long().flatten(1)
                     if weights is None:
-                        # two random projections of the uint8 pixels: equal renders hash equal, and
-                        # unequal ones collide with probability about 2**-62 (sums stay far below 2**63)
+                        # two random projections of the uint8 pixels: equal renders hash equal,
+                        # and unequal ones collide with probability about 2**-62 (sums stay far
+                        # below 2**63)
                         weights = torch.randint(1, 2**31 - 1, (2, pixels.shape[1]),
                                                 generator=torch.Generator().manual_seed(0))
                     parts.append(torch.stack([(pixels * w).sum(1) for w in weights], 1))
@@ -144,12 +152,15 @@ class LabelledCharacters:
     def labels(self, character: torch.Tensor, pose: torch.Tensor) -> dict[str, torch.Tensor]:
         """One (B,) long tensor per appearance attribute, ``action``, ``direction``, ``frame``,
         ``character`` and ``pose``."""
-        out = {name: self.characters[character, i] for i, name in enumerate(self.appearance_attributes)}
+        out = {name: self.characters[character, i]
+               for i, name in enumerate(self.appearance_attributes)}
         pl = self.pose_labels[pose]
-        out.update(action=pl[:, 0], direction=pl[:, 1], frame=pl[:, 2], character=character, pose=pose)
+        out.update(action=pl[:, 0], direction=pl[:, 1], frame=pl[:, 2], character=character,
+                   pose=pose)
         return out
 
-    def _pose_pairs(self, n: int, split: str, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def _pose_pairs(self, n: int, split: str,
+                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """(p, q): ``n`` pairs of poses, by default uniform over all poses with q != p."""
         p = torch.randint(self.num_poses, (n,), generator=generator)
         q = (p + torch.randint(1, self.num_poses, (n,), generator=generator)) % self.num_poses
@@ -163,11 +174,13 @@ class LabelledCharacters:
         """Per-image values beyond the labels (e.g. keypoints), prefixed like the labels."""
         return {}
 
-    def _described(self, prefix: str, character: torch.Tensor, pose: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _described(self, prefix: str, character: torch.Tensor,
+                   pose: torch.Tensor) -> dict[str, torch.Tensor]:
         out = {**self._extras(character, pose), **self.labels(character, pose)}
         return {f"{prefix}_{k}": v for k, v in out.items()}
 
-    def sample_pairs(self, batch_size: int, generator: torch.Generator, split: str = "train") -> dict:
+    def sample_pairs(self, batch_size: int, generator: torch.Generator,
+                     split: str = "train") -> dict:
         """Training pairs: one character of ``split``, two poses.
 
         Returns ``pose_image`` (x, whose pose is encoded) and ``appearance_image`` (x', whose
@@ -177,7 +190,8 @@ class LabelledCharacters:
         chars = self.split(split)
         character = chars[torch.randint(len(chars), (batch_size,), generator=generator)]
         pose, other = self._pose_pairs(batch_size, split, generator)
-        batch = {"pose_image": self.render(character, pose), "appearance_image": self.render(character, other)}
+        batch = {"pose_image": self.render(character, pose),
+                 "appearance_image": self.render(character, other)}
         batch.update(self._described("pose", character, pose))
         batch.update(self._described("appearance", character, other))
         return batch
@@ -219,4 +233,5 @@ class LabelledCharacters:
         chars = self.split(split)
         pick = chars[torch.randperm(len(chars), generator=g)[: 2 * n] % len(chars)]
         poses = self._example_poses(2 * n, split, g)
-        return ({"image": self.render(pick[:n], poses[:n])}, {"image": self.render(pick[n:], poses[n:])})
+        return ({"image": self.render(pick[:n], poses[:n])},
+                {"image": self.render(pick[n:], poses[n:])})

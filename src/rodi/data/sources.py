@@ -50,9 +50,11 @@ def open_source(data: DataConfig, image_size: int = 64, progress: bool = True) -
     if data.source == "flare":
         return FlareHeroes(image_size, data.root, data.cache_dir, progress)
     if data.source == "mocap":
-        return MocapHumanoid(image_size, data.frame_stride or 3, data.yaws, data.cache_dir, progress)
+        return MocapHumanoid(image_size, data.frame_stride or 3, data.yaws, data.cache_dir,
+                             progress)
     return open_pair_source(
-        data.root, kind="identities" if data.source == "folder" else data.source, image_size=image_size, fit=data.fit,
+        data.root, kind="identities" if data.source == "folder" else data.source,
+        image_size=image_size, fit=data.fit,
         background=tuple(int(v) for v in data.background), flip=data.flip,
         validation_fraction=data.validation_fraction, split_seed=data.split_seed,
         frame_stride=data.frame_stride or 1,

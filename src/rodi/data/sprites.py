@@ -13,9 +13,9 @@ Two protocols:
     spellcast and slash seen from the left, front and right, 8 frames each (72 poses; the 8-frame
     sequences of the 7-frame spellcast and 6-frame slash rows repeat cells as the original frame
     extraction did). Split by character exactly as the published data set: character index
-    ``s`` (body = s // 216, bottomwear = s // 36 % 6, topwear = s // 6 % 6, hair = s % 6) is permuted
-    with ``numpy.random.RandomState(423)``; the first 1000 are the training set, the other 296 the
-    test set.
+    ``s`` (body = s // 216, bottomwear = s // 36 % 6, topwear = s // 6 % 6, hair = s % 6) is
+    permuted with ``numpy.random.RandomState(423)``; the first 1000 are the training set, the
+    other 296 the test set.
 ``sprites-full``
     Every layer choice (7 * 5 * 3 * 7 * 7 * 10 = 51450 characters) and every non-empty cell
     (178 poses: 6 actions, 4 directions, hurt only from the front). Split by character with a
@@ -248,7 +248,8 @@ def _load_sheet(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
             if im.size != SHEET_SIZE:
-                raise SpritesDataError(f"{path}: expected a {SHEET_SIZE[0]}x{SHEET_SIZE[1]} sheet, got {im.size}")
+                raise SpritesDataError(f"{path}: expected a {SHEET_SIZE[0]}x{SHEET_SIZE[1]} "
+                                       f"sheet, got {im.size}")
             rgba = np.asarray(im.convert("RGBA"))
     except (OSError, SyntaxError) as err:
         raise SpritesDataError(f"{path}: cannot read the layer sheet ({err})") from err
@@ -279,7 +280,8 @@ class SpriteSheets(LabelledCharacters):
                 choices = [self.protocol.fixed[layer]]
             else:
                 continue
-            cells = np.stack([_load_sheet(self.root / layer / f"{c}.png")[rows, cols] for c in choices])
+            cells = np.stack([_load_sheet(self.root / layer / f"{c}.png")[rows, cols]
+                              for c in choices])
             self.layers[layer] = torch.from_numpy(cells).permute(0, 1, 4, 2, 3).contiguous()
         self.pose_labels = torch.tensor(
             [[p.action, p.direction, p.frame] for p in self.protocol.poses], dtype=torch.long

@@ -24,7 +24,8 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".webm", ".mkv")
 
 
 class VideoReadError(MediaReadError):
-    """A video file is missing, unreadable, has no video stream or no frames (``path``, ``reason``)."""
+    """A video file is missing, unreadable, has no video stream or no frames (``path``,
+    ``reason``)."""
 
 
 class StillImageError(VideoReadError):
@@ -81,7 +82,8 @@ def _image_kind(container) -> str | None:
     name = container.format.name
     if not (name.endswith("_pipe") or name in _IMAGE_DEMUXERS):
         return None
-    kind = name.removesuffix("_pipe") if name.endswith("_pipe") else container.streams.video[0].codec_context.name
+    kind = (name.removesuffix("_pipe") if name.endswith("_pipe")
+            else container.streams.video[0].codec_context.name)
     return {"mjpeg": "JPEG"}.get(kind, kind.upper())
 
 
@@ -121,7 +123,8 @@ def _in_window(t: float | None, window: tuple[float, float | None] | None) -> bo
     return t >= start and (end is None or t < end)
 
 
-def probe_video(path: str | os.PathLike, time_window: tuple[float, float | None] | None = None) -> VideoInfo:
+def probe_video(path: str | os.PathLike,
+                time_window: tuple[float, float | None] | None = None) -> VideoInfo:
     """Count the frames of the first video stream (those shown at ``start_s <= t < end_s`` seconds
     when ``time_window`` is given) from its packets, and read its frame rate and size.
 
@@ -149,7 +152,8 @@ def probe_video(path: str | os.PathLike, time_window: tuple[float, float | None]
         if packets == 1 and container.format.name in _ANIMATED_IMAGE_DEMUXERS:
             raise _still_image(path, container.format.name.upper())
     if n == 0:
-        raise VideoReadError(path, "no frames" + ("" if time_window is None else f" in {time_window} s"))
+        raise VideoReadError(path, "no frames" + ("" if time_window is None
+                                                  else f" in {time_window} s"))
     return VideoInfo(n, Fraction(rate) if rate else None, width, height, declared)
 
 
@@ -157,11 +161,12 @@ def warn_if_cut(path: str | os.PathLike, declared: int | None, decoded: int) -> 
     """Warn (:class:`VideoWarning`) when fewer frames decoded than the container declares: the
     file may have been cut short (an interrupted download or copy)."""
     if declared and decoded < declared:
-        warnings.warn(f"{path} declares {declared} frames but only {decoded} decode; the video may be cut",
-                      VideoWarning, stacklevel=2)
+        warnings.warn(f"{path} declares {declared} frames but only {decoded} decode; the video "
+                      "may be cut", VideoWarning, stacklevel=2)
 
 
-def frame_array(frame, size: int, background: tuple[int, int, int] = (0, 0, 0), fit: str = "pad") -> np.ndarray:
+def frame_array(frame, size: int, background: tuple[int, int, int] = (0, 0, 0),
+                fit: str = "pad") -> np.ndarray:
     """A decoded PyAV frame as the model sees images: (size, size, 3) uint8 RGB.
 
     FFmpeg first scales it to about twice the final size (fast), then it is rotated as the video's
@@ -201,7 +206,8 @@ def _decode(container, stream) -> Iterator:
 def video_frames(path: str | os.PathLike, size: int, background: tuple[int, int, int] = (0, 0, 0),
                  fit: str = "pad", stride: int = 1,
                  time_window: tuple[float, float | None] | None = None) -> Iterator[np.ndarray]:
-    """Decode a video's frames in order, each prepared by :func:`frame_array`: (size, size, 3) uint8.
+    """Decode a video's frames in order, each prepared by :func:`frame_array`: (size, size, 3)
+    uint8.
 
     Args:
         stride: keep every ``stride``-th frame (of those in the time window).

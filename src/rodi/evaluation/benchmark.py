@@ -21,9 +21,10 @@ from rodi.training.state import TrainState
 from rodi.variants import variant
 
 COLUMNS = csv_columns()  # of results.csv, from rodi.evaluation.metrics
-# the entries of the second table of results.md (transfers as the judges read them), after SSIM and PSNR
-JUDGED = ("pose_accuracy.pck@0.05", "pose_accuracy.pck@0.1", "pose_accuracy.pixel_error", "pose_accuracy",
-          "appearance_retention.mean", "normalised.pose", "normalised.appearance")
+# the entries of the second table of results.md (transfers as the judges read them), after SSIM
+# and PSNR
+JUDGED = ("pose_accuracy.pck@0.05", "pose_accuracy.pck@0.1", "pose_accuracy.pixel_error",
+          "pose_accuracy", "appearance_retention.mean", "normalised.pose", "normalised.appearance")
 
 
 def budget_overrides(budget: str) -> list[str]:
@@ -59,15 +60,17 @@ def run_benchmark(cfg: Config, variants: list[str], budget: str, out_dir: str | 
     and floors where the data has exact renders), ``triplet_mse_violins.png``,
     ``transfer_matrices.png`` (all variants side by side, same inputs), each variant's report
     (``<variant>/report/``: the page and metrics of ``rodi evaluate``), and
-    ``<variant>_training_curves.png`` for each variant with an adaptive gamma (``rodi``). A variant whose
-    ``report/metrics.json`` exists is not run again; an interrupted one resumes from its checkpoint.
+    ``<variant>_training_curves.png`` for each variant with an adaptive gamma (``rodi``). A
+    variant whose ``report/metrics.json`` exists is not run again; an interrupted one resumes from
+    its checkpoint.
 
     Raises:
         ConfigError: an unknown variant or a malformed budget.
     """
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or not variants:
-        raise ConfigError(f"unknown variants {unknown or variants}; choose from {', '.join(VARIANTS)}")
+        raise ConfigError(f"unknown variants {unknown or variants}; choose from "
+                          f"{', '.join(VARIANTS)}")
     out_dir = Path(out_dir)
     source = open_source(cfg.data, cfg.model.image_size, progress)
     results, errors, matrices, bounds = [], {}, {}, {}
@@ -78,7 +81,8 @@ def run_benchmark(cfg: Config, variants: list[str], budget: str, out_dir: str | 
                                   *budget_overrides(budget)], base=to_dict(cfg))
         done = vdir / "report" / "metrics.json"
         if not done.exists():
-            train(vcfg, resume=checkpoint_path(run_dir).exists(), progress=progress, validate=validation(vcfg))
+            train(vcfg, resume=checkpoint_path(run_dir).exists(), progress=progress,
+                  validate=validation(vcfg))
             state = TrainState.from_checkpoint(checkpoint_path(run_dir))
             metrics, errs = evaluate_state(state, source, progress=progress)
             metrics = {"checkpoint": str(checkpoint_path(run_dir)), **metrics,
@@ -94,22 +98,25 @@ def run_benchmark(cfg: Config, variants: list[str], budget: str, out_dir: str | 
     plot_violins(errors, out_dir / "triplet_mse_violins.png")
     side_by_side(matrices, out_dir / "transfer_matrices.png")
     for name in (v for v in variants if variant(v).adaptive_gamma):  # where gamma moves: rodi
-        plot_training_curves(out_dir / name / "run" / "scalars.csv", out_dir / f"{name}_training_curves.png",
-                             epsilon=cfg.objective.epsilon)
+        plot_training_curves(out_dir / name / "run" / "scalars.csv",
+                             out_dir / f"{name}_training_curves.png", epsilon=cfg.objective.epsilon)
     return out_dir
 
 
 def _judged(m: dict, scored: str) -> dict:
-    """The judged columns of one variant: ``transfer`` scores, or the judge's ``ceiling``/``floor``."""
+    """The judged columns of one variant: ``transfer`` scores, or the judge's
+    ``ceiling``/``floor``."""
     pose, look = m.get("pose_accuracy", {}), m.get("appearance_retention", {})
     labels = [v[scored] for k, v in pose.items() if not k.startswith(("pck@", "pixel_error"))]
     return {
-        "pose_pck@0.05": pose.get("pck@0.05", {}).get(scored), "pose_pck@0.1": pose.get("pck@0.1", {}).get(scored),
+        "pose_pck@0.05": pose.get("pck@0.05", {}).get(scored),
+        "pose_pck@0.1": pose.get("pck@0.1", {}).get(scored),
         "pose_pixel_error": pose.get("pixel_error", {}).get(scored),
         "pose_label_accuracy": sum(labels) / len(labels) if labels else None,
         "appearance_retention": look.get("mean", {}).get(scored),
         **({"normalised_pose": m.get("normalised", {}).get("pose"),
-            "normalised_appearance": m.get("normalised", {}).get("appearance")} if scored == "transfer" else {}),
+            "normalised_appearance": m.get("normalised", {}).get("appearance")}
+           if scored == "transfer" else {}),
     }
 
 
@@ -124,13 +131,18 @@ def _row(m: dict) -> dict:
     p = m.get("probes", {})
     q = m.get("image_quality", {})
     return {
-        "variant": m["variant"], "step": m["step"], "train_minutes": round(m["train_seconds"] / 60, 2),
-        "triplet_mse_mean": m["triplet_mse"]["mean"], "triplet_mse_median": m["triplet_mse"]["median"],
-        "triplet_mse_std": m["triplet_mse"]["std"], "reconstruction_mse_mean": m["reconstruction_mse"]["mean"],
-        "ssim_mean": q.get("ssim", {}).get("mean"), "psnr_db_mean": q.get("psnr_db", {}).get("mean"),
+        "variant": m["variant"], "step": m["step"],
+        "train_minutes": round(m["train_seconds"] / 60, 2),
+        "triplet_mse_mean": m["triplet_mse"]["mean"],
+        "triplet_mse_median": m["triplet_mse"]["median"],
+        "triplet_mse_std": m["triplet_mse"]["std"],
+        "reconstruction_mse_mean": m["reconstruction_mse"]["mean"],
+        "ssim_mean": q.get("ssim", {}).get("mean"),
+        "psnr_db_mean": q.get("psnr_db", {}).get("mean"),
         **_judged(m, "transfer"),
         **{k: p[k] for k in COLUMNS if k in p},
-        "posthoc_mi_nats": m.get("posthoc_mi_nats"), "posthoc_mi_mean_nats": m.get("posthoc_mi_mean_nats"),
+        "posthoc_mi_nats": m.get("posthoc_mi_nats"),
+        "posthoc_mi_mean_nats": m.get("posthoc_mi_mean_nats"),
         "final_gamma": m["gamma"],
         "images_per_s": m.get("images_per_s"),
     }
@@ -159,33 +171,42 @@ def _write_tables(rows: list[dict], out_dir: Path, budget: str, bounds: dict) ->
         writer.writerows({k: r.get(k) for k in COLUMNS} for r in rows)
     (out_dir / "results.json").write_text(
         json.dumps({"budget": budget, "results": rows, "judge": bounds}, indent=2) + "\n")
-    lines = [f"Budget per variant: {budget}. Triplet and reconstruction MSE: pixels in [-1, 1]; probes: "
-             "test accuracy on held-out characters (chance in brackets), pose code as a posterior sample "
-             "/ as the posterior mean; post-hoc MI(pose; appearance) in nats, sample / mean.", "",
-             *_header(_short("variant"), _short("step"), f"{_short('triplet_mse')} mean", "median", "std",
-                      *map(_short, ("reconstruction_mse", "probes.pose_to_appearance", "probes.appearance_to_pose",
-                                    "probes.appearance_to_appearance", "probes.pose_to_pose", "posthoc_mi_nats",
-                                    "gamma", "images_per_s")))]
+    lines = [f"Budget per variant: {budget}. Triplet and reconstruction MSE: pixels in [-1, 1]; "
+             "probes: test accuracy on held-out characters (chance in brackets), pose code as a "
+             "posterior sample / as the posterior mean; post-hoc MI(pose; appearance) in nats, "
+             "sample / mean.", "",
+             *_header(_short("variant"), _short("step"), f"{_short('triplet_mse')} mean", "median",
+                      "std",
+                      *map(_short, ("reconstruction_mse", "probes.pose_to_appearance",
+                                    "probes.appearance_to_pose", "probes.appearance_to_appearance",
+                                    "probes.pose_to_pose", "posthoc_mi_nats", "gamma",
+                                    "images_per_s")))]
     for r in rows:
-        cells = [r["variant"], str(r["step"]), _fmt(r["triplet_mse_mean"]), _fmt(r["triplet_mse_median"]),
-                 _fmt(r["triplet_mse_std"]), _fmt(r["reconstruction_mse_mean"]),
+        cells = [r["variant"], str(r["step"]), _fmt(r["triplet_mse_mean"]),
+                 _fmt(r["triplet_mse_median"]), _fmt(r["triplet_mse_std"]),
+                 _fmt(r["reconstruction_mse_mean"]),
                  f"{_fmt(r.get('pose_to_appearance'))} / {_fmt(r.get('pose_mean_to_appearance'))} "
                  f"({_fmt(r.get('pose_to_appearance_chance'))})",
-                 f"{_fmt(r.get('appearance_to_pose'))} ({_fmt(r.get('appearance_to_pose_chance'))})",
+                 f"{_fmt(r.get('appearance_to_pose'))} "
+                 f"({_fmt(r.get('appearance_to_pose_chance'))})",
                  _fmt(r.get("appearance_to_appearance")),
                  f"{_fmt(r.get('pose_to_pose'))} / {_fmt(r.get('pose_mean_to_pose'))}",
                  f"{_fmt(r['posthoc_mi_nats'])} / {_fmt(r.get('posthoc_mi_mean_nats'))}",
                  _fmt(r["final_gamma"]), _fmt(r["images_per_s"])]
         lines.append("| " + " | ".join(cells) + " |")
     judged = [metric(k).columns[0] for k in JUDGED]
-    lines += ["", "Transfers against exact targets: SSIM and PSNR (dB); pose accuracy (PCK at 0.05 and 0.1 of "
-              "the image side, mean keypoint error in pixels, mean accuracy of the pose labels) and appearance "
-              "retention (mean attribute accuracy) as a judge trained on exact renders reads them. Ceiling: the "
-              "judge on the exact targets; floor: the best of the input that should not show through, the mean "
-              "held-out target and a constant average body. Normalised: (score - floor) / (ceiling - floor) per "
-              "metric or attribute, then averaged (pose: PCK@0.1, or the pose labels where there are no keypoints).", "",
-              *_header(*map(_short, ("variant", "image_quality.ssim", "image_quality.psnr_db", *JUDGED)))]
+    lines += ["", "Transfers against exact targets: SSIM and PSNR (dB); pose accuracy (PCK at 0.05 "
+              "and 0.1 of the image side, mean keypoint error in pixels, mean accuracy of the pose "
+              "labels) and appearance retention (mean attribute accuracy) as a judge trained on "
+              "exact renders reads them. Ceiling: the judge on the exact targets; floor: the best "
+              "of the input that should not show through, the mean held-out target and a constant "
+              "average body. Normalised: (score - floor) / (ceiling - floor) per metric or "
+              "attribute, then averaged (pose: PCK@0.1, or the pose labels where there are no "
+              "keypoints).", "",
+              *_header(*map(_short, ("variant", "image_quality.ssim", "image_quality.psnr_db",
+                                     *JUDGED)))]
     for r in rows + [{"variant": f"*{k}*", **v} for k, v in bounds.items()]:
-        cells = [r["variant"], _fmt(r.get("ssim_mean")), _fmt(r.get("psnr_db_mean")), *(_fmt(r.get(k)) for k in judged)]
+        cells = [r["variant"], _fmt(r.get("ssim_mean")), _fmt(r.get("psnr_db_mean")),
+                 *(_fmt(r.get(k)) for k in judged)]
         lines.append("| " + " | ".join(cells) + " |")
     (out_dir / "results.md").write_text("\n".join(lines) + "\n")

@@ -1,5 +1,5 @@
-"""The evaluation report for people: one self-contained HTML page per checkpoint (figures embedded,
-and linked as the PNG files beside it)."""
+"""The evaluation report for people: one self-contained HTML page per checkpoint (figures
+embedded, and linked as the PNG files beside it)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ _TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>rodi report: {{ m.variant }} on {{ m.protocol }}, step {{ m.step }}</title>
 <style>
-body { font-family: system-ui, sans-serif; max-width: 70em; margin: 2em auto; padding: 0 1em; color: #222; }
+body { font-family: system-ui, sans-serif; max-width: 70em; margin: 2em auto; padding: 0 1em; \
+color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
@@ -24,55 +25,83 @@ figure { margin: 1em 0 2em; } figure img { max-width: 100%; image-rendering: pix
 .note { color: #555; font-size: 0.9em; }
 </style></head><body>
 <h1>rodi report: {{ m.variant }} on {{ m.protocol }}, step {{ m.step }}</h1>
-<p>Checkpoint <code>{{ m.checkpoint }}</code>; {{ "%.1f"|format(m.train_seconds / 60) }} {{ metric("train_seconds").unit }} of training;
-{{ label("gamma") }} {{ "%.4g"|format(m.gamma) }}, {{ label("lambda") }} {{ "%.4g"|format(m.lambda) }} ({{ label("epsilon") }} {{ m.epsilon }}).</p>
+<p>Checkpoint <code>{{ m.checkpoint }}</code>; {{ "%.1f"|format(m.train_seconds / 60) }} \
+{{ metric("train_seconds").unit }} of training;
+{{ label("gamma") }} {{ "%.4g"|format(m.gamma) }}, {{ label("lambda") }} \
+{{ "%.4g"|format(m.lambda) }} ({{ label("epsilon") }} {{ m.epsilon }}).</p>
 
 <h2>Transfer on {{ m.num_triplets }} held-out {{ m.transfer_target }}</h2>
-<p class="note">Pixels in [-1, 1]. {% if m.transfer_target == "pairs" %}User data has no third image:
-the pose input is also the target, so leakage goes unpunished here; read it beside the probes.{% else %}
-Appearance of A in pose q, pose of B in pose p, compared with the exact render of A in pose p.{% endif %}</p>
+<p class="note">Pixels in [-1, 1]. \
+{% if m.transfer_target == "pairs" %}User data has no third image:
+the pose input is also the target, so leakage goes unpunished here; read it beside the \
+probes.{% else %}
+Appearance of A in pose q, pose of B in pose p, compared with the exact render of A in \
+pose p.{% endif %}</p>
 <table><tr><th>measure</th><th>mean</th><th>median</th><th>std</th></tr>
-{% for name, s in quality %}<tr><td>{{ name }}</td><td>{{ fmt(s.mean) }}</td><td>{{ fmt(s.median) }}</td><td>{{ fmt(s.std) }}</td></tr>
+{% for name, s in quality %}<tr><td>{{ name }}</td><td>{{ fmt(s.mean) }}</td>\
+<td>{{ fmt(s.median) }}</td><td>{{ fmt(s.std) }}</td></tr>
 {% endfor %}</table>
 
 {% if m.pose_accuracy %}
 <h2>Pose accuracy of transfers</h2>
-<p class="note">A judge trained on exact renders ({{ m.judge_train_steps }} steps{% if m.judge %}; {{ m.judge.origin }}{% if m.judge.fingerprint %}, renders {{ m.judge.fingerprint }}{% endif %}{% endif %}) reads the pose of each transfer.
-Ceiling: the judge on the exact targets. Floor: the best of three outputs that know no pose: the appearance input
-(whose pose is wrong), the mean held-out target image and one constant average body (the target closest to that mean).
-Normalised: (transfer - floor) / (ceiling - floor), 0 at the floor and 1 at the ceiling, not clipped.
-PCK: fraction of keypoints within 0.05 or 0.1 of the image side of the target's keypoints; pixel error in pixels (lower is better);
+<p class="note">A judge trained on exact renders ({{ m.judge_train_steps }} steps\
+{% if m.judge %}; {{ m.judge.origin }}\
+{% if m.judge.fingerprint %}, renders {{ m.judge.fingerprint }}{% endif %}{% endif %}) \
+reads the pose of each transfer.
+Ceiling: the judge on the exact targets. Floor: the best of three outputs that know no pose: \
+the appearance input
+(whose pose is wrong), the mean held-out target image and one constant average body (the \
+target closest to that mean).
+Normalised: (transfer - floor) / (ceiling - floor), 0 at the floor and 1 at the ceiling, \
+not clipped.
+PCK: fraction of keypoints within 0.05 or 0.1 of the image side of the target's keypoints; \
+pixel error in pixels (lower is better);
 labels: accuracy against the pose input's label. A transfer can score below its floor when it
 shows neither input's pose.</p>
 <table><tr><th>measure</th><th>floor</th><th>transfer</th><th>ceiling</th><th>normalised</th></tr>
-{% for name, v in m.pose_accuracy.items() %}<tr><td>{{ label("pose_accuracy." ~ name) }}</td><td>{{ fmt(v.floor) }}</td><td><b>{{ fmt(v.transfer) }}</b></td><td>{{ fmt(v.ceiling) }}</td><td>{{ fmt(v.normalised) }}</td></tr>
+{% for name, v in m.pose_accuracy.items() %}<tr><td>{{ label("pose_accuracy." ~ name) }}</td>\
+<td>{{ fmt(v.floor) }}</td><td><b>{{ fmt(v.transfer) }}</b></td><td>{{ fmt(v.ceiling) }}</td>\
+<td>{{ fmt(v.normalised) }}</td></tr>
 {% endfor %}</table>
 <h2>Appearance retention of transfers</h2>
-<p class="note">Accuracy of the judge's attribute predictions on each transfer against the appearance input's attributes.
-Ceiling: the judge on the exact targets. Floor: the best of the pose input (whose appearance is wrong), the mean
-held-out target image and the constant average body. The mean's normalised score is the mean of the attributes' normalised scores.</p>
+<p class="note">Accuracy of the judge's attribute predictions on each transfer against the \
+appearance input's attributes.
+Ceiling: the judge on the exact targets. Floor: the best of the pose input (whose appearance \
+is wrong), the mean
+held-out target image and the constant average body. The mean's normalised score is the mean \
+of the attributes' normalised scores.</p>
 <table><tr><th>attribute</th><th>floor</th><th>transfer</th><th>ceiling</th><th>normalised</th></tr>
-{% for name, v in m.appearance_retention.items() %}<tr><td>{{ label("appearance_retention." ~ name) }}</td><td>{{ fmt(v.floor) }}</td><td><b>{{ fmt(v.transfer) }}</b></td><td>{{ fmt(v.ceiling) }}</td><td>{{ fmt(v.normalised) }}</td></tr>
+{% for name, v in m.appearance_retention.items() %}<tr>\
+<td>{{ label("appearance_retention." ~ name) }}</td><td>{{ fmt(v.floor) }}</td>\
+<td><b>{{ fmt(v.transfer) }}</b></td><td>{{ fmt(v.ceiling) }}</td>\
+<td>{{ fmt(v.normalised) }}</td></tr>
 {% endfor %}</table>
 {% endif %}
 
 {% if m.probes or m.posthoc_mi_nats is not none %}
 <h2>Leakage probes and mutual information</h2>
-<p class="note">Probes: classifiers trained on codes of training appearances, scored on held-out ones;
-chance is the majority class. "Pose sample" is a draw from the pose posterior, as the decoder sees it
+<p class="note">Probes: classifiers trained on codes of training appearances, scored on \
+held-out ones;
+chance is the majority class. "Pose sample" is a draw from the pose posterior, as the decoder \
+sees it
 in training; "pose mean" is the posterior mean, which transfers use.
 Post-hoc MI: a critic trained after the fact on frozen codes, in nats.</p>
 <table><tr><th>probe</th><th>accuracy</th><th>chance</th><th>reading</th></tr>
-{% for key, name, reading in probes if key in m.probes %}<tr><td>{{ name }}</td><td>{{ fmt(m.probes[key]) }}</td><td>{{ fmt(m.probes[key + "_chance"]) }}</td><td>{{ reading }}</td></tr>
+{% for key, name, reading in probes if key in m.probes %}<tr><td>{{ name }}</td>\
+<td>{{ fmt(m.probes[key]) }}</td><td>{{ fmt(m.probes[key + "_chance"]) }}</td>\
+<td>{{ reading }}</td></tr>
 {% endfor %}
-{% if m.posthoc_mi_nats is not none %}{% for x in mi %}<tr><td>{{ x.label }}</td><td>{{ fmt(m[x.key]) }} {{ x.unit }}</td><td>0</td><td>{{ x.note }}</td></tr>{% if not loop.last %}
+{% if m.posthoc_mi_nats is not none %}{% for x in mi %}<tr><td>{{ x.label }}</td>\
+<td>{{ fmt(m[x.key]) }} {{ x.unit }}</td><td>0</td><td>{{ x.note }}</td></tr>{% if not loop.last %}
 {% endif %}{% endfor %}{% endif %}
 </table>
 {% endif %}
 
 <h2>Figures</h2>
-{% for f in figures %}<figure id="{{ f.name }}"><img src="data:image/png;base64,{{ f.data }}" alt="{{ f.name }}: {{ f.caption }}">
-<figcaption><b>{{ f.name }}</b> (<a href="{{ f.file }}">{{ f.file }}</a>): {{ f.caption }}</figcaption></figure>
+{% for f in figures %}<figure id="{{ f.name }}"><img src="data:image/png;base64,{{ f.data }}" \
+alt="{{ f.name }}: {{ f.caption }}">
+<figcaption><b>{{ f.name }}</b> (<a href="{{ f.file }}">{{ f.file }}</a>): {{ f.caption }}\
+</figcaption></figure>
 {% endfor %}
 </body></html>
 """
@@ -90,7 +119,8 @@ def _fmt(v) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
-def write_html(metrics: dict, figures: list[tuple[str, str | os.PathLike, str]], path: str | os.PathLike) -> Path:
+def write_html(metrics: dict, figures: list[tuple[str, str | os.PathLike, str]],
+               path: str | os.PathLike) -> Path:
     """Write the report page.
 
     Args:
@@ -104,7 +134,8 @@ def write_html(metrics: dict, figures: list[tuple[str, str | os.PathLike, str]],
     """
     path = Path(path)
     figs = [{"name": name, "caption": caption, "file": os.path.relpath(file, path.parent),
-             "data": base64.b64encode(Path(file).read_bytes()).decode("ascii")} for name, file, caption in figures]
+             "data": base64.b64encode(Path(file).read_bytes()).decode("ascii")}
+            for name, file, caption in figures]
     quality = [(_titled("triplet_mse"), metrics["triplet_mse"]),
                (_titled("reconstruction_mse"), metrics["reconstruction_mse"])]
     if "image_quality" in metrics:

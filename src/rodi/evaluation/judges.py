@@ -54,8 +54,8 @@ PCK_THRESHOLDS = (0.05, 0.1)  # fractions of the image side
 
 
 def _block(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, dilation, dilation, bias=False), nn.BatchNorm2d(cout),
-                         nn.ReLU(inplace=True))
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, dilation, dilation, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
 class JudgeNet(nn.Module):
@@ -74,19 +74,23 @@ class JudgeNet(nn.Module):
         ValueError: ``image_size`` is not a multiple of 16.
     """
 
-    def __init__(self, image_size: int, classes: dict[str, int], num_keypoints: int = 0, width: int = 32):
+    def __init__(self, image_size: int, classes: dict[str, int], num_keypoints: int = 0,
+                 width: int = 32):
         super().__init__()
         if image_size % 16:
-            raise ValueError(f"the judge needs an image side that is a multiple of 16, got {image_size}")
+            raise ValueError("the judge needs an image side that is a multiple of 16, got "
+                             f"{image_size}")
         self.image_size, self.classes, self.num_keypoints = image_size, dict(classes), num_keypoints
         w = width
         self.trunk = nn.Sequential(_block(3, w, 2), _block(w, 2 * w, 2), _block(2 * w, 2 * w, 1))
         # max pooling: a small region (shoes, a hand's skin) decides an attribute wherever it is
-        self.pooled = nn.Sequential(_block(2 * w, 4 * w, 2), _block(4 * w, 8 * w, 2), nn.AdaptiveMaxPool2d(1), nn.Flatten())
+        self.pooled = nn.Sequential(_block(2 * w, 4 * w, 2), _block(4 * w, 8 * w, 2),
+                                    nn.AdaptiveMaxPool2d(1), nn.Flatten())
         self.heads = nn.ModuleDict({k: nn.Linear(8 * w, c) for k, c in self.classes.items()})
         if num_keypoints:
             # dilated: a joint's heat map needs the context of the whole body (which wrist is it?)
-            self.heatmaps = nn.Sequential(_block(2 * w, 2 * w, dilation=2), _block(2 * w, 2 * w, dilation=4),
+            self.heatmaps = nn.Sequential(_block(2 * w, 2 * w, dilation=2),
+                                          _block(2 * w, 2 * w, dilation=4),
                                           nn.Conv2d(2 * w, num_keypoints, 1))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -102,7 +106,8 @@ class JudgeNet(nn.Module):
             cell = self.image_size / hh
             ys = (torch.arange(hh, device=x.device, dtype=prob.dtype) + 0.5) * cell
             xs = (torch.arange(ww, device=x.device, dtype=prob.dtype) + 0.5) * cell
-            out["keypoints"] = torch.stack([(prob.sum(2) * xs).sum(-1), (prob.sum(3) * ys).sum(-1)], dim=-1)
+            out["keypoints"] = torch.stack([(prob.sum(2) * xs).sum(-1), (prob.sum(3) * ys).sum(-1)],
+                                           dim=-1)
         return out
 
 
@@ -124,7 +129,8 @@ class Judge:
     def __init__(self, net: JudgeNet, source, train_steps: int, batch_size: int, seed: int = 0,
                  lr: float = JUDGE_LR, origin: str = "trained", fingerprint: str | None = None):
         self.net = net.eval()
-        self.pose_labels, self.appearance_labels = tuple(source.pose_attributes), tuple(source.appearance_attributes)
+        self.pose_labels, self.appearance_labels = (tuple(source.pose_attributes),
+                                                    tuple(source.appearance_attributes))
         self.train_steps, self.batch_size, self.seed, self.lr = train_steps, batch_size, seed, lr
         self.origin, self.fingerprint = origin, fingerprint
 
@@ -147,21 +153,25 @@ def supports_judges(source) -> bool:
 
 
 def _classes(source) -> dict[str, int]:
-    classes = {name: int(source.characters[:, i].max()) + 1 for i, name in enumerate(source.appearance_attributes)}
-    classes.update({name: int(source.pose_labels[:, i].max()) + 1 for i, name in enumerate(source.pose_attributes)})
+    classes = {name: int(source.characters[:, i].max()) + 1
+               for i, name in enumerate(source.appearance_attributes)}
+    classes.update({name: int(source.pose_labels[:, i].max()) + 1
+                    for i, name in enumerate(source.pose_attributes)})
     return classes
 
 
 def _new_net(source) -> JudgeNet:
     # any one render does (not an evaluation seed): only its size and keypoint count are read
     character, pose = _sample(source, 1, torch.Generator().manual_seed(0))
-    keypoints = len(source.keypoints(character, pose)[0]) if isinstance(source, KeypointSource) else 0
+    keypoints = (len(source.keypoints(character, pose)[0]) if isinstance(source, KeypointSource)
+                 else 0)
     return JudgeNet(source.render(character, pose).shape[-1], _classes(source), keypoints)
 
 
 def _blur_half(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Blur a random half of the batch (2x box down, bilinear up), as transfers are blurry."""
-    blurred = F.interpolate(F.avg_pool2d(x, 2), scale_factor=2, mode="bilinear", align_corners=False)
+    blurred = F.interpolate(F.avg_pool2d(x, 2), scale_factor=2, mode="bilinear",
+                            align_corners=False)
     pick = torch.rand(len(x), generator=generator) < BLURRED_FRACTION
     return torch.where(pick.view(-1, 1, 1, 1), blurred, x)
 
@@ -184,7 +194,8 @@ def train_judge(source, steps: int, batch_size: int, seed: int = 0, lr: float = 
         ValueError: ``source`` does not render labelled characters (see :func:`supports_judges`).
     """
     if not supports_judges(source):
-        raise ValueError(f"{type(source).__name__} has no exact renders with labels to train a judge on")
+        raise ValueError(f"{type(source).__name__} has no exact renders with labels to train a "
+                         "judge on")
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     net = _new_net(source)
@@ -197,7 +208,8 @@ def train_judge(source, steps: int, batch_size: int, seed: int = 0, lr: float = 
         out = net(x)
         loss = sum(F.cross_entropy(out[k], labels[k]) for k in net.classes)
         if net.num_keypoints:
-            loss = loss + (out["keypoints"] - source.keypoints(character, pose)).abs().mean() / net.image_size
+            loss = loss + ((out["keypoints"] - source.keypoints(character, pose)).abs().mean()
+                           / net.image_size)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -240,10 +252,12 @@ def _fingerprint(source, steps: int, batch_size: int, seed: int) -> str:
     for v in source.labels(character, pose).values():
         h.update(v.long().numpy().tobytes())
     if isinstance(source, KeypointSource):
-        h.update((source.keypoints(character, pose) / KEYPOINT_QUANTUM).round().long().numpy().tobytes())
+        h.update(
+            (source.keypoints(character, pose) / KEYPOINT_QUANTUM).round().long().numpy().tobytes())
     width = JudgeNet.__init__.__defaults__[-1]
-    h.update(json.dumps([JUDGE_VERSION, type(source).__name__, len(source.characters), source.num_poses,
-                         _classes(source), steps, batch_size, seed, JUDGE_LR, width, BLURRED_FRACTION]).encode())
+    h.update(json.dumps([JUDGE_VERSION, type(source).__name__, len(source.characters),
+                         source.num_poses, _classes(source), steps, batch_size, seed, JUDGE_LR,
+                         width, BLURRED_FRACTION]).encode())
     return h.hexdigest()[:16]
 
 
@@ -256,7 +270,8 @@ def _file_name(source, fingerprint: str, suffix: str) -> str:
 
 
 def shipped_judge_path(source, steps: int, batch_size: int, seed: int = 0,
-                       shipped_dir: str | os.PathLike | None = None, fingerprint: str | None = None) -> Path:
+                       shipped_dir: str | os.PathLike | None = None,
+                       fingerprint: str | None = None) -> Path:
     """Where the shipped judge of ``source`` with this recipe is, or would be (it may not exist);
     ``fingerprint``, where the caller has computed it already, saves rendering its sample again."""
     folder = Path(shipped_dir) if shipped_dir is not None else SHIPPED_JUDGES
@@ -275,7 +290,8 @@ def read_judge_file(path: str | os.PathLike, source) -> tuple[Judge, dict]:
     raw, tensors = read_safetensors(path, JudgeFileError)
     if raw.get("format") != JUDGE_FORMAT or raw.get("judge_version") != str(JUDGE_VERSION):
         raise JudgeFileError(f"{path} is not a rodi judge of version {JUDGE_VERSION} "
-                             f"(format {raw.get('format')!r}, version {raw.get('judge_version')!r})")
+                             f"(format {raw.get('format')!r}, "
+                             f"version {raw.get('judge_version')!r})")
     meta = {}
     for k, v in raw.items():
         try:
@@ -286,13 +302,16 @@ def read_judge_file(path: str | os.PathLike, source) -> tuple[Judge, dict]:
     try:
         net.load_state_dict({k: v.float() for k, v in tensors.items()})
     except RuntimeError as err:
-        raise JudgeFileError(f"{path}: its weights do not fit the judge of {type(source).__name__} ({err})") from None
+        raise JudgeFileError(f"{path}: its weights do not fit the judge of "
+                             f"{type(source).__name__} ({err})") from None
     try:
         recipe = meta["recipe"]
-        return Judge(net, source, int(recipe["steps"]), int(recipe["batch_size"]), int(recipe["seed"]),
-                     float(recipe["lr"]), "shipped", str(meta["fingerprint"])), meta
+        return Judge(net, source, int(recipe["steps"]), int(recipe["batch_size"]),
+                     int(recipe["seed"]), float(recipe["lr"]), "shipped",
+                     str(meta["fingerprint"])), meta
     except (KeyError, TypeError, ValueError) as err:
-        raise JudgeFileError(f"{path}: its metadata lacks a usable recipe or fingerprint ({err!r})") from None
+        raise JudgeFileError(f"{path}: its metadata lacks a usable recipe or fingerprint "
+                             f"({err!r})") from None
 
 
 def write_judge_file(judge: Judge, source, path: str | os.PathLike, ceilings: dict, check: dict,
@@ -309,11 +328,14 @@ def write_judge_file(judge: Judge, source, path: str | os.PathLike, ceilings: di
         OSError: the file cannot be written (nothing is left at ``path`` then).
     """
     metadata = {
-        "format": JUDGE_FORMAT, "judge_version": str(JUDGE_VERSION), "source": type(source).__name__,
+        "format": JUDGE_FORMAT, "judge_version": str(JUDGE_VERSION),
+        "source": type(source).__name__,
         "fingerprint": judge.fingerprint, "licence": licence, "credit": credit,
-        "recipe": json.dumps({"steps": judge.train_steps, "batch_size": judge.batch_size, "seed": judge.seed,
-                              "lr": judge.lr, "blurred_fraction": BLURRED_FRACTION, "classes": judge.net.classes,
-                              "num_keypoints": judge.net.num_keypoints, "image_size": judge.net.image_size}),
+        "recipe": json.dumps({"steps": judge.train_steps, "batch_size": judge.batch_size,
+                              "seed": judge.seed, "lr": judge.lr,
+                              "blurred_fraction": BLURRED_FRACTION, "classes": judge.net.classes,
+                              "num_keypoints": judge.net.num_keypoints,
+                              "image_size": judge.net.image_size}),
         "ceilings": json.dumps(ceilings), "check": json.dumps(check),
     }
     tensors = {k: v.detach().float().contiguous().cpu() for k, v in judge.net.state_dict().items()}
@@ -322,10 +344,10 @@ def write_judge_file(judge: Judge, source, path: str | os.PathLike, ceilings: di
 
 @torch.no_grad()
 def judge_ceilings(judge: Judge, source, n: int, seed: int) -> dict:
-    """The judge's scores on the exact targets of ``n`` held-out triplets (``source.triplet_indices(n,
-    seed)``, as ``rodi evaluate`` draws them): ``pose`` per metric (``pck@0.05``, ``pck@0.1`` in
-    [0, 1], ``pixel_error`` in pixels, one accuracy per pose label) and ``appearance`` per attribute,
-    each a float; plus ``n`` and ``seed``."""
+    """The judge's scores on the exact targets of ``n`` held-out triplets
+    (``source.triplet_indices(n, seed)``, as ``rodi evaluate`` draws them): ``pose`` per metric
+    (``pck@0.05``, ``pck@0.1`` in [0, 1], ``pixel_error`` in pixels, one accuracy per pose label)
+    and ``appearance`` per attribute, each a float; plus ``n`` and ``seed``."""
     scores: dict[str, list[torch.Tensor]] = {}
     indices = source.triplet_indices(n, seed)
     for chunk in indices.split(250):
@@ -337,17 +359,21 @@ def judge_ceilings(judge: Judge, source, n: int, seed: int) -> dict:
     summary = summarize_judged({k: torch.cat(v) for k, v in scores.items()})
     return {"n": n, "seed": seed,
             "pose": {k: v["ceiling"] for k, v in summary["pose_accuracy"].items()},
-            "appearance": {k: v["ceiling"] for k, v in summary["appearance_retention"].items() if k != "mean"}}
+            "appearance": {k: v["ceiling"] for k, v in summary["appearance_retention"].items()
+                           if k != "mean"}}
 
 
 LICENCES = {  # source class -> (licence, credit) of the renders a judge learns from
     "MocapHumanoid": ("zlib (the renders' assets); the weights MIT like rodi",
-                      "pybullet's humanoid and its DeepMimic motion clips (pybullet_data, zlib licence)"),
+                      "pybullet's humanoid and its DeepMimic motion clips (pybullet_data, zlib "
+                      "licence)"),
     "SpriteSheets": ("CC-BY-SA 3.0 / GPL 3.0 (a work derived from the art it learnt from)",
-                     "art by the artists of the Liberated Pixel Cup (lpc.opengameart.org), as collected in "
-                     "github.com/jrconway3/Universal-LPC-spritesheet, selection of github.com/YingzhenLi/Sprites"),
+                     "art by the artists of the Liberated Pixel Cup (lpc.opengameart.org), as "
+                     "collected in github.com/jrconway3/Universal-LPC-spritesheet, selection of "
+                     "github.com/YingzhenLi/Sprites"),
     "FlareHeroes": ("CC-BY-SA 3.0 (a work derived from the art it learnt from)",
-                    "avatar art by the artists of the Flare project (flarerpg.org, github.com/flareteam/flare-game)"),
+                    "avatar art by the artists of the Flare project (flarerpg.org, "
+                    "github.com/flareteam/flare-game)"),
 }
 CHECK_TRIPLETS = 64  # the sample a test reproduces a shipped judge's ceilings on
 
@@ -370,8 +396,8 @@ def ship_judge(source, steps: int, batch_size: int, num_triplets: int, triplet_s
     name = type(source).__name__
     if name not in LICENCES or not supports_judges(source):
         raise ValueError(f"only the built-in rendered sources ship judges, not {name}")
-    judge = load_or_train_judge(source, steps, batch_size, seed, cache_dir=cache_dir, progress=progress,
-                                shipped_dir=out_dir)
+    judge = load_or_train_judge(source, steps, batch_size, seed, cache_dir=cache_dir,
+                                progress=progress, shipped_dir=out_dir)
     ceilings = judge_ceilings(judge, source, num_triplets, triplet_seed)
     check = judge_ceilings(judge, source, CHECK_TRIPLETS, triplet_seed)
     path = shipped_judge_path(source, steps, batch_size, judge.seed, out_dir, judge.fingerprint)
@@ -400,8 +426,9 @@ def load_or_train_judge(source, steps: int, batch_size: int, seed: int = 0,
     if shipped.is_file():
         judge, meta = read_judge_file(shipped, source)
         if meta.get("fingerprint") != fingerprint:
-            raise JudgeFileError(f"{shipped}: made for renders with fingerprint {meta.get('fingerprint')!r}, "
-                                 f"not {fingerprint!r}; rename or remove it")
+            raise JudgeFileError(f"{shipped}: made for renders with fingerprint "
+                                 f"{meta.get('fingerprint')!r}, not {fingerprint!r}; rename or "
+                                 "remove it")
         return judge
     path = Path(cache_dir) if cache_dir is not None else user_cache("judges")
     path = path / _file_name(source, fingerprint, ".npz")
@@ -409,9 +436,10 @@ def load_or_train_judge(source, steps: int, batch_size: int, seed: int = 0,
     origin = "cache" if path.is_file() else "trained"
     others = sorted(shipped.parent.glob(_file_name(source, "*", ".safetensors")))
     if origin == "trained" and others:
-        warnings.warn(f"the shipped judge of {type(source).__name__} ({others[0].name}) was made for other renders "
-                      f"or another recipe than these (fingerprint {fingerprint}); training one for them "
-                      f"({steps} steps, once, then cached)", stacklevel=2)
+        warnings.warn(f"the shipped judge of {type(source).__name__} ({others[0].name}) was made "
+                      f"for other renders or another recipe than these (fingerprint "
+                      f"{fingerprint}); training one for them ({steps} steps, once, then cached)",
+                      stacklevel=2)
 
     def build() -> dict[str, np.ndarray]:
         nonlocal origin
@@ -424,7 +452,8 @@ def load_or_train_judge(source, steps: int, batch_size: int, seed: int = 0,
     return Judge(template, source, steps, batch_size, seed, JUDGE_LR, origin, fingerprint)
 
 
-def keypoint_scores(predicted: torch.Tensor, truth: torch.Tensor, image_size: int) -> dict[str, torch.Tensor]:
+def keypoint_scores(predicted: torch.Tensor, truth: torch.Tensor,
+                    image_size: int) -> dict[str, torch.Tensor]:
     """Per-image keypoint accuracy.
 
     Args:
@@ -457,8 +486,8 @@ def trivial_outputs(targets: torch.Tensor) -> dict[str, torch.Tensor]:
 
 def target_equivalents(source, indices: torch.Tensor) -> dict[str, torch.Tensor]:
     """``target_equivalent_<label>`` masks (see ``LabelledCharacters.label_equivalents``) of the
-    targets (character A in pose p) of (n, 4) triplet ``indices``, for :func:`judge_transfers`; empty
-    where the source has none."""
+    targets (character A in pose p) of (n, 4) triplet ``indices``, for :func:`judge_transfers`;
+    empty where the source has none."""
     if not isinstance(source, LabelledSource):
         return {}
     a, _, p, _ = indices.unbind(1)
@@ -493,8 +522,10 @@ def judge_transfers(judge: Judge, batch: dict, transfers: torch.Tensor,
         it names any pose that renders exactly like the target (modulo identical renders).
     """
     n = len(transfers)
-    judged = {"transfer": (judge.predict(transfers),) * 2, "ceiling": (judge.predict(batch["target"]),) * 2,
-              "floor_input": (judge.predict(batch["appearance_image"]), judge.predict(batch["pose_image"]))}
+    judged = {"transfer": (judge.predict(transfers),) * 2,
+              "ceiling": (judge.predict(batch["target"]),) * 2,
+              "floor_input": (judge.predict(batch["appearance_image"]),
+                              judge.predict(batch["pose_image"]))}
     for name, image in (trivial or {}).items():
         constant = {k: v.expand(n, *v.shape[1:]) for k, v in judge.predict(image[None]).items()}
         judged[f"floor_{name}"] = (constant, constant)
@@ -502,13 +533,16 @@ def judge_transfers(judge: Judge, batch: dict, transfers: torch.Tensor,
     out = {}
     for scored, (pose, look) in judged.items():
         if judge.has_keypoints:
-            for name, v in keypoint_scores(pose["keypoints"], batch["target_keypoints"], size).items():
+            for name, v in keypoint_scores(pose["keypoints"], batch["target_keypoints"],
+                                           size).items():
                 out[f"pose/{name}/{scored}"] = v
         for name in judge.pose_labels:
             right = pose[name] == batch[f"pose_{name}"]
             equivalent = batch.get(f"target_equivalent_{name}")
-            if equivalent is not None:  # modulo identical renders: any value rendering like the target
-                right = equivalent.gather(1, pose[name].clamp(0, equivalent.shape[1] - 1)[:, None]).squeeze(1)
+            # modulo identical renders: any value rendering like the target
+            if equivalent is not None:
+                right = equivalent.gather(
+                    1, pose[name].clamp(0, equivalent.shape[1] - 1)[:, None]).squeeze(1)
             out[f"pose/{name}/{scored}"] = right.float()
         for name in judge.appearance_labels:
             out[f"appearance/{name}/{scored}"] = (look[name] == batch[f"appearance_{name}"]).float()
@@ -556,13 +590,17 @@ def summarize_judged(errors: dict[str, torch.Tensor]) -> dict:
             if "floor" in v and "ceiling" in v:
                 v["normalised"] = normalised(v["transfer"], v["floor"], v["ceiling"])
     pose, look = out["pose_accuracy"], out["appearance_retention"]
-    mean_of = lambda values: sum(values) / len(values) if values and None not in values else None  # noqa: E731
+
+    def mean_of(values):
+        return sum(values) / len(values) if values and None not in values else None
+
     attributes = list(look.values())
     if attributes:
         keys = [k for k in attributes[0] if k != "normalised" and all(k in a for a in attributes)]
         look["mean"] = {s: sum(a[s] for a in attributes) / len(attributes) for s in keys}
         look["mean"]["normalised"] = mean_of([a.get("normalised") for a in attributes])
-    labels = [v.get("normalised") for k, v in pose.items() if not k.startswith(("pck@", "pixel_error"))]
+    labels = [v.get("normalised") for k, v in pose.items()
+              if not k.startswith(("pck@", "pixel_error"))]
     out["normalised"] = {
         "pose": pose["pck@0.1"].get("normalised") if "pck@0.1" in pose else mean_of(labels),
         "pose_labels": mean_of(labels),

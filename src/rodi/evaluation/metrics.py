@@ -59,34 +59,43 @@ METRICS: tuple[Metric, ...] = (
     Metric("transfer_target", "held-out items scored (triplets or pairs)"),
     Metric("variant", "variant", short="variant", columns=("variant",)),
     Metric("step", "step", short="steps", columns=("step",)),
-    Metric("train_seconds", "training time", columns=("train_minutes",), unit="min", fmt=".1f"),  # printed in minutes
+    Metric("train_seconds", "training time", columns=("train_minutes",), unit="min",
+           fmt=".1f"),  # printed in minutes
     Metric("num_triplets", "held-out triplets or pairs"),
     Metric("triplet_seed", "seed of the held-out triplets or pairs"),
     # transfers against exact targets (pixels in [-1, 1])
     Metric("triplet_mse", "transfer MSE", False, "triplet MSE",
            ("triplet_mse_mean", "triplet_mse_median", "triplet_mse_std")),
-    Metric("reconstruction_mse", "self-reconstruction MSE", False, "self-rec. MSE", ("reconstruction_mse_mean",)),
+    Metric("reconstruction_mse", "self-reconstruction MSE", False, "self-rec. MSE",
+           ("reconstruction_mse_mean",)),
     Metric("image_quality.ssim", "transfer SSIM", True, "SSIM", ("ssim_mean",), note="1 is exact"),
-    Metric("image_quality.psnr_db", "transfer PSNR", True, "PSNR", ("psnr_db_mean",), unit="dB", fmt=".2f"),
-    # the judges (rodi.evaluation.judges): each judged metric is a dict of transfer, ceiling, floors, normalised
+    Metric("image_quality.psnr_db", "transfer PSNR", True, "PSNR", ("psnr_db_mean",), unit="dB",
+           fmt=".2f"),
+    # the judges (rodi.evaluation.judges): each judged metric is a dict of transfer, ceiling,
+    # floors, normalised
     Metric("judge", "judge"),
     Metric("judge_train_steps", "judge training steps"),
     Metric("pose_accuracy.pck@0.05", "pck@0.05", True, "PCK@0.05", ("pose_pck@0.05",), fmt=".3f"),
     Metric("pose_accuracy.pck@0.1", "pck@0.1", True, "PCK@0.1", ("pose_pck@0.1",), fmt=".3f"),
-    Metric("pose_accuracy.pixel_error", "pixel_error", False, "keypoint error (px)", ("pose_pixel_error",),
-           unit="px", fmt=".3f"),
+    Metric("pose_accuracy.pixel_error", "pixel_error", False, "keypoint error (px)",
+           ("pose_pixel_error",), unit="px", fmt=".3f"),
     # the pose labels (action, direction, frame), and in the benchmark their mean
     Metric("pose_accuracy", "pose", True, "pose labels", ("pose_label_accuracy",), fmt=".3f"),
-    Metric("appearance_retention", "appearance", True, fmt=".3f"),  # one entry per appearance attribute
-    Metric("appearance_retention.mean", "mean", True, "appearance retention", ("appearance_retention",), fmt=".3f"),
-    Metric("normalised.pose", "normalised pose", True, "normalised pose", ("normalised_pose",), fmt=".3f"),
+    # one entry per appearance attribute
+    Metric("appearance_retention", "appearance", True, fmt=".3f"),
+    Metric("appearance_retention.mean", "mean", True, "appearance retention",
+           ("appearance_retention",), fmt=".3f"),
+    Metric("normalised.pose", "normalised pose", True, "normalised pose", ("normalised_pose",),
+           fmt=".3f"),
     Metric("normalised.pose_labels", "normalised pose labels", True, fmt=".3f"),
     Metric("normalised.appearance", "normalised appearance", True, "normalised appearance",
            ("normalised_appearance",), fmt=".3f"),
     # leakage probes (rodi.evaluation.probes): test accuracy, each beside <key>_chance
-    Metric("probes.pose_to_appearance", "pose sample -> appearance", None, "pose->app. (sample / mean)",
-           ("pose_to_appearance", "pose_to_appearance_chance"), fmt=".3f", note=_LEAK),
-    Metric("probes.pose_mean_to_appearance", "pose mean -> appearance", None, None,  # beside pose_to_appearance
+    Metric("probes.pose_to_appearance", "pose sample -> appearance", None,
+           "pose->app. (sample / mean)", ("pose_to_appearance", "pose_to_appearance_chance"),
+           fmt=".3f", note=_LEAK),
+    # beside pose_to_appearance
+    Metric("probes.pose_mean_to_appearance", "pose mean -> appearance", None, None,
            ("pose_mean_to_appearance",), fmt=".3f", note=_LEAK),
     Metric("probes.appearance_to_pose", "appearance code -> pose", None, "app.->pose",
            ("appearance_to_pose", "appearance_to_pose_chance"), fmt=".3f", note=_LEAK),
@@ -98,9 +107,11 @@ METRICS: tuple[Metric, ...] = (
            ("pose_mean_to_pose",), fmt=".3f", note=_KEPT),
     Metric("probes_per_label", "probe accuracy per code and label"),
     # post-hoc mutual information of frozen codes
-    Metric("posthoc_mi_nats", "post-hoc MI(pose sample; appearance)", False, "post-hoc MI (sample / mean)",
-           ("posthoc_mi_nats",), unit="nats", fmt=".3f", note="leak: 0 nats is best"),
-    Metric("posthoc_mi_mean_nats", "post-hoc MI(pose mean; appearance)", False, None,  # beside posthoc_mi_nats
+    Metric("posthoc_mi_nats", "post-hoc MI(pose sample; appearance)", False,
+           "post-hoc MI (sample / mean)", ("posthoc_mi_nats",), unit="nats", fmt=".3f",
+           note="leak: 0 nats is best"),
+    # beside posthoc_mi_nats
+    Metric("posthoc_mi_mean_nats", "post-hoc MI(pose mean; appearance)", False, None,
            ("posthoc_mi_mean_nats",), unit="nats", fmt=".3f", note="leak: 0 nats is best"),
     # the objective's state at the checkpoint
     Metric("gamma", "gamma", None, "final gamma", ("final_gamma",), fmt=".4g"),

@@ -1,5 +1,6 @@
 """The evaluation's plots (matplotlib, drawn without pyplot's global state): the training curves of
-gamma, lambda and the MI estimates, violins of per-triplet errors, transfer matrices side by side."""
+gamma, lambda and the MI estimates, violins of per-triplet errors, transfer matrices side by
+side."""
 
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ def plot_training_curves(scalars_csv: str | os.PathLike, path: str | os.PathLike
     bottom.plot(steps, col("mi"), label="I_T (attacked critic)", alpha=0.8)
     bottom.plot(steps, col("mi_independent"), label="I_T' (independent critic)", alpha=0.8)
     if epsilon is not None:
-        bottom.axhline(epsilon, color="k", linestyle="--", linewidth=1, label=f"epsilon = {epsilon}")
+        bottom.axhline(epsilon, color="k", linestyle="--", linewidth=1,
+                       label=f"epsilon = {epsilon}")
     # the first steps' estimates of untrained critics are far off; keep the scale of the rest
     settled = np.array([col("mi"), col("mi_independent")])[:, len(rows) // 20:]
     if settled.size:

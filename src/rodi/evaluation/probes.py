@@ -1,9 +1,10 @@
 """How much each code knows: leakage probes and a post-hoc mutual-information estimate on frozen
 codes (issue: the paper's claim measured side by side).
 
-A probe is a small classifier trained on codes of training characters and scored on codes of held-out
-characters. A disentangled model's pose code predicts appearance attributes at chance level and its
-appearance code predicts pose labels at chance level, while each code predicts its own labels well.
+A probe is a small classifier trained on codes of training characters and scored on codes of
+held-out characters. A disentangled model's pose code predicts appearance attributes at chance
+level and its appearance code predicts pose labels at chance level, while each code predicts its
+own labels well.
 """
 
 from __future__ import annotations
@@ -43,8 +44,10 @@ def encode_codes(model: AppearancePoseModel, sheets, split: str, n: int, seed: i
         samples.append(sample)
         means.append(mean)
         appearance_codes.append(model.encode_appearance(x).flatten(1).cpu())
-    out = {"pose": torch.cat(samples), "pose_mean": torch.cat(means), "appearance": torch.cat(appearance_codes)}
-    out.update({k: v for k, v in sheets.labels(character, pose).items() if k not in ("character", "pose")})
+    out = {"pose": torch.cat(samples), "pose_mean": torch.cat(means),
+           "appearance": torch.cat(appearance_codes)}
+    out.update({k: v for k, v in sheets.labels(character, pose).items()
+                if k not in ("character", "pose")})
     return out
 
 
@@ -74,7 +77,10 @@ def probe_accuracies(train_x: torch.Tensor, train_y: dict[str, torch.Tensor], te
     """
     torch.manual_seed(seed)
     mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
-    norm = lambda x: (x - mean) / std  # noqa: E731
+
+    def norm(x):
+        return (x - mean) / std
+
     classes = {k: int(max(train_y[k].max(), test_y[k].max()).item()) + 1 for k in train_y}
     trunk = nn.Sequential(nn.Linear(train_x.shape[1], hidden), nn.ReLU())
     heads = nn.ModuleDict({k: nn.Linear(hidden, c) for k, c in classes.items()})
@@ -89,11 +95,13 @@ def probe_accuracies(train_x: torch.Tensor, train_y: dict[str, torch.Tensor], te
             opt.step()
     with torch.no_grad():
         h = trunk(norm(test_x))
-        return {k: (head(h).argmax(1) == test_y[k]).float().mean().item() for k, head in heads.items()}
+        return {k: (head(h).argmax(1) == test_y[k]).float().mean().item()
+                for k, head in heads.items()}
 
 
 def leakage_probes(train: dict, test: dict, appearance_labels: tuple[str, ...],
-                   pose_labels: tuple[str, ...] = POSE_LABELS, steps: int = 300, seed: int = 0) -> dict:
+                   pose_labels: tuple[str, ...] = POSE_LABELS, steps: int = 300,
+                   seed: int = 0) -> dict:
     """Every (code, label) probe: appearance and pose labels from each code (``pose``,
     ``pose_mean`` where present, ``appearance``), each initialised from ``seed`` (see
     :func:`probe_accuracies`).
@@ -157,7 +165,8 @@ def posthoc_mutual_information(pose: torch.Tensor, appearance: torch.Tensor, ste
         ValueError: for fewer than 8 pairs.
     """
     if len(pose) < 8:
-        raise ValueError(f"need at least 8 code pairs to estimate mutual information, got {len(pose)}")
+        raise ValueError("need at least 8 code pairs to estimate mutual information, got "
+                         f"{len(pose)}")
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     mean_p, std_p = pose.mean(0), pose.std(0).clamp_min(1e-6)

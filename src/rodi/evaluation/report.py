@@ -55,8 +55,8 @@ def evaluate_state(state: TrainState, source, num_triplets: int | None = None, p
     clock = time.perf_counter()
     if exact and e.judges and supports_judges(source):
         cache = Path(cfg.data.cache_dir) / "judges" if cfg.data.cache_dir else None
-        judge = load_or_train_judge(source, e.judge_steps, e.judge_batch_size, e.judge_seed, cache_dir=cache,
-                                    progress=progress)
+        judge = load_or_train_judge(source, e.judge_steps, e.judge_batch_size, e.judge_seed,
+                                    cache_dir=cache, progress=progress)
         seconds["judge"], clock = time.perf_counter() - clock, time.perf_counter()
     if exact:
         errors = triplet_errors(state.model, source, n, cfg.data.triplet_seed, judge=judge)
@@ -82,22 +82,26 @@ def evaluate_state(state: TrainState, source, num_triplets: int | None = None, p
     if judge is not None:
         metrics.update(summarize_judged(errors))
         metrics["judge_train_steps"] = judge.train_steps
-        metrics["judge"] = {"origin": judge.origin, "fingerprint": judge.fingerprint, "train_steps": judge.train_steps}
+        metrics["judge"] = {"origin": judge.origin, "fingerprint": judge.fingerprint,
+                            "train_steps": judge.train_steps}
     if e.probes:
         model = state.model
         if isinstance(source, LabelledSource):
-            train = encode_codes(model, source, "train", e.probe_train_codes, seed=e.probe_train_seed)
+            train = encode_codes(model, source, "train", e.probe_train_codes,
+                                 seed=e.probe_train_seed)
             test = encode_codes(model, source, "test", e.probe_test_codes, seed=e.probe_test_seed)
             layers = source.appearance_attributes
-            detail = leakage_probes(train, test, layers, source.pose_attributes, steps=e.probe_steps,
-                                    seed=e.probe_seed)
+            detail = leakage_probes(train, test, layers, source.pose_attributes,
+                                    steps=e.probe_steps, seed=e.probe_seed)
             metrics["probes"] = summarize_probes(detail, layers, source.pose_attributes)
             metrics["probes_per_label"] = detail
             seconds["probes"], clock = time.perf_counter() - clock, time.perf_counter()
-        samples, means, appearances = pair_codes(model, source, "test", e.mi_pairs, seed=e.mi_pairs_seed)
-        metrics["posthoc_mi_nats"] = posthoc_mutual_information(samples, appearances, steps=e.mi_steps,
-                                                                seed=e.mi_seed)
-        metrics["posthoc_mi_mean_nats"] = posthoc_mutual_information(means, appearances, steps=e.mi_steps,
+        samples, means, appearances = pair_codes(model, source, "test", e.mi_pairs,
+                                                 seed=e.mi_pairs_seed)
+        metrics["posthoc_mi_nats"] = posthoc_mutual_information(samples, appearances,
+                                                                steps=e.mi_steps, seed=e.mi_seed)
+        metrics["posthoc_mi_mean_nats"] = posthoc_mutual_information(means, appearances,
+                                                                     steps=e.mi_steps,
                                                                      seed=e.mi_seed)
         seconds["posthoc_mi"] = time.perf_counter() - clock
     metrics["evaluation_seconds"] = {k: round(v, 1) for k, v in seconds.items()}
@@ -120,21 +124,29 @@ def write_report(state: TrainState, source, metrics: dict, out_dir: str | os.Pat
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_json(metrics, out / "metrics.json")
-    figure_examples = source.fixed_examples(max(2, state.cfg.train.matrix_size), seed=state.cfg.evaluation.figure_seed)
+    figure_examples = source.fixed_examples(max(2, state.cfg.train.matrix_size),
+                                            seed=state.cfg.evaluation.figure_seed)
     appearance, pose = (x["image"] for x in figure_examples)
     steps, device = 7, next(state.model.parameters()).device
-    cells = interpolate(state.model, appearance[:2].to(device), pose[:2].to(device), grid_weights(steps))
-    walk = interpolation_grid(appearance[:2], pose[:2], cells.cpu().reshape(steps, steps, *appearance.shape[1:]))
-    figures = [("transfer matrix", save_transfer_matrix(state.model, appearance, pose, out / "transfer_matrix.png", 2),
-                "held-out appearance inputs head the rows and pose inputs the columns; cell (i, j) renders "
-                "appearance i in pose j (posterior mean)"),
+    cells = interpolate(state.model, appearance[:2].to(device), pose[:2].to(device),
+                        grid_weights(steps))
+    walk = interpolation_grid(appearance[:2], pose[:2],
+                              cells.cpu().reshape(steps, steps, *appearance.shape[1:]))
+    figures = [("transfer matrix",
+                save_transfer_matrix(state.model, appearance, pose, out / "transfer_matrix.png", 2),
+                "held-out appearance inputs head the rows and pose inputs the columns; cell (i, j) "
+                "renders appearance i in pose j (posterior mean)"),
                ("interpolation", save_png(walk, out / "interpolation.png", 2),
-                "along each row the pose code walks linearly from the first to the last column's pose input; "
-                "down each column the appearance code walks from the first to the last row's appearance input")]
-    if scalars_csv is not None and Path(scalars_csv).is_file() and len(Path(scalars_csv).read_text().splitlines()) > 1:
-        curves = plot_training_curves(scalars_csv, out / "training_curves.png", metrics.get("epsilon"))
-        figures.append(("training curves", curves, "gamma (KL weight) and lambda (Lagrange multiplier), and the "
-                        "critics' mutual-information estimates I_T and I_T' in nats, over training steps"))
+                "along each row the pose code walks linearly from the first to the last column's "
+                "pose input; down each column the appearance code walks from the first to the last "
+                "row's appearance input")]
+    if (scalars_csv is not None and Path(scalars_csv).is_file()
+            and len(Path(scalars_csv).read_text().splitlines()) > 1):
+        curves = plot_training_curves(scalars_csv, out / "training_curves.png",
+                                      metrics.get("epsilon"))
+        figures.append(("training curves", curves, "gamma (KL weight) and lambda (Lagrange "
+                        "multiplier), and the critics' mutual-information estimates I_T and I_T' "
+                        "in nats, over training steps"))
     return write_html(metrics, figures, out / "report.html")
 
 
@@ -143,9 +155,9 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_root: str | None = N
                         report_dir: str | os.PathLike | None = None, progress: bool = True) -> dict:
     """Triplet MSE (mean, median, std; pixels in [-1, 1]) and self-reconstruction MSE of a
     checkpoint, with its protocol, step and wall-clock training time (seconds); unless the config's
-    ``evaluation.probes`` is off, also the leakage probes' accuracies beside chance and a post-hoc MI
-    estimate in nats; where the data renders labelled characters exactly, SSIM/PSNR, pose accuracy
-    and appearance retention with their ceilings (see :func:`evaluate_state`); and
+    ``evaluation.probes`` is off, also the leakage probes' accuracies beside chance and a post-hoc
+    MI estimate in nats; where the data renders labelled characters exactly, SSIM/PSNR, pose
+    accuracy and appearance retention with their ceilings (see :func:`evaluate_state`); and
     ``evaluation_seconds``, the wall-clock seconds of each stage (``judge``, ``transfers``,
     ``probes``, ``posthoc_mi``, ``report``). With ``report_dir``, also writes the report there
     (:func:`write_report`).
@@ -163,7 +175,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_root: str | None = N
     metrics = {"checkpoint": str(checkpoint), **metrics}
     if report_dir is not None:
         clock = time.perf_counter()
-        write_report(state, source, metrics, report_dir, Path(checkpoint).parent.parent / "scalars.csv")
+        write_report(state, source, metrics, report_dir,
+                     Path(checkpoint).parent.parent / "scalars.csv")
         metrics["evaluation_seconds"]["report"] = round(time.perf_counter() - clock, 1)
         write_json(metrics, Path(report_dir) / "metrics.json")
     return metrics
@@ -177,11 +190,14 @@ def format_table(metrics: dict) -> str:
         (label("protocol"), metrics["protocol"]),
         (label("variant"), metrics["variant"]),
         (label("step"), str(metrics["step"])),
-        (label("train_seconds"), _value("train_seconds", metrics["train_seconds"] / 60)),  # in minutes
-        (f"{label('triplet_mse')} ({metrics['num_triplets']} held-out {metrics.get('transfer_target', 'triplets')})",
+        # in minutes
+        (label("train_seconds"), _value("train_seconds", metrics["train_seconds"] / 60)),
+        (f"{label('triplet_mse')} ({metrics['num_triplets']} held-out "
+         f"{metrics.get('transfer_target', 'triplets')})",
          _statistics("triplet_mse", t)),
         (label("reconstruction_mse"), _statistics("reconstruction_mse", r)),
-        (joined("gamma", "lambda"), f"{_value('gamma', metrics['gamma'])} / {_value('lambda', metrics['lambda'])}"),
+        (joined("gamma", "lambda"),
+         f"{_value('gamma', metrics['gamma'])} / {_value('lambda', metrics['lambda'])}"),
     ]
     if "image_quality" in metrics:
         q = metrics["image_quality"]
@@ -190,7 +206,8 @@ def format_table(metrics: dict) -> str:
                      f"{_value('image_quality.psnr_db', q['psnr_db']['mean'])}"))
     if "judge" in metrics:
         j = metrics["judge"]
-        rows.append((label("judge"), f"{j['origin']} ({j['train_steps']} steps; renders {j['fingerprint']})"))
+        rows.append((label("judge"),
+                     f"{j['origin']} ({j['train_steps']} steps; renders {j['fingerprint']})"))
     for group in ("pose_accuracy", "appearance_retention"):
         for name, v in metrics.get(group, {}).items():
             key = f"{group}.{name}"
@@ -200,13 +217,15 @@ def format_table(metrics: dict) -> str:
     if "normalised" in metrics:
         n = metrics["normalised"]
         rows.append((joined("normalised.pose", "normalised.appearance"),
-                     f"{_value('normalised.pose', n['pose'])} / {_value('normalised.appearance', n['appearance'])}"))
+                     f"{_value('normalised.pose', n['pose'])} / "
+                     f"{_value('normalised.appearance', n['appearance'])}"))
     if "probes" in metrics:
         p = metrics["probes"]
         for m in under("probes"):
             name = m.key.removeprefix("probes.")
             rows.append((f"probe: {m.label}" + (" (leak)" if m.note.startswith("leak") else ""),
-                         f"accuracy {_number(m.key, p[name])}  (chance {_number(m.key, p[name + '_chance'])})"))
+                         f"accuracy {_number(m.key, p[name])}  "
+                         f"(chance {_number(m.key, p[name + '_chance'])})"))
     if "posthoc_mi_nats" in metrics:
         for key in ("posthoc_mi_nats", "posthoc_mi_mean_nats"):
             rows.append((label(key), _value(key, metrics[key])))

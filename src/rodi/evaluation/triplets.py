@@ -28,14 +28,16 @@ def image_quality(images: torch.Tensor, targets: torch.Tensor) -> dict[str, torc
     images, targets = images.float(), targets.float()
     return {
         "mse": (images - targets).square().flatten(1).mean(1),
-        "ssim": structural_similarity_index_measure(images, targets, data_range=2.0, reduction="none"),
+        "ssim": structural_similarity_index_measure(images, targets, data_range=2.0,
+                                                    reduction="none"),
         "psnr": peak_signal_noise_ratio(images, targets, data_range=2.0, reduction="none",
                                         dim=(1, 2, 3)).clamp(max=MAX_PSNR_DB),
     }
 
 
 def _add_quality(scores: dict, images: torch.Tensor, targets: torch.Tensor, quality: bool) -> None:
-    """Append per-image ``transfer`` MSE and, with ``quality``, ``ssim`` and ``psnr`` to ``scores``."""
+    """Append per-image ``transfer`` MSE and, with ``quality``, ``ssim`` and ``psnr`` to
+    ``scores``."""
     if not quality:
         scores["transfer"].append((images - targets).square().flatten(1).mean(1).cpu())
         return
@@ -75,7 +77,8 @@ def triplet_errors(model: AppearancePoseModel, sheets, num_triplets: int = 8000,
                                              zip(a.split(batch_size), p.split(batch_size))]))
     for chunk in indices.split(batch_size):
         batch = sheets.triplets(chunk)
-        app, pose, target = (batch[k].to(device) for k in ("appearance_image", "pose_image", "target"))
+        app, pose, target = (batch[k].to(device)
+                             for k in ("appearance_image", "pose_image", "target"))
         out = model.transfer(app, pose)
         _add_quality(scores, out, target, quality)
         rec = model.transfer(app, app)
@@ -89,7 +92,8 @@ def triplet_errors(model: AppearancePoseModel, sheets, num_triplets: int = 8000,
 
 @torch.no_grad()
 def pair_errors(model: AppearancePoseModel, source, n: int = 8000, seed: int = 0,
-                batch_size: int = 250, quality: bool = True, split: str = "test") -> dict[str, torch.Tensor]:
+                batch_size: int = 250, quality: bool = True,
+                split: str = "test") -> dict[str, torch.Tensor]:
     """Per-pair errors on held-out identities (``split``: ``test`` for reports, ``validation`` for
     model selection) of user data (no renderer, so no third image).
 
@@ -103,10 +107,12 @@ def pair_errors(model: AppearancePoseModel, source, n: int = 8000, seed: int = 0
     device = next(model.parameters()).device
     pairs = source.held_out_pairs(n, seed=seed, split=split)
     scores = defaultdict(list)
-    for app, pose in zip(pairs["appearance_image"].split(batch_size), pairs["pose_image"].split(batch_size)):
+    for app, pose in zip(pairs["appearance_image"].split(batch_size),
+                         pairs["pose_image"].split(batch_size)):
         app, pose = app.to(device), pose.to(device)
         _add_quality(scores, model.transfer(app, pose), pose, quality)
-        scores["reconstruction"].append((model.transfer(app, app) - app).square().flatten(1).mean(1).cpu())
+        scores["reconstruction"].append(
+            (model.transfer(app, app) - app).square().flatten(1).mean(1).cpu())
     return {k: torch.cat(v) for k, v in scores.items()}
 
 

@@ -32,4 +32,5 @@ def validation_error(model: AppearancePoseModel, source, n: int, seed: int) -> f
     if len(source.split("validation")) < (2 if exact else 1):
         return None
     score = triplet_errors if exact else pair_errors
-    return score(model, source, n, seed, quality=False, split="validation")["transfer"].mean().item()
+    return score(model, source, n, seed, quality=False,
+                 split="validation")["transfer"].mean().item()

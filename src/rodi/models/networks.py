@@ -37,19 +37,22 @@ class ResBlock(nn.Module):
 def _upsample(w_in: int, w_out: int, mode: str) -> nn.Module:
     """x2 up-sampling from ``w_in`` to ``w_out`` channels: a 4x4 stride-2 transposed convolution
     (``transpose``, the authors') or nearest-neighbour resizing then a 3x3 convolution (``resize``,
-    which cannot make the checkerboard texture of uneven kernel overlap; Odena et al., Distill 2016)."""
+    which cannot make the checkerboard texture of uneven kernel overlap; Odena et al., Distill
+    2016)."""
     if mode == "transpose":
         return nn.ConvTranspose2d(w_in, w_out, 4, stride=2, padding=1)
     if mode == "resize":
-        return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(w_in, w_out, 3, padding=1))
+        return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
+                             nn.Conv2d(w_in, w_out, 3, padding=1))
     raise ValueError(f"unknown up-sampling {mode!r}; use 'transpose' or 'resize'")
 
 
 def _widths(image_size: int, code_size: int, channels: int, max_channels: int) -> list[int]:
-    levels = int(math.log2(image_size // code_size))
-    if code_size * 2**levels != image_size:
+    levels = int(math.log2(image_size // code_size)) if image_size >= 2 * code_size else 0
+    if levels < 1 or code_size * 2**levels != image_size:
         raise ValueError(
             f"image size {image_size} must be the code size {code_size} times a power of two"
+            " (at least 2)"
         )
     return [min(channels * 2**i, max_channels) for i in range(levels + 1)]
 
@@ -152,7 +155,8 @@ class AppearancePoseModel(nn.Module):
         """Appearance of ``appearance_image`` in the pose of ``pose_image`` (pose code from
         :meth:`transfer_pose`); both (B, 3, H, W) in [-1, 1]; returns (B, 3, H, W) clamped to
         [-1, 1]."""
-        return self.decode(self.transfer_pose(pose_image), self.encode_appearance(appearance_image)).clamp(-1, 1)
+        return self.decode(self.transfer_pose(pose_image),
+                           self.encode_appearance(appearance_image)).clamp(-1, 1)
 
 
 class SeparableCritic(nn.Module):
@@ -164,11 +168,13 @@ class SeparableCritic(nn.Module):
     diagonal holds the joint pairs, any off-diagonal permutation marginal pairs.
     """
 
-    def __init__(self, pose_channels: int, appearance_channels: int, width: int = 512, blocks: int = 1):
+    def __init__(self, pose_channels: int, appearance_channels: int, width: int = 512,
+                 blocks: int = 1):
         super().__init__()
 
         def stack(c_in: int) -> nn.Sequential:
-            return nn.Sequential(nn.Conv2d(c_in, width, 1), *[ResBlock(width, 1) for _ in range(blocks)],
+            return nn.Sequential(nn.Conv2d(c_in, width, 1),
+                                 *[ResBlock(width, 1) for _ in range(blocks)],
                                  _act(), nn.Conv2d(width, width, 1))
 
         self.f = stack(pose_channels)
@@ -182,7 +188,8 @@ class SeparableCritic(nn.Module):
     def _as_map(x: torch.Tensor) -> torch.Tensor:
         return x[:, :, None, None] if x.dim() == 2 else x
 
-    def features(self, pose: torch.Tensor, appearance: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def features(self, pose: torch.Tensor,
+                 appearance: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Flattened f(pi) and g(alpha), each (B, width * h * w)."""
         return self.f(self._as_map(pose)).flatten(1), self.g(self._as_map(appearance)).flatten(1)
 
@@ -196,4 +203,5 @@ class SeparableCritic(nn.Module):
 def build_model(cfg: Config) -> AppearancePoseModel:
     """The networks of a run: ``cfg.model``, with a stochastic pose code where the variant's record
     (:mod:`rodi.variants`) says so."""
-    return AppearancePoseModel(cfg.model, stochastic_pose=variant(cfg.objective.variant).stochastic_pose)
+    return AppearancePoseModel(cfg.model,
+                               stochastic_pose=variant(cfg.objective.variant).stochastic_pose)

@@ -63,10 +63,12 @@ class DisentanglingObjective(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.variant = variant(cfg.variant)
-        self.critic = SeparableCritic(code_channels, code_channels, cfg.critic_width, cfg.critic_blocks)
+        self.critic = SeparableCritic(code_channels, code_channels, cfg.critic_width,
+                                      cfg.critic_blocks)
         self.independent_critic = SeparableCritic(code_channels, code_channels, cfg.critic_width,
                                                   cfg.critic_blocks)
-        self.extra_terms = EXTRA_TERMS[self.variant.extra_terms] if self.variant.extra_terms else None
+        self.extra_terms = (EXTRA_TERMS[self.variant.extra_terms] if self.variant.extra_terms
+                            else None)
         self._critic_names = ["critic", "independent_critic"]
         if self.extra_terms is not None:
             for name, module in self.extra_terms.classifiers(cfg, code_channels, code_size).items():
@@ -103,9 +105,9 @@ class DisentanglingObjective(nn.Module):
 
         Returns:
             dict with scalar tensors ``model_loss``, ``critic_loss``, ``reconstruction`` (SSE per
-            example), ``kl`` (nats per example), ``penalty``, ``mi`` (I_T, nats), ``mi_independent``
-            (I_T', nats), ``critic_accuracy``, ``independent_critic_accuracy`` and ``constraint``
-            (I_T - epsilon, or None while the constraint is inactive).
+            example), ``kl`` (nats per example), ``penalty``, ``mi`` (I_T, nats),
+            ``mi_independent`` (I_T', nats), ``critic_accuracy``, ``independent_critic_accuracy``
+            and ``constraint`` (I_T - epsilon, or None while the constraint is inactive).
 
         Raises:
             ValueError: for a batch of fewer than two pairs.
@@ -113,17 +115,19 @@ class DisentanglingObjective(nn.Module):
         x, x_app = batch["pose_image"], batch["appearance_image"]
         mean, pose, kl = self._pose_code(model, x)
         appearance = model.encode_appearance(x_app)
-        reconstruction, reconstruction_loss = self._reconstruction(model.decode(pose, appearance), x)
+        reconstruction, reconstruction_loss = self._reconstruction(model.decode(pose, appearance),
+                                                                   x)
         # what the critics score: the sample the decoder sees in training (the authors'), or the
         # posterior mean that transfer gives the decoder (objective.critic_code)
         scored = mean if self.cfg.critic_code == "mean" else pose
         critics = self._critics(scored, appearance)
-        penalty, penalty_loss, constraint = self._penalty(scored, critics["appearance_features"], step)
+        penalty, penalty_loss, constraint = self._penalty(scored,
+                                                          critics["appearance_features"], step)
         model_loss = reconstruction_loss + self.gamma.to(kl.dtype) * kl + penalty_loss
         critic_loss_ = critics["loss"]
         if self.extra_terms is not None:
-            extra_model, extra_critic = self.extra_terms.losses(self, model, x, x_app, pose, appearance,
-                                                                critics["negatives"])
+            extra_model, extra_critic = self.extra_terms.losses(self, model, x, x_app, pose,
+                                                                appearance, critics["negatives"])
             model_loss, critic_loss_ = model_loss + extra_model, critic_loss_ + extra_critic
         return {
             "model_loss": model_loss,
@@ -159,7 +163,8 @@ class DisentanglingObjective(nn.Module):
             noise = torch.randn_like(mean)
         return mean, mean + (0.5 * logvar).exp() * noise, kl_standard_normal(mean, logvar).mean()
 
-    def _reconstruction(self, x_hat: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _reconstruction(self, x_hat: torch.Tensor,
+                        x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The summed squared error per example (the number logged) and the reconstruction term of
         the loss (``objective.reconstruction``)."""
         sse = (x_hat - x).square().flatten(1).sum(1)  # (B,) summed squared error per example
@@ -169,7 +174,8 @@ class DisentanglingObjective(nn.Module):
             # batch's mean squared error (docs/method.md section 9): the gradient of
             # (D / 2) log(MSE), so reconstruction, KL and the MI penalty are nats of one ELBO
             variance = self.distributed.mean(sse.detach().mean()) / x[0].numel()
-            return reconstruction, reconstruction / (2.0 * variance.clamp_min(self.cfg.min_variance))
+            return (reconstruction,
+                    reconstruction / (2.0 * variance.clamp_min(self.cfg.min_variance)))
         return reconstruction, reconstruction  # a Gaussian NLL with variance 1/2 (the authors')
 
     def _critics(self, scored: torch.Tensor, appearance: torch.Tensor) -> dict:
@@ -219,9 +225,10 @@ class DisentanglingObjective(nn.Module):
         self.ema_mi_independent.mul_(d).add_((1 - d) * out["mi_independent"].double())
         self.ema_steps.add_(1)
         if out["constraint"] is not None:
-            self.multiplier.fill_(update_multiplier(self.multiplier.item(), out["constraint"].item(),
-                                                    self.cfg.mu))
-        if self.variant.adaptive_gamma and (self.cfg.gamma_in_warmup or step >= self.cfg.warmup_steps):
+            self.multiplier.fill_(update_multiplier(self.multiplier.item(),
+                                                    out["constraint"].item(), self.cfg.mu))
+        if self.variant.adaptive_gamma and (self.cfg.gamma_in_warmup
+                                            or step >= self.cfg.warmup_steps):
             ema, ema_i = self.corrected_emas()
             self.gamma.fill_(update_gamma(self.gamma.item(), ema, ema_i, self.cfg))
 

@@ -41,7 +41,8 @@ class SceneDiscriminator(nn.Module):
 def classifiers(cfg: ObjectiveConfig, code_channels: int, code_size: int) -> dict[str, nn.Module]:
     """The classifiers DRNET trains beside the networks, by the name the objective registers them
     under: the scene discriminator, ``objective.critic_width`` units wide."""
-    return {"scene_discriminator": SceneDiscriminator(code_channels * code_size**2, cfg.critic_width)}
+    return {"scene_discriminator": SceneDiscriminator(code_channels * code_size**2,
+                                                      cfg.critic_width)}
 
 
 def losses(objective: nn.Module, model: AppearancePoseModel, x: torch.Tensor, x_app: torch.Tensor,
@@ -68,9 +69,11 @@ def losses(objective: nn.Module, model: AppearancePoseModel, x: torch.Tensor, x_
     pose_d, other_d = dd.gather(pose), dd.gather(pose_other)
     same, different = disc(pose_d, other_d), disc(pose_d, other_d[negatives])
     scene_loss = 0.5 * (F.binary_cross_entropy_with_logits(same, torch.ones_like(same))
-                        + F.binary_cross_entropy_with_logits(different, torch.zeros_like(different)))
+                        + F.binary_cross_entropy_with_logits(different,
+                                                             torch.zeros_like(different)))
     frozen = {k: v.detach() for k, v in disc.named_parameters()}
     confused = functional_call(disc, frozen, (pose, pose_other))
     adversarial = F.binary_cross_entropy_with_logits(confused, torch.full_like(confused, 0.5))
     pixels = x[0].numel()
-    return pixels * (cfg.drnet_similarity * similarity + cfg.drnet_adversarial * adversarial), scene_loss
+    return (pixels * (cfg.drnet_similarity * similarity + cfg.drnet_adversarial * adversarial),
+            scene_loss)

@@ -52,13 +52,14 @@ def colour_jitter(x: torch.Tensor, strength: float, draw=None) -> torch.Tensor:
 
 
 def kl_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mean, exp(logvar)) || N(0, I)) in nats, summed over all but the batch dimension: (B,)."""
+    """KL(N(mean, exp(logvar)) || N(0, I)) in nats, summed over all but the batch dimension:
+    (B,)."""
     return 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).flatten(1).sum(1)
 
 
 def critic_loss(joint: torch.Tensor, marginal: torch.Tensor) -> torch.Tensor:
-    """Logistic loss of a joint-vs-marginal classifier: 0.5 * [softplus(-l_joint) + softplus(l_marginal)],
-    averaged over the batch."""
+    """Logistic loss of a joint-vs-marginal classifier:
+    0.5 * [softplus(-l_joint) + softplus(l_marginal)], averaged over the batch."""
     return 0.5 * (F.softplus(-joint) + F.softplus(marginal)).mean()
 
 
@@ -72,7 +73,9 @@ def update_multiplier(multiplier: float, c: float, mu: float) -> float:
     return max(0.0, multiplier + mu * c)
 
 
-def update_gamma(gamma: float, ema_attacked: float, ema_independent: float, cfg: ObjectiveConfig) -> float:
-    """gamma <- clip(gamma + l_gamma * (clip(EMA(I_T') - EMA(I_T), 0, 10) - b_gamma), 0, gamma_max)."""
+def update_gamma(gamma: float, ema_attacked: float, ema_independent: float,
+                 cfg: ObjectiveConfig) -> float:
+    """gamma <- clip(gamma + l_gamma * (clip(EMA(I_T') - EMA(I_T), 0, 10) - b_gamma), 0,
+    gamma_max)."""
     gap = min(max(ema_independent - ema_attacked, 0.0), 10.0)
     return min(max(gamma + cfg.gamma_lr * (gap - cfg.gamma_bias), 0.0), cfg.gamma_max)

@@ -31,7 +31,8 @@ class ScalarLogger:
         self.validation_path = Path(run_dir) / "validation.csv"
         fields = ("step", "train_seconds") + SCALARS
         self._file, self._csv = _open_csv(self.path, fields, resume_step)
-        self._val_file, self._val_csv = _open_csv(self.validation_path, ("step", "train_seconds", "val_transfer_mse"),
+        self._val_file, self._val_csv = _open_csv(self.validation_path,
+                                                  ("step", "train_seconds", "val_transfer_mse"),
                                                   resume_step)
         self._tb = SummaryWriter(str(Path(run_dir) / "tensorboard"))
 
@@ -46,8 +47,10 @@ class ScalarLogger:
                 self._tb.add_scalar(f"train/{k}", values[k], step)
 
     def log_validation(self, step: int, train_seconds: float, transfer_mse: float) -> None:
-        """One row of ``validation.csv``: held-out transfer MSE (pixels in [-1, 1]) at a checkpoint."""
-        self._val_csv.writerow({"step": step, "train_seconds": round(train_seconds, 3), "val_transfer_mse": transfer_mse})
+        """One row of ``validation.csv``: held-out transfer MSE (pixels in [-1, 1]) at a
+        checkpoint."""
+        self._val_csv.writerow({"step": step, "train_seconds": round(train_seconds, 3),
+                                "val_transfer_mse": transfer_mse})
         self._val_file.flush()
         self._tb.add_scalar("validation/transfer_mse", transfer_mse, step)
 

@@ -35,7 +35,8 @@ from rodi.viz import save_transfer_matrix
 # the data has no validation split
 Validation = Callable[[AppearancePoseModel, object], Optional[float]]
 
-__all__ = ["NonFiniteLossError", "RunExistsError", "Validation", "checkpoint_path", "save_checkpoints", "train"]
+__all__ = ["NonFiniteLossError", "RunExistsError", "Validation", "checkpoint_path",
+           "save_checkpoints", "train"]
 
 
 def checkpoint_path(run_dir: str | Path) -> Path:
@@ -55,7 +56,8 @@ def _link_atomically(source: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
-def save_checkpoints(state: TrainState, run_dir: Path, keep: int, validation: float | None = None) -> Path:
+def save_checkpoints(state: TrainState, run_dir: Path, keep: int,
+                     validation: float | None = None) -> Path:
     """Write ``checkpoints/step-XXXXXXX.pt`` atomically, point ``last.pt`` at it, and ``best.pt``
     when ``validation`` (lower is better) beats the best so far; then delete the oldest step files
     beyond ``keep``, never the one ``best.pt`` names. No file is ever overwritten in place: a reader
@@ -70,7 +72,8 @@ def save_checkpoints(state: TrainState, run_dir: Path, keep: int, validation: fl
     _link_atomically(step_file, folder / "last.pt")
     record = folder / "best.json"
     best = json.loads(record.read_text()) if record.is_file() else None
-    if validation is not None and math.isfinite(validation) and (best is None or validation < best["validation"]):
+    if (validation is not None and math.isfinite(validation)
+            and (best is None or validation < best["validation"])):
         _link_atomically(step_file, folder / "best.pt")
         tmp = record.with_name(".best.json.tmp")
         tmp.write_text(json.dumps({"step": state.step, "validation": validation}))
@@ -83,7 +86,8 @@ def save_checkpoints(state: TrainState, run_dir: Path, keep: int, validation: fl
     return step_file
 
 
-def train(cfg: Config, resume: bool = False, progress: bool = True, validate: Validation | None = None) -> Path:
+def train(cfg: Config, resume: bool = False, progress: bool = True,
+          validate: Validation | None = None) -> Path:
     """Train (or resume) the run of ``cfg`` in ``cfg.train.out_dir``.
 
     Ctrl-C (SIGINT) ends the current step, saves a checkpoint and raises KeyboardInterrupt.
@@ -133,19 +137,22 @@ class _Run:
         self.logger, self.bar, self.validate = logger, bar, validate
         self.device = state.device
         self.budget = cfg.train.max_minutes * 60 if cfg.train.max_minutes else None
-        self.losses = wrap_step(state.model, state.objective, dd, state.device)  # DDP under torchrun
+        # DDP under torchrun
+        self.losses = wrap_step(state.model, state.objective, dd, state.device)
         self.appearance, self.pose = source.fixed_examples(cfg.train.matrix_size)
         self.sums: dict[str, float] = defaultdict(float)
         self.count, self.compute_seconds = 0, 0.0
 
     @classmethod
-    def start(cls, cfg: Config, resume: bool, progress: bool, validate: Validation | None) -> "_Run":
-        """Join the process group, open the data, build or resume the state, open the run folder."""
+    def start(cls, cfg: Config, resume: bool, progress: bool,
+              validate: Validation | None) -> "_Run":
+        """Join the process group, open the data, build or resume the state, open the run
+        folder."""
         run_dir = Path(cfg.train.out_dir)
         ckpt = checkpoint_path(run_dir)
         if not resume and ckpt.exists():
-            raise RunExistsError(f"{run_dir} already holds a run ({ckpt}); continue it with --resume or "
-                                 "choose another train.out_dir")
+            raise RunExistsError(f"{run_dir} already holds a run ({ckpt}); continue it with "
+                                 "--resume or choose another train.out_dir")
         dd, device_name = init_from_environment(cfg.train.device)
         progress = progress and dd.is_main
         device = resolve_device(device_name)
@@ -159,12 +166,14 @@ class _Run:
             state = TrainState(cfg, device)
         state.objective.distributed = dd
         logger = _open_run_folder(cfg, run_dir, state, resume) if dd.is_main else _NoLogger()
-        return cls(cfg, run_dir, state, source, dd, logger, _progress_bar(cfg, state, progress), validate)
+        return cls(cfg, run_dir, state, source, dd, logger, _progress_bar(cfg, state, progress),
+                   validate)
 
     def done(self, interrupted: bool) -> bool:
         """Whether any process has reached the step or time budget, or was interrupted."""
         s, t = self.state, self.cfg.train
-        finished = s.step >= t.max_steps or (self.budget is not None and s.train_seconds >= self.budget)
+        finished = s.step >= t.max_steps or (self.budget is not None
+                                             and s.train_seconds >= self.budget)
         return self.dd.any(finished or interrupted, self.device)
 
     def step(self) -> None:
@@ -190,7 +199,8 @@ class _Run:
             self.checkpoint()
             started = time.perf_counter()
         s.train_seconds += time.perf_counter() - started
-        self.bar.update((min(round(s.train_seconds), round(self.budget)) - self.bar.n) if self.budget else 1)
+        self.bar.update((min(round(s.train_seconds), round(self.budget)) - self.bar.n)
+                        if self.budget else 1)
 
     def _add_to_window(self, out: dict, seconds: float) -> None:
         self.compute_seconds += seconds
@@ -206,7 +216,8 @@ class _Run:
         values = {k: v / self.count for k, v in self.sums.items()}
         values.update(gamma=objective.gamma.item(), **{"lambda": objective.multiplier.item()},
                       lr=s.optimizers["model"].param_groups[0]["lr"],
-                      images_per_s=2 * self.cfg.train.batch_size * self.count / self.compute_seconds)
+                      images_per_s=(2 * self.cfg.train.batch_size * self.count
+                                    / self.compute_seconds))
         self.logger.log(s.step, train_seconds, values)
         self.bar.set_postfix(step=s.step, rec=f"{values['reconstruction']:.0f}",
                              gamma=f"{values['gamma']:.3g}", I_T=f"{values['mi']:.3f}",
@@ -216,7 +227,8 @@ class _Run:
 
     def draw(self, path: Path, scale: int = 1) -> None:
         """The transfer matrix of the fixed examples (appearance down, pose across) as a PNG."""
-        save_transfer_matrix(self.state.model, self.appearance["image"], self.pose["image"], path, scale=scale)
+        save_transfer_matrix(self.state.model, self.appearance["image"], self.pose["image"], path,
+                             scale=scale)
 
     def checkpoint(self, validate: bool = True) -> None:
         """Validate (where there is a validation callable and split), log the score, and save the
@@ -240,7 +252,8 @@ class _Run:
         if interrupted:
             self.logger.close()
             if self.dd.is_main:
-                print(f"interrupted at step {s.step}; saved {checkpoint_path(self.run_dir)}; continue with --resume")
+                print(f"interrupted at step {s.step}; saved {checkpoint_path(self.run_dir)}; "
+                      "continue with --resume")
             raise KeyboardInterrupt
         if self.dd.is_main:
             self.draw(self.run_dir / "transfer_matrix.png", scale=2)
@@ -264,7 +277,8 @@ def _progress_bar(cfg: Config, state: TrainState, progress: bool) -> tqdm:
     budget = cfg.train.max_minutes * 60 if cfg.train.max_minutes else None
     return tqdm(total=round(budget) if budget else cfg.train.max_steps, disable=not progress,
                 unit="step", dynamic_ncols=True,
-                bar_format=("{l_bar}{bar}| {n_fmt}/{total_fmt} s of budget [{elapsed}<{remaining}{postfix}]"
+                bar_format=("{l_bar}{bar}| {n_fmt}/{total_fmt} s of budget "
+                            "[{elapsed}<{remaining}{postfix}]"
                             if budget else None),
                 initial=min(round(state.train_seconds), round(budget)) if budget else state.step)
 

@@ -2,8 +2,9 @@
 schedule, step, wall-clock time, RNG states and the resolved config. Saving and resuming go through
 :class:`TrainState` only.
 
-Checkpoints are ``torch.save`` dicts of tensors and plain Python values, written atomically (temporary
-file, fsync, rename) and read with ``torch.load(weights_only=True)``, so loading one never runs code.
+Checkpoints are ``torch.save`` dicts of tensors and plain Python values, written atomically
+(temporary file, fsync, rename) and read with ``torch.load(weights_only=True)``, so loading one
+never runs code.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from pathlib import Path
 
 import torch
 
-from rodi import __version__
 from rodi.atomic import replacing
 from rodi.config import Config, from_dict, to_dict
 from rodi.distributed import resolve_device
 from rodi.models.networks import build_model
 from rodi.objectives.disentangling import DisentanglingObjective
+from rodi.version import __version__
 
 FORMAT_VERSION = 1
 
@@ -45,9 +46,11 @@ class TrainState:
         self.device = device
         self.model = build_model(cfg).to(device)
         if cfg.train.compile:  # in place: parameter names and checkpoints stay the same
-            for part in (self.model.pose_encoder, self.model.appearance_encoder, self.model.decoder):
+            for part in (self.model.pose_encoder, self.model.appearance_encoder,
+                         self.model.decoder):
                 part.compile()
-        self.objective = DisentanglingObjective(cfg.objective, cfg.model.code_channels, cfg.model.code_size).to(device)
+        self.objective = DisentanglingObjective(cfg.objective, cfg.model.code_channels,
+                                                cfg.model.code_size).to(device)
         o = cfg.optim
 
         def adam(params, lr: float) -> torch.optim.Adam:
@@ -115,8 +118,8 @@ class TrainState:
         return self.base_lrs["model"] * factor
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the state atomically to ``path``: a reader sees the old file or the new one, never a
-        partial one."""
+        """Write the state atomically to ``path``: a reader sees the old file or the new one, never
+        a partial one."""
         return atomic_save(self.state_dict(), path)
 
     @classmethod
@@ -132,20 +135,23 @@ class TrainState:
         state = read_checkpoint(path)
         saved = from_dict(state["config"])
         if cfg is not None:
-            differing = _differing_keys(to_dict(saved), to_dict(cfg), sections=("model", "objective"))
+            differing = _differing_keys(to_dict(saved), to_dict(cfg),
+                                        sections=("model", "objective"))
             if differing:
-                raise CheckpointError(f"{path} was trained with another model or objective; keys that "
-                                      f"differ: {', '.join(differing)}")
+                raise CheckpointError(f"{path} was trained with another model or objective; keys "
+                                      f"that differ: {', '.join(differing)}")
         cfg = cfg or saved
         if device is None:
-            device = resolve_device("auto" if cfg.train.device.startswith("cuda") else cfg.train.device)
+            device = resolve_device("auto" if cfg.train.device.startswith("cuda")
+                                    else cfg.train.device)
         ts = cls(cfg, device)
         ts.load_state_dict(state)
         return ts
 
 
 def _differing_keys(a: dict, b: dict, sections: tuple[str, ...]) -> list[str]:
-    return [f"{s}.{k}" for s in sections for k in sorted(set(a[s]) | set(b[s])) if a[s].get(k) != b[s].get(k)]
+    return [f"{s}.{k}" for s in sections for k in sorted(set(a[s]) | set(b[s]))
+            if a[s].get(k) != b[s].get(k)]
 
 
 def atomic_save(obj: dict, path: str | os.PathLike) -> Path:
@@ -168,17 +174,20 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        raise CheckpointError(f"{path} is not a rodi checkpoint: it is not a torch.save file, or it holds "
-                              "objects other than tensors and plain data, which rodi refuses to unpickle") from None
+        raise CheckpointError(f"{path} is not a rodi checkpoint: it is not a torch.save file, or "
+                              "it holds objects other than tensors and plain data, which rodi "
+                              "refuses to unpickle") from None
     except Exception as err:  # torch raises several types for truncated or foreign files
         first_line = str(err).splitlines()[0] if str(err) else ""
-        detail = ("not a file written by torch.save" if isinstance(err, (KeyError, EOFError)) or not first_line
+        detail = ("not a file written by torch.save"
+                  if isinstance(err, (KeyError, EOFError)) or not first_line
                   else f"{type(err).__name__}: {first_line}")
         raise CheckpointError(f"{path} is not a readable rodi checkpoint ({detail})") from None
     version = state.get("format_version") if isinstance(state, dict) else None
     if version is None:
-        hint = (" (an exported model: `rodi transfer` and `rodi serve` read it; training, resuming and "
-                "evaluating need the run's .pt checkpoint)" if path.suffix == ".safetensors" else "")
+        hint = (" (an exported model: `rodi transfer` and `rodi serve` read it; training, resuming "
+                "and evaluating need the run's .pt checkpoint)" if path.suffix == ".safetensors"
+                else "")
         raise CheckpointError(f"{path} is not a rodi training checkpoint{hint}")
     if version != FORMAT_VERSION:
         raise CheckpointError(f"{path} has checkpoint format version {version!r}; this rodi "

@@ -12,7 +12,8 @@ from rodi.distributed import SINGLE, Distributed
 from rodi.training.state import TrainState
 
 RESUME_HINT = ("the last good checkpoint is kept; resume it with `rodi train --resume RUN_DIR`, "
-               "for instance with a lower learning rate: `rodi train --resume RUN_DIR optim.lr=1e-4`")
+               "for instance with a lower learning rate: "
+               "`rodi train --resume RUN_DIR optim.lr=1e-4`")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -30,7 +31,8 @@ class TrainingStep(torch.nn.Module):
 
     def forward(self, batch: dict, step: int) -> dict:
         """The objective's losses for ``batch`` (``pose_image``, ``appearance_image``: (B, 3, H, W)
-        in [-1, 1]) at training ``step``; see the objective's ``forward`` for the keys and errors."""
+        in [-1, 1]) at training ``step``; see the objective's ``forward`` for the keys and
+        errors."""
         return self.objective(self.model, batch, step)
 
 
@@ -47,12 +49,13 @@ def wrap_step(model: torch.nn.Module, objective: torch.nn.Module, distributed: D
     step = TrainingStep(model, objective)
     if not distributed.enabled:
         return step
-    return DistributedDataParallel(step, device_ids=[device.index] if device.type == "cuda" else None,
+    return DistributedDataParallel(step,
+                                   device_ids=[device.index] if device.type == "cuda" else None,
                                    broadcast_buffers=False)
 
 
-def train_step(state: TrainState, losses: torch.nn.Module, batch: dict, distributed: Distributed = SINGLE
-               ) -> dict:
+def train_step(state: TrainState, losses: torch.nn.Module, batch: dict,
+               distributed: Distributed = SINGLE) -> dict:
     """One step of every network at ``state.step``: losses (under bf16 autocast where
     ``train.precision`` asks for it), one backward of ``model_loss + critic_loss``, every optimiser
     step, then the objective's update of lambda, gamma and the moving averages. Does not advance
@@ -73,13 +76,15 @@ def train_step(state: TrainState, losses: torch.nn.Module, batch: dict, distribu
             steps, so the state is that of the last good step).
     """
     device = state.device
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=state.cfg.train.precision == "bf16")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16,
+                              enabled=state.cfg.train.precision == "bf16")
     with autocast:
         out = losses(batch, state.step)
     check_finite(out, state.step, distributed, device)
     for opt in state.optimizers.values():
         opt.zero_grad(set_to_none=True)
-    (out["model_loss"] + out["critic_loss"]).backward()  # DDP averages gradients over processes here
+    # DDP averages gradients over processes here
+    (out["model_loss"] + out["critic_loss"]).backward()
     check_finite_gradients(state, state.step)
     for opt in state.optimizers.values():
         opt.step()
@@ -87,24 +92,27 @@ def train_step(state: TrainState, losses: torch.nn.Module, batch: dict, distribu
     return out
 
 
-def check_finite(out: dict, step: int, distributed: Distributed = SINGLE, device: torch.device | None = None
-                 ) -> None:
+def check_finite(out: dict, step: int, distributed: Distributed = SINGLE,
+                 device: torch.device | None = None) -> None:
     """Raise :class:`NonFiniteLossError` naming the first NaN or infinite loss term; under torchrun
     every process raises at the same step (one process's bad term stops all, none waits in an
     all-reduce the others never join)."""
     bad = next((name for name in ("reconstruction", "kl", "penalty", "critic_loss")
                 if not torch.isfinite(out[name])), None)
     if distributed.enabled and distributed.any(bad is not None, device) and bad is None:
-        raise NonFiniteLossError(f"a loss term is not finite on another process at step {step}; {RESUME_HINT}")
+        raise NonFiniteLossError(f"a loss term is not finite on another process at step {step}; "
+                                 f"{RESUME_HINT}")
     if bad is not None:
-        raise NonFiniteLossError(f"loss term {bad!r} is {out[bad].item()} at step {step}; {RESUME_HINT}")
+        raise NonFiniteLossError(f"loss term {bad!r} is {out[bad].item()} at step {step}; "
+                                 f"{RESUME_HINT}")
 
 
 def check_finite_gradients(state: TrainState, step: int) -> None:
     """Raise :class:`NonFiniteLossError` before any optimiser steps when a gradient holds NaN or
     inf, naming the network."""
     for name, opt in state.optimizers.items():
-        grads = [p.grad for group in opt.param_groups for p in group["params"] if p.grad is not None]
+        grads = [p.grad for group in opt.param_groups for p in group["params"]
+                 if p.grad is not None]
         if grads and not torch.isfinite(torch.stack(torch._foreach_norm(grads))).all():
-            raise NonFiniteLossError(f"the gradient of the {name} parameters is not finite at step {step}; "
-                                     f"{RESUME_HINT}")
+            raise NonFiniteLossError(f"the gradient of the {name} parameters is not finite at "
+                                     f"step {step}; {RESUME_HINT}")

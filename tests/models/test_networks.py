@@ -1,0 +1,207 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from rodi.config import Config, ModelConfig, ObjectiveConfig
+from rodi.models.networks import (
+    LOGVAR_RANGE,
+    AppearancePoseModel,
+    ResBlock,
+    SeparableCritic,
+    _upsample,
+    build_model,
+)
+from rodi.objectives.losses import critic_loss, derangement
+from rodi.variants import NAMES, variant
+
+# 16x16 images, 2x2 codes: three x2 levels, widths 4, 8, then capped at 8
+TINY = dict(image_size=16, code_channels=3, code_size=2, channels=2, max_channels=8)
+
+
+def _images(b: int = 3, size: int = 16, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(b, 3, size, size, generator=g) * 2 - 1
+
+
+def _config(variant_name: str = "rodi", **model) -> Config:
+    return Config(model=ModelConfig(**{**TINY, **model}),
+                  objective=ObjectiveConfig(variant=variant_name))
+
+
+def _convs(module: nn.Module, kind=nn.Conv2d) -> list[nn.Module]:
+    return [m for m in module.modules() if type(m) is kind]
+
+
+@pytest.mark.parametrize("blocks, upsample", [(1, "transpose"), (2, "resize")])
+def test_build_model_follows_the_model_section(blocks, upsample):
+    torch.manual_seed(0)
+    model = build_model(_config(blocks=blocks, upsample=upsample))
+    levels = 3  # 16 = 2 * 2**3
+    x = _images()
+    mean, logvar = model.encode_pose(x)
+    assert mean.shape == logvar.shape == model.encode_appearance(x).shape == (3, 3, 2, 2)
+    assert model.decode(mean, model.encode_appearance(x)).shape == (3, 3, 16, 16)
+    for encoder, head in ((model.pose_encoder, 2 * 3), (model.appearance_encoder, 3)):
+        # a stride-2 stem and one stride-2 convolution per level, the width doubling up to the cap
+        downs = [c.out_channels for c in _convs(encoder) if c.stride == (2, 2)]
+        assert downs == [min(2 * 2**i, 8) for i in range(1, levels + 1)] == [4, 8, 8]
+        assert sum(isinstance(m, ResBlock) for m in encoder.modules()) == blocks * levels
+        assert _convs(encoder)[-1].out_channels == head  # mean and log-variance, or alpha
+    ups = _convs(model.decoder, nn.ConvTranspose2d)
+    resizes = [m for m in model.decoder.modules() if isinstance(m, nn.Upsample)]
+    assert (len(ups), len(resizes)) == ((levels, 0) if upsample == "transpose" else (0, levels))
+    assert max(c.out_channels for c in _convs(model.decoder)) <= 8
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_pose_code_is_deterministic_exactly_where_the_variant_says(name):
+    model = build_model(_config(name))
+    assert model.stochastic_pose is variant(name).stochastic_pose
+    assert model.image_size == 16
+
+
+def test_both_kinds_of_pose_code_are_among_the_variants():
+    assert {variant(n).stochastic_pose for n in NAMES} == {True, False}
+
+
+def test_transfer_decodes_the_posterior_mean_and_draws_no_sample():
+    torch.manual_seed(0)
+    model = build_model(_config("rodi")).eval()
+    assert model.stochastic_pose
+    appearance, pose = _images(seed=1), _images(seed=2)
+    torch.manual_seed(1)
+    first = model.transfer(appearance, pose)
+    torch.manual_seed(2)
+    assert torch.equal(model.transfer(appearance, pose), first)
+    assert not first.requires_grad and first.min() >= -1 and first.max() <= 1
+    mean = model.encode_pose(pose)[0]
+    assert torch.equal(model.transfer_pose(pose), mean)
+    with torch.no_grad():
+        expected = model.decode(mean, model.encode_appearance(appearance)).clamp(-1, 1)
+    assert torch.allclose(first, expected)
+
+
+def test_the_log_variance_is_clamped_and_the_mean_is_not():
+    model = build_model(_config())
+    head = model.pose_encoder.net[-1]
+    for bias, bound in ((100.0, LOGVAR_RANGE[1]), (-100.0, LOGVAR_RANGE[0])):
+        with torch.no_grad():
+            head.weight.zero_()
+            head.bias[:3] = bias  # the first half of the channels is the mean
+            head.bias[3:] = bias
+        mean, logvar = model.encode_pose(_images())
+        assert torch.all(mean == bias) and torch.all(logvar == bound)
+
+
+def test_a_residual_block_adds_a_convolution_of_the_activation():
+    torch.manual_seed(0)
+    block = ResBlock(4)
+    x = torch.randn(2, 4, 5, 5)
+    with torch.no_grad():
+        expected = x + block.conv(nn.functional.leaky_relu(x, 0.2))
+        assert torch.allclose(block(x), expected)
+        # not linear: the activation is there (the official code forgot it)
+        assert not torch.allclose(block(-x), -block(x) + 2 * block.conv.bias[:, None, None])
+
+
+@pytest.mark.parametrize("image_size, code_size", [(16, 3), (16, 6), (24, 4), (16, 32)])
+def test_a_code_size_that_does_not_divide_the_image_into_a_power_of_two_is_refused(
+        image_size, code_size):
+    with pytest.raises(ValueError):
+        AppearancePoseModel(ModelConfig(**{**TINY, "image_size": image_size,
+                                           "code_size": code_size}))
+
+
+def test_upsampling_doubles_the_side_and_only_resizing_avoids_the_checkerboard():
+    torch.manual_seed(0)
+    flat = torch.ones(1, 4, 4, 4)  # a constant image
+    with torch.no_grad():
+        transposed = _upsample(4, 2, "transpose")(flat)
+        resized = _upsample(4, 2, "resize")(flat)
+    assert transposed.shape == resized.shape == (1, 2, 8, 8)
+    inner = (slice(None), slice(None), slice(1, -1), slice(1, -1))  # away from the zero padding
+    assert torch.allclose(resized[inner], resized[inner][..., :1, :1].expand(1, 2, 6, 6))
+    # uneven kernel overlap: neighbouring pixels of a constant image differ, every other one repeats
+    t = transposed[inner]
+    assert not torch.allclose(t[..., 0, 0], t[..., 0, 1])
+    assert torch.allclose(t[..., ::2, ::2], t[..., :1, :1].expand(1, 2, 3, 3))
+    with pytest.raises(ValueError, match="'transpose' or 'resize'"):
+        _upsample(4, 2, "bilinear")
+
+
+def test_the_critic_starts_at_chance():
+    critic = SeparableCritic(3, 5, width=8)
+    pose, appearance = torch.randn(4, 3, 2, 2), torch.randn(4, 5, 2, 2)
+    joint, marginal = critic(pose, appearance, derangement(4))
+    assert torch.equal(joint, torch.zeros(4)) and torch.equal(marginal, torch.zeros(4))
+
+
+def _trained_looking_critic(pose_channels: int = 3, appearance_channels: int = 5):
+    torch.manual_seed(0)
+    critic = SeparableCritic(pose_channels, appearance_channels, width=8, blocks=2)
+    nn.init.normal_(critic.g[-1].weight)  # away from the zero start, so logits are not all 0
+    nn.init.normal_(critic.g[-1].bias)
+    return critic
+
+
+def test_the_critic_logits_are_inner_products_of_its_features():
+    critic = _trained_looking_critic()
+    pose, appearance = torch.randn(6, 3, 2, 2), torch.randn(6, 5, 2, 2)
+    permutation = derangement(6, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        fp, ga = critic.features(pose, appearance)
+        joint, marginal = critic(pose, appearance, permutation)
+    assert fp.shape == ga.shape == (6, 8 * 2 * 2)
+    scores = fp @ ga.T  # l[i, j] = T(pi_i, alpha_j)
+    assert joint.abs().max() > 0
+    assert torch.allclose(joint, scores.diagonal(), atol=1e-5)
+    assert torch.allclose(marginal, scores[torch.arange(6), permutation], atol=1e-5)
+    # T(pi_i, alpha_j) of one pair alone is the same number: the critic is separable
+    with torch.no_grad():
+        alone, _ = critic(pose[1:2], appearance[4:5], torch.zeros(1, dtype=torch.long))
+    assert torch.allclose(alone, scores[1, 4:5], atol=1e-5)
+
+
+def test_the_critic_scores_vectors_as_1x1_codes():
+    critic = _trained_looking_critic()
+    pose, appearance = torch.randn(4, 3), torch.randn(4, 5)
+    permutation = derangement(4)
+    with torch.no_grad():
+        vectors = critic(pose, appearance, permutation)
+        maps = critic(pose[:, :, None, None], appearance[:, :, None, None], permutation)
+    assert all(torch.equal(v, m) for v, m in zip(vectors, maps))
+
+
+def _train_critic(rho: float, d: int, steps: int = 1500, batch: int = 256) -> float:
+    torch.manual_seed(0)
+    critic = SeparableCritic(d, d, width=64)
+    opt = torch.optim.Adam(critic.parameters(), lr=2e-3)
+
+    def sample(n):
+        x = torch.randn(n, d)
+        y = rho * x + math.sqrt(1 - rho**2) * torch.randn(n, d)
+        return x, y
+
+    for _ in range(steps):
+        x, y = sample(batch)
+        joint, marginal = critic(x, y, derangement(batch))
+        loss = critic_loss(joint, marginal)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        x, y = sample(20000)
+        joint, _ = critic(x, y, derangement(20000))
+    return joint.mean().item()
+
+
+def test_critic_estimates_the_mutual_information_of_correlated_gaussians():
+    rho, d = 0.8, 2
+    true_mi = -0.5 * d * math.log(1 - rho**2)  # 1.02 nats
+    assert _train_critic(rho, d) == pytest.approx(true_mi, abs=0.15)
+
+
+def test_critic_estimates_zero_for_independent_gaussians():
+    assert abs(_train_critic(0.0, 2)) < 0.05
