@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,6 +48,18 @@ def replacing(path: str | os.PathLike, durable: bool = False) -> Iterator[Path]:
         raise
     if durable:
         _fsync(path.parent)
+
+
+def link(source: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Make ``target`` name the same file as ``source`` (a hard link, or a copy where the file
+    system has none), replacing ``target`` atomically: a reader sees the old file or ``source``."""
+    with replacing(target) as tmp:
+        tmp.unlink()
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+    return Path(target)
 
 
 def _fsync(path: str | os.PathLike) -> None:

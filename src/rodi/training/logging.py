@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
+
+from rodi.atomic import replacing
 
 SCALARS = (
     "reconstruction", "kl", "gamma", "lambda", "mi", "mi_independent", "critic_accuracy",
@@ -69,12 +70,10 @@ def _open_csv(path: Path, fields: tuple[str, ...], resume_step: int | None):
             rows = [r for r in csv.DictReader(f)
                     if None not in r.values() and None not in r and r["step"].isdigit()
                     and int(r["step"]) <= resume_step]
-        tmp = path.with_name(f".{path.name}.tmp")
-        with tmp.open("w", newline="") as f:
+        with replacing(path) as tmp, tmp.open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, path)
     new = not path.exists() or path.stat().st_size == 0
     file = path.open("a", newline="")
     writer = csv.DictWriter(file, fieldnames=fields)

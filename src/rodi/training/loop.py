@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import signal
 import threading
 import time
@@ -22,6 +20,7 @@ from typing import Callable, Optional
 import torch
 from tqdm import tqdm
 
+from rodi.atomic import link, replacing
 from rodi.config import Config, to_yaml
 from rodi.data.sources import open_source
 from rodi.distributed import Distributed, init_from_environment, resolve_device, shutdown
@@ -44,18 +43,6 @@ def checkpoint_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / "checkpoints" / "last.pt"
 
 
-def _link_atomically(source: Path, target: Path) -> None:
-    """Make ``target`` name the same file as ``source`` (a hard link, or a copy where links are not
-    supported), replacing ``target`` atomically."""
-    tmp = target.with_name(f".{target.name}.link.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(source, tmp)
-    except OSError:
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
-
-
 def save_checkpoints(state: TrainState, run_dir: Path, keep: int,
                      validation: float | None = None) -> Path:
     """Write ``checkpoints/step-XXXXXXX.pt`` atomically, point ``last.pt`` at it, and ``best.pt``
@@ -69,15 +56,14 @@ def save_checkpoints(state: TrainState, run_dir: Path, keep: int,
     folder = run_dir / "checkpoints"
     step_file = folder / f"step-{state.step:07d}.pt"
     state.save(step_file)
-    _link_atomically(step_file, folder / "last.pt")
+    link(step_file, folder / "last.pt")
     record = folder / "best.json"
     best = json.loads(record.read_text()) if record.is_file() else None
     if (validation is not None and math.isfinite(validation)
             and (best is None or validation < best["validation"])):
-        _link_atomically(step_file, folder / "best.pt")
-        tmp = record.with_name(".best.json.tmp")
-        tmp.write_text(json.dumps({"step": state.step, "validation": validation}))
-        os.replace(tmp, record)
+        link(step_file, folder / "best.pt")
+        with replacing(record) as tmp:
+            tmp.write_text(json.dumps({"step": state.step, "validation": validation}))
         best = {"step": state.step}
     steps = sorted(folder.glob("step-*.pt"))
     protected = {f"step-{best['step']:07d}.pt"} if best else set()
@@ -268,7 +254,8 @@ def _open_run_folder(cfg: Config, run_dir: Path, state: TrainState, resume: bool
     run_dir.mkdir(parents=True, exist_ok=True)
     for stale in (run_dir / "checkpoints").glob(".*.tmp"):
         stale.unlink(missing_ok=True)
-    (run_dir / "config.yaml").write_text(to_yaml(cfg))
+    with replacing(run_dir / "config.yaml") as tmp:
+        tmp.write_text(to_yaml(cfg))
     return ScalarLogger(run_dir, resume_step=state.step if resume else 0)
 
 
