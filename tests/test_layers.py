@@ -3,7 +3,7 @@ imports only in the face layer (the command line, the server, the package root),
 
     python -m pytest tests/test_layers.py -q      # the check CI runs with the suite
 
-The layers, lowest first (README, "Where things are"): what a layer imports comes from its own
+The layers, lowest first (README, "Layout"): what a layer imports comes from its own
 layer or below.
 """
 

@@ -17,7 +17,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-from rodi.variants import NAMES as VARIANTS
+from rodi.variants import DEFAULT as DEFAULT_VARIANT, NAMES as VARIANTS
 
 
 class ConfigError(ValueError):
@@ -33,7 +33,7 @@ PROTOCOLS = ("sprites", "sprites-full")
 
 @dataclass
 class DataConfig:
-    source: str = "sprites"  # sprites | mocap | flare | folder | videos | index
+    source: str = "sprites"  # one of SOURCES
     protocol: str = "sprites"  # sprites: sprites | sprites-full
     # sprites: folder of layer sheets (None: $RODI_SPRITES_ROOT, cache, download);
     # flare: the extracted flare-game package or checkout (None: $RODI_FLARE_ROOT, cache, apt-get);
@@ -67,7 +67,7 @@ class ModelConfig:
 
 @dataclass
 class ObjectiveConfig:
-    variant: str = "rodi"  # ae | variational | adversarial | rodi | drnet
+    variant: str = DEFAULT_VARIANT  # a name of the table in rodi.variants
     gamma: float = 1.0  # initial (rodi) or fixed (variational, adversarial) KL weight
     gamma_max: float = 100.0
     gamma_lr: float = 0.01  # l_gamma
