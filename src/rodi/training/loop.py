@@ -122,7 +122,7 @@ class _Run:
         self.cfg, self.run_dir, self.state, self.source, self.dd = cfg, run_dir, state, source, dd
         self.logger, self.bar, self.validate = logger, bar, validate
         self.device = state.device
-        self.budget = cfg.train.max_minutes * 60 if cfg.train.max_minutes else None
+        self.budget = _budget_seconds(cfg)
         # DDP under torchrun
         self.losses = wrap_step(state.model, state.objective, dd, state.device)
         self.appearance, self.pose = source.fixed_examples(cfg.train.matrix_size)
@@ -248,20 +248,25 @@ class _Run:
 
 
 def _open_run_folder(cfg: Config, run_dir: Path, state: TrainState, resume: bool) -> ScalarLogger:
-    """Create the run folder, drop temporary files a run killed mid-write left, write the config,
-    and open the scalar logs (a fresh run drops rows an attempt killed before its first checkpoint
-    left behind)."""
+    """Create the run folder, drop temporary files a run killed mid-write left (of checkpoints,
+    the config and the scalar logs), write the config, and open the scalar logs (a fresh run drops
+    rows an attempt killed before its first checkpoint left behind)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in (run_dir / "checkpoints").glob(".*.tmp"):
+    for stale in [*run_dir.glob(".*.tmp"), *(run_dir / "checkpoints").glob(".*.tmp")]:
         stale.unlink(missing_ok=True)
     with replacing(run_dir / "config.yaml") as tmp:
         tmp.write_text(to_yaml(cfg))
     return ScalarLogger(run_dir, resume_step=state.step if resume else 0)
 
 
+def _budget_seconds(cfg: Config) -> float | None:
+    """The wall-clock budget of training steps in seconds, or None for a step budget only."""
+    return cfg.train.max_minutes * 60 if cfg.train.max_minutes else None
+
+
 def _progress_bar(cfg: Config, state: TrainState, progress: bool) -> tqdm:
     """Steps of the step budget, or seconds of the time budget."""
-    budget = cfg.train.max_minutes * 60 if cfg.train.max_minutes else None
+    budget = _budget_seconds(cfg)
     return tqdm(total=round(budget) if budget else cfg.train.max_steps, disable=not progress,
                 unit="step", dynamic_ncols=True,
                 bar_format=("{l_bar}{bar}| {n_fmt}/{total_fmt} s of budget "
