@@ -26,6 +26,7 @@ class ConfigError(ValueError):
 
 
 UPSAMPLING = ("transpose", "resize")
+APPEARANCE_CODES = ("spatial", "global")
 SOURCES = ("sprites", "mocap", "flare", "folder", "videos", "index")
 # Sprites protocols (rodi.data.sprites): the paper's 64x64 Sprites, or with every action's frames
 PROTOCOLS = ("sprites", "sprites-full")
@@ -63,6 +64,10 @@ class ModelConfig:
     # decoder up-sampling: transpose (4x4 stride-2 ConvTranspose) | resize (nearest x2, then 3x3
     # conv)
     upsample: str = "transpose"
+    # appearance code: spatial (a (C, h, w) map joined to the pose map, the authors' 64x64 setup) |
+    # global (the map averaged over positions, one vector per image, which also scales and shifts
+    # the decoder's features at every resolution; docs/method.md section 9)
+    appearance: str = "spatial"
 
 
 @dataclass
@@ -506,6 +511,8 @@ def validate(cfg: Config) -> None:
         (cfg.model.blocks >= 0, "model.blocks must be >= 0"),
         (cfg.model.upsample in UPSAMPLING,
          f"model.upsample must be one of {', '.join(UPSAMPLING)}"),
+        (cfg.model.appearance in APPEARANCE_CODES,
+         f"model.appearance must be one of {', '.join(APPEARANCE_CODES)}"),
         (cfg.train.batch_size >= 2, "train.batch_size must be >= 2: the critics' negatives pair "
                                     "each pose code with another example's appearance code"),
         (cfg.train.max_steps >= 1, "train.max_steps must be >= 1"),

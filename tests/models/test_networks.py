@@ -205,3 +205,45 @@ def test_critic_estimates_the_mutual_information_of_correlated_gaussians():
 
 def test_critic_estimates_zero_for_independent_gaussians():
     assert abs(_train_critic(0.0, 2)) < 0.05
+
+
+def test_a_global_appearance_code_is_the_same_at_every_position_and_ignores_layout():
+    torch.manual_seed(0)
+    model = AppearancePoseModel(ModelConfig(**TINY, appearance="global"))
+    x = _images(2)
+    alpha = model.encode_appearance(x)
+    assert alpha.shape == (2, 3, 2, 2)
+    assert torch.allclose(alpha, alpha[:, :, :1, :1].expand_as(alpha))
+    # the mean over positions of the spatial map the same encoder makes
+    assert torch.allclose(alpha[:, :, 0, 0], model.appearance_encoder(x).mean((2, 3)))
+    spatial = AppearancePoseModel(ModelConfig(**TINY))
+    assert not torch.allclose(*spatial.encode_appearance(torch.stack([x[0], x[0].flip(-1)])))
+
+
+def test_global_appearance_modulates_every_resolution_and_starts_as_the_identity():
+    torch.manual_seed(0)
+    model = AppearancePoseModel(ModelConfig(**TINY, appearance="global"))
+    # three x2 levels: modulated after the blocks at 2x2, 4x4 and 8x8
+    assert [f.linear.out_features for f in model.decoder.film] == [16, 16, 8]
+    spatial = AppearancePoseModel(ModelConfig(**TINY))
+    assert len(spatial.decoder.film) == 0
+    assert not any("film" in k for k in spatial.state_dict())
+    # zero-initialised FiLM: the decoder renders as the same weights would without it
+    spatial.load_state_dict({k: v for k, v in model.state_dict().items() if "film" not in k})
+    pose = torch.randn(2, 3, 2, 2)
+    appearance = torch.randn(2, 3, 1, 1).expand(2, 3, 2, 2)
+    assert torch.allclose(model.decode(pose, appearance), spatial.decode(pose, appearance))
+    # trained FiLM weights make the render depend on the appearance vector at every scale
+    for film in model.decoder.film:
+        nn.init.normal_(film.linear.weight)
+    other = torch.randn(2, 3, 1, 1).expand(2, 3, 2, 2)
+    assert not torch.allclose(model.decode(pose, appearance), model.decode(pose, other))
+
+
+def test_an_unknown_appearance_code_is_refused_by_the_config():
+    from rodi.config import ConfigError, validate
+
+    cfg = Config()
+    cfg.model.appearance = "local"
+    with pytest.raises(ConfigError, match="model.appearance must be one of spatial, global"):
+        validate(cfg)

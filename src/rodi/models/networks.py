@@ -80,28 +80,64 @@ class Encoder(nn.Module):
         return self.net(x)
 
 
+class FiLM(nn.Module):
+    """Feature-wise scale and shift of (B, W, h, w) features by a (B, C) appearance vector:
+    ``h * (1 + s) + b`` with (s, b) a linear function of the vector (Perez et al., AAAI 2018). It
+    starts as the identity (zero weights), so a fresh decoder renders as without it."""
+
+    def __init__(self, code_channels: int, width: int):
+        super().__init__()
+        self.linear = nn.Linear(code_channels, 2 * width)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, h: torch.Tensor, appearance: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.linear(appearance)[:, :, None, None].chunk(2, dim=1)
+        return h * (1 + scale) + shift
+
+
 class Decoder(nn.Module):
     """D(pi, alpha): each code gets its own small stack, the two are concatenated and upsampled to
-    (B, 3, H, W) pixels (unbounded; clamp to [-1, 1] for display). No skips from the pose image."""
+    (B, 3, H, W) pixels (unbounded; clamp to [-1, 1] for display). No skips from the pose image.
+
+    With ``appearance="global"`` the appearance code's mean over positions (a (B, C) vector)
+    also scales and shifts the features after the residual blocks of every resolution
+    (:class:`FiLM`), so the decoder can paint the appearance wherever the pose puts the body
+    (docs/method.md section 9).
+    """
 
     def __init__(self, code_channels: int, *, image_size: int, code_size: int, channels: int,
-                 max_channels: int, blocks: int, upsample: str):
+                 max_channels: int, blocks: int, upsample: str, appearance: str = "spatial"):
         super().__init__()
         widths = _widths(image_size, code_size, channels, max_channels)[::-1]
         half = widths[0] // 2
         self.pose_stack = nn.Sequential(nn.Conv2d(code_channels, half, 1), ResBlock(half, 1))
         self.appearance_stack = nn.Sequential(nn.Conv2d(code_channels, half, 1), ResBlock(half, 1))
         layers: list[nn.Module] = [nn.Conv2d(2 * half, widths[0], 3, padding=1)]
+        modulated: list[tuple[int, int]] = []  # (index in net after which to modulate, width)
         for w_in, w_out in zip(widths[:-2], widths[1:-1]):
             layers += [ResBlock(w_in) for _ in range(blocks)]
+            modulated.append((len(layers) - 1, w_in))
             layers += [_act(), _upsample(w_in, w_out, upsample)]
         layers += [ResBlock(widths[-2]) for _ in range(blocks)]
+        modulated.append((len(layers) - 1, widths[-2]))
         layers += [_act(), _upsample(widths[-2], 3, upsample)]
         self.net = nn.Sequential(*layers)
+        # no parameters for spatial codes, so their checkpoints keep the keys they always had
+        self.film = nn.ModuleList(
+            [FiLM(code_channels, w) for _, w in modulated] if appearance == "global" else [])
+        self._film_at = {i: k for k, (i, _) in enumerate(modulated)} if self.film else {}
 
     def forward(self, pose: torch.Tensor, appearance: torch.Tensor) -> torch.Tensor:
         h = torch.cat([self.pose_stack(pose), self.appearance_stack(appearance)], dim=1)
-        return self.net(h)
+        if not self.film:
+            return self.net(h)
+        vector = appearance.mean((2, 3))
+        for i, layer in enumerate(self.net):
+            h = layer(h)
+            if i in self._film_at:
+                h = self.film[self._film_at[i]](h, vector)
+        return h
 
 
 class AppearancePoseModel(nn.Module):
@@ -113,7 +149,10 @@ class AppearancePoseModel(nn.Module):
             ``code_size`` (each code is (code_channels, code_size, code_size)), ``channels``,
             ``max_channels`` and ``blocks`` (width at the first level, width cap, residual blocks
             per resolution) and ``upsample`` (the decoder's x2 up-sampling, ``transpose`` or
-            ``resize``, see :func:`_upsample`).
+            ``resize``, see :func:`_upsample`) and ``appearance`` (``spatial``: alpha is a map
+            of the appearance image's positions, the authors'; ``global``: the map's mean over
+            positions, broadcast back to (C, h, w) so every consumer sees one shape, and fed to
+            the decoder's :class:`FiLM` layers).
         stochastic_pose: False where the variant decodes the posterior mean (``ae``, ``drnet``):
             pi is the mean, no sampling.
 
@@ -129,7 +168,9 @@ class AppearancePoseModel(nn.Module):
                   max_channels=cfg.max_channels, blocks=cfg.blocks)
         self.pose_encoder = Encoder(2 * cfg.code_channels, **kw)
         self.appearance_encoder = Encoder(cfg.code_channels, **kw)
-        self.decoder = Decoder(cfg.code_channels, upsample=cfg.upsample, **kw)
+        self.global_appearance = cfg.appearance == "global"
+        self.decoder = Decoder(cfg.code_channels, upsample=cfg.upsample,
+                               appearance=cfg.appearance, **kw)
 
     def encode_pose(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior q(pi | x) of (B, 3, H, W) pixels in [-1, 1]: mean and log-variance, each
@@ -138,8 +179,12 @@ class AppearancePoseModel(nn.Module):
         return mean, logvar.clamp(*LOGVAR_RANGE)
 
     def encode_appearance(self, x: torch.Tensor) -> torch.Tensor:
-        """Appearance code alpha (B, C, h, w) of (B, 3, H, W) pixels in [-1, 1]."""
-        return self.appearance_encoder(x)
+        """Appearance code alpha (B, C, h, w) of (B, 3, H, W) pixels in [-1, 1]; the same at every
+        position for a global code (``model.appearance``)."""
+        alpha = self.appearance_encoder(x)
+        if self.global_appearance:
+            return alpha.mean((2, 3), keepdim=True).expand_as(alpha)
+        return alpha
 
     def decode(self, pose: torch.Tensor, appearance: torch.Tensor) -> torch.Tensor:
         """Render (B, 3, H, W) pixels from pose and appearance codes."""
