@@ -104,10 +104,11 @@ def seconds_per_step(cfg: Config, source, steps: int) -> float:
 def score(checkpoint: Path, source, judge, items: int) -> dict:
     """Validation-split quality of a checkpoint (see the module's docstring)."""
     state = TrainState.from_checkpoint(checkpoint)
-    state.model.eval()
+    model = state.eval_model  # the weights' moving average where the run keeps one
+    model.eval()
     seed = state.cfg.evaluation.validation_seed
     with torch.no_grad():
-        errors = triplet_errors(state.model, source, items, seed, judge=judge, quality=False,
+        errors = triplet_errors(model, source, items, seed, judge=judge, quality=False,
                                 split="validation")
     row = {"step": state.step, "transfer_mse": errors["transfer"].mean().item()}
     if judge is not None:
