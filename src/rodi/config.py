@@ -119,6 +119,9 @@ class TrainConfig:
     precision: str = "32"  # 32 | bf16 (autocast; meant for CUDA)
     # torch.compile the encoders and decoder (opt-in; a minute of compiling first)
     compile: bool = False
+    # an exponential moving average of the networks' weights, updated after every step with this
+    # decay (0: none); where there is one, validation, evaluation, transfers and exports use it
+    ema_decay: float = 0.0
     out_dir: str = "runs/sprites-rodi"
     log_every: int = 25
     image_every: int = 500
@@ -524,6 +527,7 @@ def validate(cfg: Config) -> None:
          "train.log_every, image_every and checkpoint_every must be >= 1"),
         (cfg.train.matrix_size >= 1, "train.matrix_size must be >= 1"),
         (cfg.train.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1"),
+        (0 <= cfg.train.ema_decay < 1, "train.ema_decay must be in [0, 1)"),
         (cfg.train.validation_items >= 1, "train.validation_items must be >= 1"),
         (min(cfg.evaluation.probe_train_codes, cfg.evaluation.probe_test_codes) >= 2
          and cfg.evaluation.mi_pairs >= 8

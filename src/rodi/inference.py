@@ -101,9 +101,10 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
 
 def export_model(checkpoint: str | os.PathLike, output: str | os.PathLike,
                  half: bool = False) -> Path:
-    """Write the inference part of a checkpoint (encoders and decoder, no critics, optimisers or
-    RNG states) as a safetensors file whose metadata holds the config (JSON), the format version
-    and the training step. :func:`load_model` and ``rodi transfer`` read it.
+    """Write the inference part of a checkpoint (encoders and decoder: the moving average of their
+    weights where the run kept one; no critics, optimisers or RNG states) as a safetensors file
+    whose metadata holds the config (JSON), the format version and the training step.
+    :func:`load_model` and ``rodi transfer`` read it.
 
     Args:
         half: store floating-point weights as float16 (half the size; :func:`load_model` computes
@@ -116,8 +117,12 @@ def export_model(checkpoint: str | os.PathLike, output: str | os.PathLike,
     metadata = {"format": EXPORT_FORMAT, "format_version": str(FORMAT_VERSION),
                 "rodi_version": __version__, "step": str(state["step"]),
                 "config": json.dumps(state["config"])}
+    weights = state["model"]
+    if "ema" in state:  # torch's AveragedModel: the networks under "module.", and a counter
+        weights = {k.removeprefix("module."): v for k, v in state["ema"].items()
+                   if k.startswith("module.")}
     tensors = {k: (v.half() if half and v.is_floating_point() else v).contiguous()
-               for k, v in state["model"].items()}
+               for k, v in weights.items()}
     overflow = [k for k, v in tensors.items()
                 if v.is_floating_point() and not torch.isfinite(v).all()]
     if overflow:
@@ -140,8 +145,9 @@ def load_model(path: str | os.PathLike,
     device = device or torch.device("cpu")
     if path.suffix != ".safetensors":
         state = TrainState.from_checkpoint(path, device)
-        state.model.eval()
-        return state.model, state.cfg
+        model = state.eval_model
+        model.eval()
+        return model, state.cfg
     if not path.is_file():
         raise CheckpointError(f"no model file at {path}")
     metadata, tensors = read_safetensors(path, CheckpointError)

@@ -59,9 +59,9 @@ def evaluate_state(state: TrainState, source, num_triplets: int | None = None, p
                                     cache_dir=cache, progress=progress)
         seconds["judge"], clock = time.perf_counter() - clock, time.perf_counter()
     if exact:
-        errors = triplet_errors(state.model, source, n, cfg.data.triplet_seed, judge=judge)
+        errors = triplet_errors(state.eval_model, source, n, cfg.data.triplet_seed, judge=judge)
     else:
-        errors = pair_errors(state.model, source, n, cfg.data.triplet_seed)
+        errors = pair_errors(state.eval_model, source, n, cfg.data.triplet_seed)
     seconds["transfers"], clock = time.perf_counter() - clock, time.perf_counter()
     metrics = {
         "source": cfg.data.source,
@@ -85,7 +85,7 @@ def evaluate_state(state: TrainState, source, num_triplets: int | None = None, p
         metrics["judge"] = {"origin": judge.origin, "fingerprint": judge.fingerprint,
                             "train_steps": judge.train_steps}
     if e.probes:
-        model = state.model
+        model = state.eval_model
         if isinstance(source, LabelledSource):
             train = encode_codes(model, source, "train", e.probe_train_codes,
                                  seed=e.probe_train_seed)
@@ -127,13 +127,14 @@ def write_report(state: TrainState, source, metrics: dict, out_dir: str | os.Pat
     figure_examples = source.fixed_examples(max(2, state.cfg.train.matrix_size),
                                             seed=state.cfg.evaluation.figure_seed)
     appearance, pose = (x["image"] for x in figure_examples)
-    steps, device = 7, next(state.model.parameters()).device
-    cells = interpolate(state.model, appearance[:2].to(device), pose[:2].to(device),
+    steps, device = 7, next(state.eval_model.parameters()).device
+    cells = interpolate(state.eval_model, appearance[:2].to(device), pose[:2].to(device),
                         grid_weights(steps))
     walk = interpolation_grid(appearance[:2], pose[:2],
                               cells.cpu().reshape(steps, steps, *appearance.shape[1:]))
     figures = [("transfer matrix",
-                save_transfer_matrix(state.model, appearance, pose, out / "transfer_matrix.png", 2),
+                save_transfer_matrix(state.eval_model, appearance, pose,
+                                     out / "transfer_matrix.png", 2),
                 "held-out appearance inputs head the rows and pose inputs the columns; cell (i, j) "
                 "renders appearance i in pose j (posterior mean)"),
                ("interpolation", save_png(walk, out / "interpolation.png", 2),

@@ -213,15 +213,15 @@ class _Run:
 
     def draw(self, path: Path, scale: int = 1) -> None:
         """The transfer matrix of the fixed examples (appearance down, pose across) as a PNG."""
-        save_transfer_matrix(self.state.model, self.appearance["image"], self.pose["image"], path,
-                             scale=scale)
+        save_transfer_matrix(self.state.eval_model, self.appearance["image"], self.pose["image"],
+                             path, scale=scale)
 
     def checkpoint(self, validate: bool = True) -> None:
         """Validate (where there is a validation callable and split), log the score, and save the
         step's checkpoint, ``last.pt`` and, when the score is the best so far, ``best.pt``."""
         score = None
         if validate and self.validate is not None:
-            score = self.validate(self.state.model, self.source)
+            score = self.validate(self.state.eval_model, self.source)
         if score is not None:
             self.logger.log_validation(self.state.step, self.state.train_seconds, score)
         save_checkpoints(self.state, self.run_dir, self.cfg.train.keep_checkpoints, score)

@@ -14,6 +14,7 @@ import pickle
 from pathlib import Path
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from rodi.atomic import replacing
 from rodi.config import Config, from_dict, to_dict
@@ -45,6 +46,11 @@ class TrainState:
         self.cfg = cfg
         self.device = device
         self.model = build_model(cfg).to(device)
+        # the average starts as a copy of the initial weights (before any compiling)
+        self.ema = None
+        if cfg.train.ema_decay > 0:
+            self.ema = AveragedModel(self.model, use_buffers=True,
+                                     multi_avg_fn=get_ema_multi_avg_fn(cfg.train.ema_decay))
         if cfg.train.compile:  # in place: parameter names and checkpoints stay the same
             for part in (self.model.pose_encoder, self.model.appearance_encoder,
                          self.model.decoder):
@@ -75,6 +81,7 @@ class TrainState:
             "step": self.step,
             "train_seconds": self.train_seconds,
             "model": self.model.state_dict(),
+            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
             "objective": self.objective.state_dict(),
             "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()},
             "rng": rng,
@@ -88,6 +95,8 @@ class TrainState:
         """
         try:
             self.model.load_state_dict(state["model"])
+            if self.ema is not None:
+                self.ema.load_state_dict(state["ema"])
             self.objective.load_state_dict(state["objective"])
             for k, opt in self.optimizers.items():
                 opt.load_state_dict(state["optimizers"][k])
@@ -99,6 +108,12 @@ class TrainState:
         self.data_generator.set_state(state["rng"]["data"])
         if "cuda" in state["rng"] and torch.cuda.is_available() and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """The networks that validation, evaluation and transfers use: the moving average of the
+        weights where ``train.ema_decay`` keeps one, else the trained weights themselves."""
+        return self.ema.module if self.ema is not None else self.model
 
     def progress(self) -> float:
         """Fraction of the training budget used: the larger of steps and wall-clock, in [0, 1]."""

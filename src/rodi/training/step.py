@@ -58,8 +58,8 @@ def train_step(state: TrainState, losses: torch.nn.Module, batch: dict,
                distributed: Distributed = SINGLE) -> dict:
     """One step of every network at ``state.step``: losses (under bf16 autocast where
     ``train.precision`` asks for it), one backward of ``model_loss + critic_loss``, every optimiser
-    step, then the objective's update of lambda, gamma and the moving averages. Does not advance
-    ``state.step``.
+    step, then the objective's update of lambda, gamma and the moving averages, and the update of
+    the weights' moving average where there is one. Does not advance ``state.step``.
 
     Args:
         state: the run; its learning rates must already be set for this step.
@@ -89,6 +89,8 @@ def train_step(state: TrainState, losses: torch.nn.Module, batch: dict,
     for opt in state.optimizers.values():
         opt.step()
     state.objective.update(out, state.step)
+    if state.ema is not None:
+        state.ema.update_parameters(state.model)
     return out
 
 
