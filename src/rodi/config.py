@@ -86,6 +86,11 @@ class ObjectiveConfig:
     min_variance: float = 1.0e-4
     # what the critics score: sample (of q(pi | x), the authors') | mean (what transfer uses)
     critic_code: str = "sample"
+    # what the critics compare the pose code with: code (the appearance code alpha(x'), the
+    # authors') | image (the appearance image x' itself, through each critic's own encoder, so an
+    # appearance encoder that drops a factor cannot hide that factor's leak; docs/method.md
+    # section 9)
+    critic_appearance: str = "code"
     # random colour changes of the pose encoder's input only (not of the reconstruction target), so
     # the pose code cannot carry colours: 0 off (the authors'), 1 full strength (docs/method.md
     # section 9)
@@ -551,6 +556,8 @@ def validate(cfg: Config) -> None:
         (cfg.objective.mu > 0, "objective.mu must be > 0"),
         (cfg.objective.critic_code in ("sample", "mean"),
          "objective.critic_code must be 'sample' or 'mean'"),
+        (cfg.objective.critic_appearance in ("code", "image"),
+         "objective.critic_appearance must be 'code' or 'image'"),
         (cfg.objective.reconstruction in ("sse", "calibrated"),
          "objective.reconstruction must be 'sse' or 'calibrated'"),
         (cfg.objective.min_variance > 0, "objective.min_variance must be > 0"),

@@ -58,7 +58,7 @@ def _objective_and_model(**overrides):
     model_cfg = ModelConfig(image_size=16, code_channels=4, code_size=4, channels=8,
                             max_channels=16)
     model = AppearancePoseModel(model_cfg, stochastic_pose=VARIANTS[cfg.variant].stochastic_pose)
-    return DisentanglingObjective(cfg, code_channels=4, code_size=4), model
+    return DisentanglingObjective(cfg, code_channels=4, code_size=4, model=model_cfg), model
 
 
 def _batch(b=4, size=16):
@@ -121,22 +121,28 @@ def _gradients(modules) -> list[torch.Tensor]:
     return [p.grad for m in modules for p in m.parameters() if p.grad is not None]
 
 
+@pytest.mark.parametrize("critic_appearance", ["code", "image"])
 @pytest.mark.parametrize("variant", [v.name for v in TABLE])
-def test_the_critic_loss_alone_leaves_the_encoders_and_decoder_without_gradient(variant):
+def test_the_critic_loss_alone_leaves_the_encoders_and_decoder_without_gradient(
+        variant, critic_appearance):
     """The objective's central claim (docs/method.md section 3): the critics learn from detached
     codes, so their loss moves no network."""
-    objective, model = _objective_and_model(variant=variant, warmup_steps=0, epsilon=-1.0)
+    objective, model = _objective_and_model(variant=variant, warmup_steps=0, epsilon=-1.0,
+                                            critic_appearance=critic_appearance)
     out = objective(model, _batch(), step=1)
     out["critic_loss"].backward()
     assert all(torch.count_nonzero(g) == 0 for g in _gradients([model]))
     assert any(torch.count_nonzero(g) > 0 for g in _gradients(objective.critics().values()))
 
 
+@pytest.mark.parametrize("critic_appearance", ["code", "image"])
 @pytest.mark.parametrize("variant", [v.name for v in TABLE])
-def test_the_model_loss_and_its_penalty_leave_the_critics_without_gradient(variant):
+def test_the_model_loss_and_its_penalty_leave_the_critics_without_gradient(
+        variant, critic_appearance):
     """The encoder attacks T through T's detached parameters: the model's loss (reconstruction,
     KL, the MI penalty and any extra terms) gives T, T' and any extra classifier no gradient."""
-    objective, model = _objective_and_model(variant=variant, warmup_steps=0, epsilon=-1.0)
+    objective, model = _objective_and_model(variant=variant, warmup_steps=0, epsilon=-1.0,
+                                            critic_appearance=critic_appearance)
     out = objective(model, _batch(), step=1)
     if VARIANTS[variant].constraint:
         assert out["penalty"] > 0  # the penalty is in the loss, with epsilon below any estimate
@@ -144,3 +150,35 @@ def test_the_model_loss_and_its_penalty_leave_the_critics_without_gradient(varia
     assert all(torch.count_nonzero(g) == 0 for g in _gradients(objective.critics().values()))
     assert any(torch.count_nonzero(g) > 0 for g in _gradients([model.pose_encoder]))
 
+
+
+def test_image_critics_read_the_appearance_image_and_not_the_appearance_code():
+    """``critic_appearance=image``: T and T' have their own image encoders, so what the appearance
+    encoder keeps or drops does not change I_T, and the penalty still reaches the pose encoder
+    only (docs/method.md section 9)."""
+    objective, model = _objective_and_model(critic_appearance="image", warmup_steps=0,
+                                            epsilon=-1e6)
+    assert objective.critic.image_encoder is not objective.independent_critic.image_encoder
+    for critic in (objective.critic, objective.independent_critic):  # a trained critic
+        torch.nn.init.normal_(critic.g[-1].weight, std=0.1)
+    batch = _batch()
+    torch.manual_seed(3)
+    first = objective(model, batch, step=1)
+    with torch.no_grad():
+        for p in model.appearance_encoder.parameters():
+            p.mul_(-2.0)
+    torch.manual_seed(3)
+    second = objective(model, batch, step=1)
+    assert first["mi"] != 0 and second["mi"] == first["mi"]
+    assert second["mi_independent"] == first["mi_independent"]
+    assert second["penalty"] > 0  # the constraint is on, and it is T on the images
+    # the critics learn the images through their own encoders
+    second["critic_loss"].backward()
+    assert all(torch.count_nonzero(g) == 0 for g in _gradients([model]))
+    assert any(torch.count_nonzero(g) > 0
+               for g in _gradients([objective.critic.image_encoder]))
+
+
+def test_image_critics_need_the_model_section():
+    with pytest.raises(ValueError, match="critic_appearance=image needs the model section"):
+        DisentanglingObjective(ObjectiveConfig(critic_appearance="image"), 4, 4)

@@ -209,12 +209,16 @@ class SeparableCritic(nn.Module):
     (ICCV 2019, Esser et al., section 3.2). f and g are 1x1-convolution residual stacks, so codes of
     shape (B, C, h, w) and vectors (B, C) both work.
 
+    With an ``image_encoder`` the appearance side reads an image instead of a code: g scores the
+    encoder's (B, C', h, w) output of (B, 3, H, W) pixels averaged over positions, broadcast over
+    the pose code's positions (``objective.critic_appearance: image``, docs/method.md section 9).
+
     ``scores(pi, alpha)`` returns the (B, B) matrix of logits l[i, j] = T(pi_i, alpha_j): the
     diagonal holds the joint pairs, any off-diagonal permutation marginal pairs.
     """
 
     def __init__(self, pose_channels: int, appearance_channels: int, width: int = 512,
-                 blocks: int = 1):
+                 blocks: int = 1, image_encoder: nn.Module | None = None):
         super().__init__()
 
         def stack(c_in: int) -> nn.Sequential:
@@ -224,6 +228,7 @@ class SeparableCritic(nn.Module):
 
         self.f = stack(pose_channels)
         self.g = stack(appearance_channels)
+        self.image_encoder = image_encoder
         # Start from logit 0 (chance) instead of the large logits of a random inner product, so
         # early I_T and I_T' estimates do not push gamma around.
         nn.init.zeros_(self.g[-1].weight)
@@ -236,13 +241,26 @@ class SeparableCritic(nn.Module):
     def features(self, pose: torch.Tensor,
                  appearance: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Flattened f(pi) and g(alpha), each (B, width * h * w)."""
-        return self.f(self._as_map(pose)).flatten(1), self.g(self._as_map(appearance)).flatten(1)
+        fp = self.f(self._as_map(pose))
+        if self.image_encoder is not None:
+            appearance = self.image_encoder(appearance).mean((2, 3), keepdim=True)
+        ga = self.g(self._as_map(appearance))
+        if ga.shape[2:] != fp.shape[2:]:
+            ga = ga.expand_as(fp)
+        return fp.flatten(1), ga.flatten(1)
 
     def forward(self, pose: torch.Tensor, appearance: torch.Tensor, permutation: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor]:
         """Joint logits T(pi_i, alpha_i) and marginal logits T(pi_i, alpha_s(i)), each (B,)."""
         fp, ga = self.features(pose, appearance)
         return (fp * ga).sum(1), (fp * ga[permutation]).sum(1)
+
+
+def critic_image_encoder(cfg: ModelConfig) -> Encoder:
+    """A critic's own encoder of appearance images, (B, 3, H, W) -> (B, code_channels, h, w), the
+    same shape as the model's appearance encoder (``objective.critic_appearance: image``)."""
+    return Encoder(cfg.code_channels, image_size=cfg.image_size, code_size=cfg.code_size,
+                   channels=cfg.channels, max_channels=cfg.max_channels, blocks=cfg.blocks)
 
 
 def build_model(cfg: Config) -> AppearancePoseModel:

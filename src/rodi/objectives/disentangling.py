@@ -23,9 +23,9 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from rodi.config import ObjectiveConfig
+from rodi.config import ModelConfig, ObjectiveConfig
 from rodi.distributed import SINGLE
-from rodi.models.networks import AppearancePoseModel, SeparableCritic
+from rodi.models.networks import AppearancePoseModel, SeparableCritic, critic_image_encoder
 from rodi.objectives import drnet
 from rodi.objectives.losses import (
     augmented_lagrangian,
@@ -54,19 +54,30 @@ class DisentanglingObjective(nn.Module):
         cfg: objective hyper-parameters (docs/method.md section 5).
         code_channels, code_size: the pose and appearance codes are (code_channels, code_size,
             code_size).
+        model: the model section, needed where the critics read appearance images
+            (``cfg.critic_appearance == "image"``) to build their encoders.
 
     Raises:
         KeyError: an unknown ``cfg.variant``.
+        ValueError: image critics without ``model``.
     """
 
-    def __init__(self, cfg: ObjectiveConfig, code_channels: int, code_size: int):
+    def __init__(self, cfg: ObjectiveConfig, code_channels: int, code_size: int,
+                 model: ModelConfig | None = None):
         super().__init__()
         self.cfg = cfg
         self.variant = variant(cfg.variant)
-        self.critic = SeparableCritic(code_channels, code_channels, cfg.critic_width,
-                                      cfg.critic_blocks)
-        self.independent_critic = SeparableCritic(code_channels, code_channels, cfg.critic_width,
-                                                  cfg.critic_blocks)
+        if cfg.critic_appearance == "image" and model is None:
+            raise ValueError("objective.critic_appearance=image needs the model section to build "
+                             "the critics' image encoders")
+
+        def make_critic() -> SeparableCritic:
+            encoder = critic_image_encoder(model) if cfg.critic_appearance == "image" else None
+            return SeparableCritic(code_channels, code_channels, cfg.critic_width,
+                                   cfg.critic_blocks, image_encoder=encoder)
+
+        self.critic = make_critic()
+        self.independent_critic = make_critic()
         self.extra_terms = (EXTRA_TERMS[self.variant.extra_terms] if self.variant.extra_terms
                             else None)
         self._critic_names = ["critic", "independent_critic"]
@@ -120,7 +131,9 @@ class DisentanglingObjective(nn.Module):
         # what the critics score: the sample the decoder sees in training (the authors'), or the
         # posterior mean that transfer gives the decoder (objective.critic_code)
         scored = mean if self.cfg.critic_code == "mean" else pose
-        critics = self._critics(scored, appearance)
+        # what the critics compare it with: the appearance code, or the appearance image itself
+        critics = self._critics(scored, x_app if self.cfg.critic_appearance == "image"
+                                else appearance)
         penalty, penalty_loss, constraint = self._penalty(scored,
                                                           critics["appearance_features"], step)
         model_loss = reconstruction_loss + self.gamma.to(kl.dtype) * kl + penalty_loss

@@ -56,7 +56,7 @@ class TrainState:
                          self.model.decoder):
                 part.compile()
         self.objective = DisentanglingObjective(cfg.objective, cfg.model.code_channels,
-                                                cfg.model.code_size).to(device)
+                                                cfg.model.code_size, cfg.model).to(device)
         o = cfg.optim
 
         def adam(params, lr: float) -> torch.optim.Adam:
