@@ -247,3 +247,21 @@ def test_an_unknown_appearance_code_is_refused_by_the_config():
     cfg.model.appearance = "local"
     with pytest.raises(ConfigError, match="model.appearance must be one of spatial, global"):
         validate(cfg)
+
+
+def test_an_attention_pooled_appearance_code_starts_as_the_mean_and_learns_where_to_look():
+    torch.manual_seed(0)
+    model = AppearancePoseModel(ModelConfig(**TINY, appearance="attention"))
+    x = _images(2)
+    alpha = model.encode_appearance(x)
+    assert alpha.shape == (2, 3, 2, 2) and len(model.decoder.film) == 3
+    maps = model.appearance_encoder(x)
+    assert maps.shape == (2, 4, 2, 2)  # three code channels and the logits of where to look
+    assert torch.allclose(alpha[:, :, 0, 0], maps[:, :3].mean((2, 3)), atol=1e-6)
+    # logits that single out one position make the code that position's features
+    fixed = torch.randn(2, 4, 2, 2)
+    fixed[:, 3] = -1e4
+    fixed[:, 3, 1, 0] = 0
+    model.appearance_encoder.forward = lambda _: fixed
+    picked = model.encode_appearance(x)
+    assert torch.allclose(picked, fixed[:, :3, 1:, :1].expand(2, 3, 2, 2))

@@ -167,10 +167,17 @@ class AppearancePoseModel(nn.Module):
         kw = dict(image_size=cfg.image_size, code_size=cfg.code_size, channels=cfg.channels,
                   max_channels=cfg.max_channels, blocks=cfg.blocks)
         self.pose_encoder = Encoder(2 * cfg.code_channels, **kw)
-        self.appearance_encoder = Encoder(cfg.code_channels, **kw)
-        self.global_appearance = cfg.appearance == "global"
+        # an attention-pooled code needs one more map: the logits of where to look
+        self.attention_pooling = cfg.appearance == "attention"
+        self.appearance_encoder = Encoder(cfg.code_channels + self.attention_pooling, **kw)
+        if self.attention_pooling:  # uniform weights at the start: the plain mean
+            head = self.appearance_encoder.net[-1]
+            nn.init.zeros_(head.weight[-1])
+            nn.init.zeros_(head.bias[-1:])
+        self.global_appearance = cfg.appearance in ("global", "attention")
         self.decoder = Decoder(cfg.code_channels, upsample=cfg.upsample,
-                               appearance=cfg.appearance, **kw)
+                               appearance="global" if self.global_appearance else "spatial",
+                               **kw)
 
     def encode_pose(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior q(pi | x) of (B, 3, H, W) pixels in [-1, 1]: mean and log-variance, each
@@ -182,6 +189,10 @@ class AppearancePoseModel(nn.Module):
         """Appearance code alpha (B, C, h, w) of (B, 3, H, W) pixels in [-1, 1]; the same at every
         position for a global code (``model.appearance``)."""
         alpha = self.appearance_encoder(x)
+        if self.attention_pooling:  # a softmax over positions of the last map weighs the mean
+            alpha, logits = alpha[:, :-1], alpha[:, -1:]
+            weights = logits.flatten(2).softmax(-1).view_as(logits)
+            return (alpha * weights).sum((2, 3), keepdim=True).expand_as(alpha)
         if self.global_appearance:
             return alpha.mean((2, 3), keepdim=True).expand_as(alpha)
         return alpha
