@@ -96,6 +96,9 @@ class ObjectiveConfig:
     # the pose code cannot carry colours: 0 off (the authors'), 1 full strength (docs/method.md
     # section 9)
     pose_colour_jitter: float = 0.0
+    # the kind of colour change: affine (channels permuted, gain and offset each) | map (a random
+    # smooth map of the colour cube, which a few known colours cannot undo)
+    pose_colour_change: str = "affine"
     mu: float = 0.1  # augmented-Lagrangian penalty weight
     lambda_init: float = 0.0
     warmup_steps: int = 1000
@@ -564,6 +567,8 @@ def validate(cfg: Config) -> None:
         (cfg.objective.min_variance > 0, "objective.min_variance must be > 0"),
         (0 <= cfg.objective.pose_colour_jitter <= 1,
          "objective.pose_colour_jitter must be in [0, 1]"),
+        (cfg.objective.pose_colour_change in ("affine", "map"),
+         "objective.pose_colour_change must be 'affine' or 'map'"),
         (cfg.objective.lambda_init >= 0, "objective.lambda_init must be >= 0"),
         (0 < cfg.objective.ema_decay < 1, "objective.ema_decay must be in (0, 1)"),
         (cfg.objective.warmup_steps >= 0, "objective.warmup_steps must be >= 0"),

@@ -7,6 +7,7 @@ from rodi.objectives.disentangling import DisentanglingObjective
 from rodi.objectives.losses import (
     augmented_lagrangian,
     colour_jitter,
+    colour_map,
     derangement,
     update_gamma,
     update_multiplier,
@@ -115,6 +116,42 @@ def test_colour_jitter_changes_colours_per_image_and_keeps_where_edges_are():
     assert per_image.std() > 0.01 and (per_image > 0.05).float().mean() > 0.8
     gray = torch.linspace(-0.5, 0.5, 8).expand(64, 3, 8, 8)
     assert (colour_jitter(gray, 1.0)[:, 0] != colour_jitter(gray, 1.0)[:, 1]).any()
+
+
+def test_a_colour_map_keeps_regions_and_cannot_be_undone_from_known_colours():
+    torch.manual_seed(0)
+    x = torch.rand(256, 3, 8, 8) * 2 - 1
+    x[:, :, :, 4:] = x[:, :, :, :1]
+    assert colour_map(x, 0.0) is x
+    y = colour_map(x, 1.0)
+    assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1
+    assert torch.equal(y[:, :, :, 4:], y[:, :, :, :1].expand(-1, -1, -1, 4))
+    # one background colour known before and after: a gain and offset per channel fitted on it and
+    # on a second known colour leaves most of the other colours' change unexplained, where it
+    # undoes :func:`colour_jitter` (here with the channels in their order)
+    anchors = torch.tensor([[-0.6, -0.5, -0.4], [0.5, 0.2, -0.1]])
+    probes = torch.rand(64, 3) - 0.5  # inside what a gain and offset of strength 0.5 keep unclamped
+    pixels = torch.cat([anchors, probes])[None, :, :, None].permute(0, 2, 1, 3)  # (1, 3, 66, 1)
+    pixels = pixels.expand(256, -1, -1, -1).contiguous()
+
+    def unexplained(change, strength):
+        out = change(pixels, strength)[:, :, :, 0]  # (256, 3, 66)
+        gain = (out[:, :, 1] - out[:, :, 0]) / (pixels[:, :, 1, 0] - pixels[:, :, 0, 0])
+        fitted = out[:, :, :1] + gain[:, :, None] * (pixels[:, :, 2:, 0] - pixels[:, :, :1, 0])
+        return (fitted - out[:, :, 2:]).abs().mean().item()
+
+    def affine(p, strength):
+        return colour_jitter(p, strength, draw=_no_permutation)
+
+    torch.manual_seed(1)
+    assert unexplained(affine, 0.5) < 1e-4
+    assert unexplained(colour_map, 0.5) > 0.1 and unexplained(colour_map, 1.0) > 0.2
+
+
+def _no_permutation(shape):
+    u = torch.rand(shape)
+    u[:, :3] = torch.tensor([0.1, 0.5, 0.9])  # channels in their own order
+    return u
 
 
 def _gradients(modules) -> list[torch.Tensor]:

@@ -30,6 +30,7 @@ from rodi.objectives import drnet
 from rodi.objectives.losses import (
     augmented_lagrangian,
     colour_jitter,
+    colour_map,
     critic_loss,
     derangement,
     kl_standard_normal,
@@ -166,7 +167,8 @@ class DisentanglingObjective(nn.Module):
             return dd.shard(torch.rand((dd.world_size * shape[0],) + shape[1:], device=x.device))
 
         # the pose encoder may see the pose image in other colours; the decoder must still render x
-        mean, logvar = model.encode_pose(colour_jitter(x, self.cfg.pose_colour_jitter, draw=shard))
+        change = colour_map if self.cfg.pose_colour_change == "map" else colour_jitter
+        mean, logvar = model.encode_pose(change(x, self.cfg.pose_colour_jitter, draw=shard))
         if not self.variant.stochastic_pose:
             return mean, mean, torch.zeros((), device=x.device)
         if dd.enabled:  # this process's slice of the global batch's noise

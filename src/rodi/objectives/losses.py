@@ -5,6 +5,8 @@ and gamma (ICCV 2019, Esser et al., sections 3-4; docs/method.md sections 3 and 
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -49,6 +51,32 @@ def colour_jitter(x: torch.Tensor, strength: float, draw=None) -> torch.Tensor:
     offset = 0.8 * strength * (u[:, 6:9] - 0.5)
     permuted = x.gather(1, order[:, :, None, None].expand_as(x))
     return (permuted * gain[:, :, None, None] + offset[:, :, None, None]).clamp(-1, 1)
+
+
+def colour_map(x: torch.Tensor, strength: float, draw=None, features: int = 8) -> torch.Tensor:
+    """A random smooth map of the colour cube, one per image, applied to every pixel of (B, 3, H,
+    W) pixels in [-1, 1]: ``y = tanh(A sin(W x + phi))`` with ``features`` random Fourier features
+    of the pixel's colour x (frequencies W uniform in [-3 s, 3 s] per channel, phases uniform, A
+    uniform in [-1.5, 1.5] / sqrt(features)). Pixels of one colour keep one colour, so regions and
+    their edges stay where they are; unlike a per-channel gain and offset (:func:`colour_jitter`),
+    the map has too many degrees of freedom to be undone from a few colours known from elsewhere
+    (the background, skin), so the colours themselves are lost (docs/method.md section 9).
+
+    Args:
+        strength: s in [0, 1]; 0 returns ``x`` unchanged.
+        draw: ``draw(shape) -> uniform [0, 1) tensor`` as in :func:`colour_jitter`.
+    """
+    if strength <= 0:
+        return x
+    b = x.shape[0]
+    draw = draw or (lambda shape: torch.rand(shape, device=x.device))
+    k = features
+    u = draw((b, k * 7)).to(x.dtype)
+    frequencies = (6 * strength * (u[:, :3 * k] - 0.5)).view(b, k, 3)
+    phases = (2 * math.pi * u[:, 3 * k:4 * k]).view(b, k, 1, 1)
+    amplitudes = (3 * (u[:, 4 * k:] - 0.5) / math.sqrt(k)).view(b, 3, k)
+    waves = torch.sin(torch.einsum("bkc,bchw->bkhw", frequencies, x) + phases)
+    return torch.tanh(torch.einsum("bck,bkhw->bchw", amplitudes, waves))
 
 
 def kl_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
