@@ -26,7 +26,7 @@ class ConfigError(ValueError):
 
 
 UPSAMPLING = ("transpose", "resize")
-APPEARANCE_CODES = ("spatial", "global", "attention")
+APPEARANCE_CODES = ("spatial", "global", "attention", "vector")
 SOURCES = ("sprites", "mocap", "flare", "folder", "videos", "index")
 # Sprites protocols (rodi.data.sprites): the paper's 64x64 Sprites, or with every action's frames
 PROTOCOLS = ("sprites", "sprites-full")
@@ -67,7 +67,9 @@ class ModelConfig:
     # appearance code: spatial (a (C, h, w) map joined to the pose map, the authors' 64x64 setup) |
     # global (the map averaged over positions, one vector per image, which also scales and shifts
     # the decoder's features at every resolution) | attention (as global, the mean weighted by a
-    # softmax over positions that the encoder learns; docs/method.md section 9)
+    # softmax over positions that the encoder learns) | vector (C * h * w numbers, each a mean over
+    # positions of its own map, laid out as a (C, h, w) code with no spatial meaning; the whole
+    # code drives the FiLM layers; docs/method.md section 9)
     appearance: str = "spatial"
 
 

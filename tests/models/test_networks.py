@@ -265,3 +265,19 @@ def test_an_attention_pooled_appearance_code_starts_as_the_mean_and_learns_where
     model.appearance_encoder.forward = lambda _: fixed
     picked = model.encode_appearance(x)
     assert torch.allclose(picked, fixed[:, :3, 1:, :1].expand(2, 3, 2, 2))
+
+
+def test_a_vector_appearance_code_holds_one_mean_per_number_and_drives_the_decoder_whole():
+    torch.manual_seed(0)
+    model = AppearancePoseModel(ModelConfig(**TINY, appearance="vector"))
+    x = _images(2)
+    alpha = model.encode_appearance(x)
+    assert alpha.shape == (2, 3, 2, 2)  # shaped as the pose code: 12 numbers
+    assert torch.allclose(alpha.flatten(1), model.appearance_encoder(x).mean((2, 3)))
+    assert [f.linear.in_features for f in model.decoder.film] == [12, 12, 12]
+    for film in model.decoder.film:
+        nn.init.normal_(film.linear.weight)
+    pose = torch.randn(2, 3, 2, 2)
+    moved = alpha.clone()
+    moved[:, :, 1, 1] += 1.0  # one number of the vector
+    assert not torch.allclose(model.decode(pose, alpha), model.decode(pose, moved))

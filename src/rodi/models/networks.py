@@ -124,15 +124,19 @@ class Decoder(nn.Module):
         layers += [_act(), _upsample(widths[-2], 3, upsample)]
         self.net = nn.Sequential(*layers)
         # no parameters for spatial codes, so their checkpoints keep the keys they always had
-        self.film = nn.ModuleList(
-            [FiLM(code_channels, w) for _, w in modulated] if appearance == "global" else [])
+        # the appearance vector: the code's mean over positions (global), or the whole code
+        # (vector: C * h * w numbers whose layout means nothing spatial)
+        self.flat_appearance = appearance == "vector"
+        vector = code_channels * code_size**2 if self.flat_appearance else code_channels
+        self.film = nn.ModuleList([FiLM(vector, w) for _, w in modulated]
+                                  if appearance in ("global", "vector") else [])
         self._film_at = {i: k for k, (i, _) in enumerate(modulated)} if self.film else {}
 
     def forward(self, pose: torch.Tensor, appearance: torch.Tensor) -> torch.Tensor:
         h = torch.cat([self.pose_stack(pose), self.appearance_stack(appearance)], dim=1)
         if not self.film:
             return self.net(h)
-        vector = appearance.mean((2, 3))
+        vector = appearance.flatten(1) if self.flat_appearance else appearance.mean((2, 3))
         for i, layer in enumerate(self.net):
             h = layer(h)
             if i in self._film_at:
@@ -167,17 +171,22 @@ class AppearancePoseModel(nn.Module):
         kw = dict(image_size=cfg.image_size, code_size=cfg.code_size, channels=cfg.channels,
                   max_channels=cfg.max_channels, blocks=cfg.blocks)
         self.pose_encoder = Encoder(2 * cfg.code_channels, **kw)
-        # an attention-pooled code needs one more map: the logits of where to look
+        # an attention-pooled code needs one more map: the logits of where to look; a vector code
+        # C * h * w maps, averaged over positions
         self.attention_pooling = cfg.appearance == "attention"
-        self.appearance_encoder = Encoder(cfg.code_channels + self.attention_pooling, **kw)
+        self.vector_appearance = cfg.appearance == "vector"
+        appearance_maps = (cfg.code_channels * cfg.code_size**2 if self.vector_appearance
+                           else cfg.code_channels + self.attention_pooling)
+        self.appearance_encoder = Encoder(appearance_maps, **kw)
         if self.attention_pooling:  # uniform weights at the start: the plain mean
             head = self.appearance_encoder.net[-1]
             nn.init.zeros_(head.weight[-1])
             nn.init.zeros_(head.bias[-1:])
         self.global_appearance = cfg.appearance in ("global", "attention")
+        decoder_appearance = ("vector" if self.vector_appearance
+                              else "global" if self.global_appearance else "spatial")
         self.decoder = Decoder(cfg.code_channels, upsample=cfg.upsample,
-                               appearance="global" if self.global_appearance else "spatial",
-                               **kw)
+                               appearance=decoder_appearance, **kw)
 
     def encode_pose(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior q(pi | x) of (B, 3, H, W) pixels in [-1, 1]: mean and log-variance, each
@@ -189,6 +198,8 @@ class AppearancePoseModel(nn.Module):
         """Appearance code alpha (B, C, h, w) of (B, 3, H, W) pixels in [-1, 1]; the same at every
         position for a global code (``model.appearance``)."""
         alpha = self.appearance_encoder(x)
+        if self.vector_appearance:  # (B, C * h * w) laid out as a (C, h, w) code
+            return alpha.mean((2, 3)).view(len(x), -1, *alpha.shape[2:])
         if self.attention_pooling:  # a softmax over positions of the last map weighs the mean
             alpha, logits = alpha[:, :-1], alpha[:, -1:]
             weights = logits.flatten(2).softmax(-1).view_as(logits)
