@@ -100,10 +100,10 @@ class Decoder(nn.Module):
     """D(pi, alpha): each code gets its own small stack, the two are concatenated and upsampled to
     (B, 3, H, W) pixels (unbounded; clamp to [-1, 1] for display). No skips from the pose image.
 
-    With ``appearance="global"`` the appearance code's mean over positions (a (B, C) vector)
-    also scales and shifts the features after the residual blocks of every resolution
-    (:class:`FiLM`), so the decoder can paint the appearance wherever the pose puts the body
-    (docs/method.md section 9).
+    With ``appearance="global"`` the appearance code's mean over positions (a (B, C) vector;
+    with ``"vector"`` the whole code flattened, (B, C * h * w)) also scales and shifts the
+    features after the residual blocks of every resolution (:class:`FiLM`), so the decoder can
+    paint the appearance wherever the pose puts the body (docs/method.md section 9).
     """
 
     def __init__(self, code_channels: int, *, image_size: int, code_size: int, channels: int,
@@ -123,9 +123,9 @@ class Decoder(nn.Module):
         modulated.append((len(layers) - 1, widths[-2]))
         layers += [_act(), _upsample(widths[-2], 3, upsample)]
         self.net = nn.Sequential(*layers)
-        # no parameters for spatial codes, so their checkpoints keep the keys they always had
         # the appearance vector: the code's mean over positions (global), or the whole code
-        # (vector: C * h * w numbers whose layout means nothing spatial)
+        # (vector: C * h * w numbers whose layout means nothing spatial); no parameters for
+        # spatial codes, so their checkpoints keep the keys they always had
         self.flat_appearance = appearance == "vector"
         vector = code_channels * code_size**2 if self.flat_appearance else code_channels
         self.film = nn.ModuleList([FiLM(vector, w) for _, w in modulated]
@@ -156,7 +156,9 @@ class AppearancePoseModel(nn.Module):
             ``resize``, see :func:`_upsample`) and ``appearance`` (``spatial``: alpha is a map
             of the appearance image's positions, the authors'; ``global``: the map's mean over
             positions, broadcast back to (C, h, w) so every consumer sees one shape, and fed to
-            the decoder's :class:`FiLM` layers).
+            the decoder's :class:`FiLM` layers; ``attention``: the same with learnt weights over
+            positions; ``vector``: C * h * w means of as many maps, laid out as a (C, h, w)
+            code, the whole of it fed to the FiLM layers).
         stochastic_pose: False where the variant decodes the posterior mean (``ae``, ``drnet``):
             pi is the mean, no sampling.
 
@@ -168,25 +170,22 @@ class AppearancePoseModel(nn.Module):
         super().__init__()
         self.image_size = cfg.image_size
         self.stochastic_pose = stochastic_pose
-        kw = dict(image_size=cfg.image_size, code_size=cfg.code_size, channels=cfg.channels,
-                  max_channels=cfg.max_channels, blocks=cfg.blocks)
+        kw = _shape(cfg)
         self.pose_encoder = Encoder(2 * cfg.code_channels, **kw)
-        # an attention-pooled code needs one more map: the logits of where to look; a vector code
-        # C * h * w maps, averaged over positions
-        self.attention_pooling = cfg.appearance == "attention"
-        self.vector_appearance = cfg.appearance == "vector"
-        appearance_maps = (cfg.code_channels * cfg.code_size**2 if self.vector_appearance
-                           else cfg.code_channels + self.attention_pooling)
+        self.appearance = cfg.appearance
+        # an attention-pooled code needs one more map, the logits of where to look; a vector code
+        # C * h * w maps, each averaged over positions
+        appearance_maps = {"vector": cfg.code_channels * cfg.code_size**2,
+                           "attention": cfg.code_channels + 1}.get(cfg.appearance,
+                                                                   cfg.code_channels)
         self.appearance_encoder = Encoder(appearance_maps, **kw)
-        if self.attention_pooling:  # uniform weights at the start: the plain mean
+        if cfg.appearance == "attention":  # uniform weights at the start: the plain mean
             head = self.appearance_encoder.net[-1]
             nn.init.zeros_(head.weight[-1])
             nn.init.zeros_(head.bias[-1:])
-        self.global_appearance = cfg.appearance in ("global", "attention")
-        decoder_appearance = ("vector" if self.vector_appearance
-                              else "global" if self.global_appearance else "spatial")
         self.decoder = Decoder(cfg.code_channels, upsample=cfg.upsample,
-                               appearance=decoder_appearance, **kw)
+                               appearance="global" if cfg.appearance == "attention"
+                               else cfg.appearance, **kw)
 
     def encode_pose(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior q(pi | x) of (B, 3, H, W) pixels in [-1, 1]: mean and log-variance, each
@@ -198,13 +197,13 @@ class AppearancePoseModel(nn.Module):
         """Appearance code alpha (B, C, h, w) of (B, 3, H, W) pixels in [-1, 1]; the same at every
         position for a global code (``model.appearance``)."""
         alpha = self.appearance_encoder(x)
-        if self.vector_appearance:  # (B, C * h * w) laid out as a (C, h, w) code
+        if self.appearance == "vector":  # (B, C * h * w) laid out as a (C, h, w) code
             return alpha.mean((2, 3)).view(len(x), -1, *alpha.shape[2:])
-        if self.attention_pooling:  # a softmax over positions of the last map weighs the mean
+        if self.appearance == "attention":  # a softmax over positions of the last map weighs
             alpha, logits = alpha[:, :-1], alpha[:, -1:]
             weights = logits.flatten(2).softmax(-1).view_as(logits)
             return (alpha * weights).sum((2, 3), keepdim=True).expand_as(alpha)
-        if self.global_appearance:
+        if self.appearance == "global":
             return alpha.mean((2, 3), keepdim=True).expand_as(alpha)
         return alpha
 
@@ -278,11 +277,16 @@ class SeparableCritic(nn.Module):
         return (fp * ga).sum(1), (fp * ga[permutation]).sum(1)
 
 
+def _shape(cfg: ModelConfig) -> dict:
+    """Keyword arguments of :class:`Encoder` and :class:`Decoder` set by the model section."""
+    return dict(image_size=cfg.image_size, code_size=cfg.code_size, channels=cfg.channels,
+                max_channels=cfg.max_channels, blocks=cfg.blocks)
+
+
 def critic_image_encoder(cfg: ModelConfig) -> Encoder:
     """A critic's own encoder of appearance images, (B, 3, H, W) -> (B, code_channels, h, w), the
     same shape as the model's appearance encoder (``objective.critic_appearance: image``)."""
-    return Encoder(cfg.code_channels, image_size=cfg.image_size, code_size=cfg.code_size,
-                   channels=cfg.channels, max_channels=cfg.max_channels, blocks=cfg.blocks)
+    return Encoder(cfg.code_channels, **_shape(cfg))
 
 
 def build_model(cfg: Config) -> AppearancePoseModel:
