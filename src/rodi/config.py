@@ -26,7 +26,7 @@ class ConfigError(ValueError):
 
 
 UPSAMPLING = ("transpose", "resize")
-APPEARANCE_CODES = ("spatial", "global", "attention", "vector")
+APPEARANCE_CODES = ("spatial", "global", "attention", "vector", "cross")
 SOURCES = ("sprites", "mocap", "flare", "folder", "videos", "index")
 # Sprites protocols (rodi.data.sprites): the paper's 64x64 Sprites, or with every action's frames
 PROTOCOLS = ("sprites", "sprites-full")
@@ -69,7 +69,8 @@ class ModelConfig:
     # the decoder's features at every resolution) | attention (as global, the mean weighted by a
     # softmax over positions that the encoder learns) | vector (C * h * w numbers, each a mean over
     # positions of its own map, laid out as a (C, h, w) code with no spatial meaning; the whole
-    # code drives the FiLM layers; docs/method.md section 9)
+    # code drives the FiLM layers) | cross (the map itself; the decoder reads its mean as global
+    # does, and the map through cross-attention from the pose features; docs/method.md section 9)
     appearance: str = "spatial"
 
 

@@ -281,3 +281,43 @@ def test_a_vector_appearance_code_holds_one_mean_per_number_and_drives_the_decod
     moved = alpha.clone()
     moved[:, :, 1, 1] += 1.0  # one number of the vector
     assert not torch.allclose(model.decode(pose, alpha), model.decode(pose, moved))
+
+
+def test_a_cross_attention_decoder_starts_as_the_global_one_and_reads_the_map_where_asked():
+    torch.manual_seed(0)
+    model = AppearancePoseModel(ModelConfig(**TINY, appearance="cross"))
+    x = _images(2)
+    alpha = model.encode_appearance(x)
+    assert torch.equal(alpha, model.appearance_encoder(x))  # the map itself
+    assert len(model.decoder.attention) == len(model.decoder.film) == 3
+    # zero output projections: the same render as a global decoder of the same weights, which
+    # sees only the map's mean
+    global_model = AppearancePoseModel(ModelConfig(**TINY, appearance="global"))
+    global_model.load_state_dict({k: v for k, v in model.state_dict().items()
+                                  if "attention" not in k})
+    pose = torch.randn(2, 3, 2, 2)
+    mean = alpha.mean((2, 3), keepdim=True).expand_as(alpha)
+    assert torch.allclose(model.decode(pose, alpha), global_model.decode(pose, mean), atol=1e-6)
+    # trained, the render depends on the layout of the map, not only on its mean
+    for attention in model.decoder.attention:
+        nn.init.normal_(attention.out.weight)
+    swapped = alpha.flip(-1)
+    assert torch.allclose(swapped.mean((2, 3)), alpha.mean((2, 3)), atol=1e-6)
+    assert not torch.allclose(model.decode(pose, alpha), model.decode(pose, swapped))
+    # the attention reads a value from the position whose key matches the query
+    attention = model.decoder.attention[0]
+    with torch.no_grad():
+        for conv in (attention.query, attention.key, attention.value, attention.out):
+            conv.bias.zero_()
+        attention.key.weight.zero_()
+        attention.key.weight[0, 0] = 500.0  # keys: channel 0 of the map, sharpened
+        attention.query.weight.zero_()
+        attention.query.weight[0, 0] = 1.0  # queries: channel 0 of the features
+    code = torch.zeros(1, 3, 2, 2)
+    code[0, 0, 1, 1] = 1.0  # one position stands out in channel 0 ...
+    code[0, 1, 1, 1] = 2.0  # ... and holds a value in channel 1
+    h = torch.zeros(1, attention.query.in_channels, 2, 2)
+    h[0, 0] = 1.0
+    read = attention(h, code) - h
+    expected = attention.out(attention.value(code)[:, :, 1:, 1:]).expand_as(read)
+    assert torch.allclose(read, expected, atol=1e-4)

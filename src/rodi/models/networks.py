@@ -96,6 +96,33 @@ class FiLM(nn.Module):
         return h * (1 + scale) + shift
 
 
+class CrossAttention(nn.Module):
+    """Reads the appearance map where the pose features ask for it: each position of (B, W, h, w)
+    decoder features queries the (B, C, h', w') appearance map's positions, and the softmax-weighted
+    values are added back, ``h + out(softmax(q k^T / sqrt(d)) v)`` (Vaswani et al., NeurIPS 2017;
+    docs/method.md section 9). A pose-aligned part of the body (an arm, the torso) can so fetch the
+    colours of the same part wherever the appearance image has it. The output projection starts at
+    zero, so a fresh decoder renders as without it.
+    """
+
+    def __init__(self, code_channels: int, width: int, dim: int = 32):
+        super().__init__()
+        self.query = nn.Conv2d(width, dim, 1)
+        self.key = nn.Conv2d(code_channels, dim, 1)
+        self.value = nn.Conv2d(code_channels, dim, 1)
+        self.out = nn.Conv2d(dim, width, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, h: torch.Tensor, appearance: torch.Tensor) -> torch.Tensor:
+        b, _, y, x = h.shape
+        q = self.query(h).flatten(2).transpose(1, 2)  # (B, h w, d)
+        k = self.key(appearance).flatten(2).transpose(1, 2)  # (B, h' w', d)
+        v = self.value(appearance).flatten(2).transpose(1, 2)
+        read = nn.functional.scaled_dot_product_attention(q, k, v)  # (B, h w, d)
+        return h + self.out(read.transpose(1, 2).reshape(b, -1, y, x))
+
+
 class Decoder(nn.Module):
     """D(pi, alpha): each code gets its own small stack, the two are concatenated and upsampled to
     (B, 3, H, W) pixels (unbounded; clamp to [-1, 1] for display). No skips from the pose image.
@@ -103,7 +130,10 @@ class Decoder(nn.Module):
     With ``appearance="global"`` the appearance code's mean over positions (a (B, C) vector;
     with ``"vector"`` the whole code flattened, (B, C * h * w)) also scales and shifts the
     features after the residual blocks of every resolution (:class:`FiLM`), so the decoder can
-    paint the appearance wherever the pose puts the body (docs/method.md section 9).
+    paint the appearance wherever the pose puts the body (docs/method.md section 9). With
+    ``"cross"`` the code is the appearance map itself: its mean drives the FiLM layers and is what
+    the decoder's first stack sees, as for ``global``, and after each FiLM layer the features also
+    read the map through :class:`CrossAttention`.
     """
 
     def __init__(self, code_channels: int, *, image_size: int, code_size: int, channels: int,
@@ -127,20 +157,29 @@ class Decoder(nn.Module):
         # (vector: C * h * w numbers whose layout means nothing spatial); no parameters for
         # spatial codes, so their checkpoints keep the keys they always had
         self.flat_appearance = appearance == "vector"
+        self.cross = appearance == "cross"
         vector = code_channels * code_size**2 if self.flat_appearance else code_channels
         self.film = nn.ModuleList([FiLM(vector, w) for _, w in modulated]
-                                  if appearance in ("global", "vector") else [])
+                                  if appearance in ("global", "vector", "cross") else [])
+        self.attention = nn.ModuleList([CrossAttention(code_channels, w) for _, w in modulated]
+                                       if self.cross else [])
         self._film_at = {i: k for k, (i, _) in enumerate(modulated)} if self.film else {}
 
     def forward(self, pose: torch.Tensor, appearance: torch.Tensor) -> torch.Tensor:
-        h = torch.cat([self.pose_stack(pose), self.appearance_stack(appearance)], dim=1)
+        vector = appearance.flatten(1) if self.flat_appearance else appearance.mean((2, 3))
+        # a cross code's first stack sees its mean, as a global code's does: the map itself is
+        # laid out in the appearance image's pose, and reaches the decoder through attention only
+        joined = vector[:, :, None, None].expand_as(appearance) if self.cross else appearance
+        h = torch.cat([self.pose_stack(pose), self.appearance_stack(joined)], dim=1)
         if not self.film:
             return self.net(h)
-        vector = appearance.flatten(1) if self.flat_appearance else appearance.mean((2, 3))
         for i, layer in enumerate(self.net):
             h = layer(h)
             if i in self._film_at:
-                h = self.film[self._film_at[i]](h, vector)
+                k = self._film_at[i]
+                h = self.film[k](h, vector)
+                if self.cross:
+                    h = self.attention[k](h, appearance)
         return h
 
 
@@ -158,7 +197,9 @@ class AppearancePoseModel(nn.Module):
             positions, broadcast back to (C, h, w) so every consumer sees one shape, and fed to
             the decoder's :class:`FiLM` layers; ``attention``: the same with learnt weights over
             positions; ``vector``: C * h * w means of as many maps, laid out as a (C, h, w)
-            code, the whole of it fed to the FiLM layers).
+            code, the whole of it fed to the FiLM layers; ``cross``: the map, as ``spatial``,
+            which the decoder reads through its mean (FiLM) and through cross-attention from the
+            pose features, see :class:`Decoder`).
         stochastic_pose: False where the variant decodes the posterior mean (``ae``, ``drnet``):
             pi is the mean, no sampling.
 
