@@ -123,6 +123,21 @@ def test_the_floor_is_the_best_trivial_output_and_normalises_to_zero(scores):
     assert copy_pose["appearance"] <= 0
 
 
+def test_self_reconstructions_tell_a_leak_from_a_model_that_renders_no_appearance(scores):
+    # copying the pose input leaks everything: its transfers lose the appearance, yet it
+    # reconstructs each image perfectly, so its self-reconstructions score at the ceiling
+    leak = scores["pose"]
+    assert leak["normalised"]["appearance"] <= 0
+    assert leak["normalised"]["appearance_self_reconstruction"] == 1
+    look = leak["appearance_retention"]
+    assert all(v["self_reconstruction"] == v["ceiling"] for v in look.values())
+    # a constant image renders no appearance at all: its self-reconstructions are at the floor too
+    for name in ("mean_image", "average_body"):
+        assert scores[name]["normalised"]["appearance_self_reconstruction"] <= 1e-9
+    # the appearance code alone: transfers and self-reconstructions both at the ceiling
+    assert scores["appearance"]["normalised"]["appearance_self_reconstruction"] == 1
+
+
 def test_a_trained_judge_learns_from_exact_renders(tmp_path):
     from rodi.data.mocap import MocapHumanoid
 

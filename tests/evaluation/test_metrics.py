@@ -80,13 +80,15 @@ HEADERS_BEFORE = [
     "| pose->app. (sample / mean) | app.->pose | app.->app. | pose->pose (sample / mean) "
     "| post-hoc MI (sample / mean) | final gamma | images/s |",
     "| variant | SSIM | PSNR | PCK@0.05 | PCK@0.1 | keypoint error (px) | pose labels "
-    "| appearance retention | normalised pose | normalised appearance |",
+    "| appearance retention | normalised pose | normalised appearance "
+    "| normalised app. (self-rec.) |",
 ]
 COLUMNS_BEFORE = (
     "variant", "step", "train_minutes", "triplet_mse_mean", "triplet_mse_median", "triplet_mse_std",
     "reconstruction_mse_mean", "ssim_mean", "psnr_db_mean", "pose_pck@0.05", "pose_pck@0.1",
     "pose_pixel_error", "pose_label_accuracy", "appearance_retention", "normalised_pose",
-    "normalised_appearance", "pose_to_appearance", "pose_to_appearance_chance",
+    "normalised_appearance", "normalised_appearance_self_reconstruction", "pose_to_appearance",
+    "pose_to_appearance_chance",
     "pose_mean_to_appearance", "appearance_to_pose", "appearance_to_pose_chance",
     "appearance_to_appearance", "pose_to_pose", "pose_mean_to_pose", "posthoc_mi_nats",
     "posthoc_mi_mean_nats", "final_gamma", "images_per_s",

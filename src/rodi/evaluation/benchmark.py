@@ -24,7 +24,8 @@ COLUMNS = csv_columns()  # of results.csv, from rodi.evaluation.metrics
 # the entries of the second table of results.md (transfers as the judges read them), after SSIM
 # and PSNR
 JUDGED = ("pose_accuracy.pck@0.05", "pose_accuracy.pck@0.1", "pose_accuracy.pixel_error",
-          "pose_accuracy", "appearance_retention.mean", "normalised.pose", "normalised.appearance")
+          "pose_accuracy", "appearance_retention.mean", "normalised.pose", "normalised.appearance",
+          "normalised.appearance_self_reconstruction")
 
 
 def budget_overrides(budget: str) -> list[str]:
@@ -115,7 +116,9 @@ def _judged(m: dict, scored: str) -> dict:
         "pose_label_accuracy": sum(labels) / len(labels) if labels else None,
         "appearance_retention": look.get("mean", {}).get(scored),
         **({"normalised_pose": m.get("normalised", {}).get("pose"),
-            "normalised_appearance": m.get("normalised", {}).get("appearance")}
+            "normalised_appearance": m.get("normalised", {}).get("appearance"),
+            "normalised_appearance_self_reconstruction":
+                m.get("normalised", {}).get("appearance_self_reconstruction")}
            if scored == "transfer" else {}),
     }
 

@@ -69,12 +69,17 @@ appearance input's attributes.
 Ceiling: the judge on the exact targets. Floor: the best of the pose input (whose appearance \
 is wrong), the mean
 held-out target image and the constant average body. The mean's normalised score is the mean \
-of the attributes' normalised scores.</p>
-<table><tr><th>attribute</th><th>floor</th><th>transfer</th><th>ceiling</th><th>normalised</th></tr>
+of the attributes' normalised scores. Self-reconstruction: the same judge on D(pi(x'), alpha(x')), \
+the appearance input rendered from its own codes. Nothing has to be disentangled there, so it \
+is what the model renders of an appearance at all: a transfer well below it loses appearance \
+to the pose input; one near it is limited by the rendering.</p>
+<table><tr><th>attribute</th><th>floor</th><th>transfer</th><th>ceiling</th><th>normalised</th>\
+<th>self-reconstruction (normalised)</th></tr>
 {% for name, v in m.appearance_retention.items() %}<tr>\
 <td>{{ label("appearance_retention." ~ name) }}</td><td>{{ fmt(v.floor) }}</td>\
 <td><b>{{ fmt(v.transfer) }}</b></td><td>{{ fmt(v.ceiling) }}</td>\
-<td>{{ fmt(v.normalised) }}</td></tr>
+<td>{{ fmt(v.normalised) }}</td>\
+<td>{{ fmt(v.self_reconstruction) }} ({{ fmt(v.normalised_self_reconstruction) }})</td></tr>
 {% endfor %}</table>
 {% endif %}
 

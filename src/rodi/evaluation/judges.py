@@ -495,7 +495,8 @@ def target_equivalents(source, indices: torch.Tensor) -> dict[str, torch.Tensor]
 
 
 def judge_transfers(judge: Judge, batch: dict, transfers: torch.Tensor,
-                    trivial: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+                    trivial: dict[str, torch.Tensor] | None = None,
+                    reconstructions: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Per-triplet scores of transfers, beside the exact targets' (the ceiling) and those of
     outputs that know nothing they should (the floors).
 
@@ -506,6 +507,10 @@ def judge_transfers(judge: Judge, batch: dict, transfers: torch.Tensor,
             ``target_keypoints`` (B, K, 2) in pixels.
         transfers: (B, 3, S, S) in [-1, 1], D(pi(pose input), alpha(appearance input)).
         trivial: constant (3, S, S) images from :func:`trivial_outputs`, scored as further floors.
+        reconstructions: (B, 3, S, S) in [-1, 1], D(pi(appearance input), alpha(appearance
+            input)), or None. Their appearance is scored as ``self_reconstruction``: how much of
+            the appearance the model renders at all when nothing has to be disentangled, an upper
+            reference for the transfers' retention that tells a rendering limit from a leak.
 
     Returns:
         (B,) float tensors named ``<group>/<metric>/<scored>``, ``scored`` being ``transfer``,
@@ -529,14 +534,18 @@ def judge_transfers(judge: Judge, batch: dict, transfers: torch.Tensor,
     for name, image in (trivial or {}).items():
         constant = {k: v.expand(n, *v.shape[1:]) for k, v in judge.predict(image[None]).items()}
         judged[f"floor_{name}"] = (constant, constant)
+    if reconstructions is not None:  # the appearance input's own pose: no pose to score
+        judged["self_reconstruction"] = (None, judge.predict(reconstructions))
     size = transfers.shape[-1]
     out = {}
     for scored, (pose, look) in judged.items():
-        if judge.has_keypoints:
+        if pose is None:
+            pass
+        elif judge.has_keypoints:
             for name, v in keypoint_scores(pose["keypoints"], batch["target_keypoints"],
                                            size).items():
                 out[f"pose/{name}/{scored}"] = v
-        for name in judge.pose_labels:
+        for name in judge.pose_labels if pose is not None else ():
             right = pose[name] == batch[f"pose_{name}"]
             equivalent = batch.get(f"target_equivalent_{name}")
             # modulo identical renders: any value rendering like the target
@@ -573,7 +582,10 @@ def summarize_judged(errors: dict[str, torch.Tensor]) -> dict:
         ``appearance_retention``: the same per appearance attribute, and ``mean`` over attributes
         (its ``normalised`` is the mean of the per-attribute normalised scores);
         ``normalised``: ``pose`` (PCK@0.1 where there are keypoints, else the mean over pose
-        labels), ``pose_labels`` (mean over pose labels) and ``appearance`` (mean over attributes).
+        labels), ``pose_labels`` (mean over pose labels) and ``appearance`` (mean over attributes);
+        where the errors hold ``self_reconstruction`` scores, also each attribute's
+        ``normalised_self_reconstruction`` (on the same floor and ceiling) and their mean,
+        ``appearance_self_reconstruction``.
     """
     out = {"pose_accuracy": {}, "appearance_retention": {}}
     for key, values in errors.items():
@@ -589,6 +601,9 @@ def summarize_judged(errors: dict[str, torch.Tensor]) -> dict:
                 v["floor"] = min(floors) if lower_is_better(f"{group}.{metric}") else max(floors)
             if "floor" in v and "ceiling" in v:
                 v["normalised"] = normalised(v["transfer"], v["floor"], v["ceiling"])
+                if "self_reconstruction" in v:
+                    v["normalised_self_reconstruction"] = normalised(
+                        v["self_reconstruction"], v["floor"], v["ceiling"])
     pose, look = out["pose_accuracy"], out["appearance_retention"]
 
     def mean_of(values):
@@ -596,9 +611,13 @@ def summarize_judged(errors: dict[str, torch.Tensor]) -> dict:
 
     attributes = list(look.values())
     if attributes:
-        keys = [k for k in attributes[0] if k != "normalised" and all(k in a for a in attributes)]
+        keys = [k for k in attributes[0]
+                if not k.startswith("normalised") and all(k in a for a in attributes)]
         look["mean"] = {s: sum(a[s] for a in attributes) / len(attributes) for s in keys}
         look["mean"]["normalised"] = mean_of([a.get("normalised") for a in attributes])
+        if "self_reconstruction" in keys:
+            look["mean"]["normalised_self_reconstruction"] = mean_of(
+                [a.get("normalised_self_reconstruction") for a in attributes])
     labels = [v.get("normalised") for k, v in pose.items()
               if not k.startswith(("pck@", "pixel_error"))]
     out["normalised"] = {
@@ -606,4 +625,7 @@ def summarize_judged(errors: dict[str, torch.Tensor]) -> dict:
         "pose_labels": mean_of(labels),
         "appearance": look.get("mean", {}).get("normalised"),
     }
+    if "normalised_self_reconstruction" in look.get("mean", {}):
+        out["normalised"]["appearance_self_reconstruction"] = \
+            look["mean"]["normalised_self_reconstruction"]
     return out

@@ -90,6 +90,11 @@ METRICS: tuple[Metric, ...] = (
     Metric("normalised.pose_labels", "normalised pose labels", True, fmt=".3f"),
     Metric("normalised.appearance", "normalised appearance", True, "normalised appearance",
            ("normalised_appearance",), fmt=".3f"),
+    # the same for self-reconstructions D(pi(x'), alpha(x')): what the model renders of an
+    # appearance when nothing has to be disentangled, the transfers' own upper reference
+    Metric("normalised.appearance_self_reconstruction", "normalised appearance of "
+           "self-reconstructions", True, "normalised app. (self-rec.)",
+           ("normalised_appearance_self_reconstruction",), fmt=".3f"),
     # leakage probes (rodi.evaluation.probes): test accuracy, each beside <key>_chance
     Metric("probes.pose_to_appearance", "pose sample -> appearance", None,
            "pose->app. (sample / mean)", ("pose_to_appearance", "pose_to_appearance_chance"),

@@ -220,6 +220,9 @@ def format_table(metrics: dict) -> str:
         rows.append((joined("normalised.pose", "normalised.appearance"),
                      f"{_value('normalised.pose', n['pose'])} / "
                      f"{_value('normalised.appearance', n['appearance'])}"))
+        if "appearance_self_reconstruction" in n:
+            key = "normalised.appearance_self_reconstruction"
+            rows.append((label(key), _value(key, n["appearance_self_reconstruction"])))
     if "probes" in metrics:
         p = metrics["probes"]
         for m in under("probes"):

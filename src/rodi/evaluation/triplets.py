@@ -65,7 +65,8 @@ def triplet_errors(model: AppearancePoseModel, sheets, num_triplets: int = 8000,
         and the target, with ``ssim`` and ``psnr`` (dB) of the same pairs (see
         :func:`image_quality`); ``reconstruction``: (num_triplets,) MSE of D(mean pi(x), alpha(x))
         against x for the appearance inputs x; with a judge, also the per-triplet scores of
-        :func:`rodi.evaluation.judges.judge_transfers`.
+        :func:`rodi.evaluation.judges.judge_transfers`, with those reconstructions' appearance
+        scored as ``self_reconstruction``.
     """
     device = next(model.parameters()).device
     indices = sheets.triplet_indices(num_triplets, seed, split=split)
@@ -85,7 +86,7 @@ def triplet_errors(model: AppearancePoseModel, sheets, num_triplets: int = 8000,
         scores["reconstruction"].append((rec - app).square().flatten(1).mean(1).cpu())
         if judge is not None:
             batch.update(target_equivalents(sheets, chunk))
-            for k, v in judge_transfers(judge, batch, out, trivial).items():
+            for k, v in judge_transfers(judge, batch, out, trivial, reconstructions=rec).items():
                 scores[k].append(v)
     return {k: torch.cat(v) for k, v in scores.items()}
 
