@@ -53,10 +53,13 @@ def run_one(config: str, overrides: list[str], steps: int, seed: int, run_dir: P
     log = run_dir.parent / f"{run_dir.name}.log"
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     rodi = [sys.executable, "-m", "rodi.cli"]
-    if not (run_dir / "checkpoints" / "last.pt").exists():
+    checkpoints = run_dir / "checkpoints"
+    if not (checkpoints / "last.pt").exists():
         _run([*rodi, "train", config, *overrides, "train.max_minutes=null",
               f"train.max_steps={steps}", f"train.seed={seed}", f"train.threads={threads}",
               f"train.out_dir={run_dir}", "--no-progress"], log)
+    elif not (checkpoints / f"step-{steps:07d}.pt").exists():  # cut before its last step
+        _run([*rodi, "train", "--resume", str(run_dir), "--no-progress"], log)
     if not (report / "metrics.json").exists():
         extra = ["--num-triplets", str(num_triplets)] if num_triplets else []
         _run([*rodi, "evaluate", "-c", str(run_dir / "checkpoints" / "last.pt"), "-o", str(report),
