@@ -183,6 +183,87 @@ class ServeLimits:
     max_video_frames: int = 300
 
 
+TRACK_DETECTORS = ("background", "hog")
+
+
+@dataclass(frozen=True)
+class TrackSettings:
+    """What ``rodi data tracks`` does (:func:`rodi.data.tracks.cut_tracks`; not part of a run's
+    config; its command-line defaults). Pixels are those of the source video, seconds those of
+    its time stamps.
+
+    Attributes:
+        detector: ``background`` (MOG2 background subtraction: static cameras) or ``hog``.
+        size: side of the written crops in pixels.
+        margin: added on each side of the box, as a share of the box's longer side, before the
+            crop is made square (0.1: a box 100 px high gives a crop 120 px high).
+        min_frames: a track with fewer detections is dropped as ``short``.
+        min_height: a track whose median box height is below this many pixels is dropped as
+            ``small``.
+        min_travel: a track whose box centre never gets this many median box heights away from
+            where it started is dropped as ``still``: a person walks further than that within a
+            second, while the ghost a background model leaves where someone stood, and a static
+            thing that the HOG detector takes for a person, stay put.
+        max_aspect: a track whose median box width is above this share of its height is dropped
+            as ``wide``: two people walking side by side, seen as one blob. One walking person's
+            median is 0.3-0.45 (measured on ``vtest.avi``), a pair's above 0.55.
+        max_gap_s: a track that has no detection for this long ends; shorter gaps are bridged by
+            the Kalman filter (the frames in the gap get no crop).
+        min_iou: the least IoU between a track's predicted box and a detection that links them.
+        max_resize: a detection links to a track only if its width and height are within this
+            factor of the predicted box's (see :func:`box_distance`).
+        cut_threshold: a shot cut is a change of the colour histogram between consecutive frames
+            above this share of its mass (total variation distance, 0-1; see :class:`CutDetector`).
+        test_fraction: the share held out as ``test``: of the videos (the last ones given) where
+            there are several, else of the footage's time (tracks starting in its last part).
+        validation_fraction: the share before the test part held out as ``validation`` (used only
+            to choose ``best.pt``), by video or by time in the same way.
+        background: RGB (0-255) of the padding where a crop goes past the frame's edge.
+    """
+
+    detector: str = "background"
+    size: int = 64
+    margin: float = 0.1
+    min_frames: int = 10
+    min_height: int = 40
+    min_travel: float = 0.5
+    max_aspect: float = 0.5
+    max_gap_s: float = 1.0
+    min_iou: float = 0.4
+    max_resize: float = 1.5
+    cut_threshold: float = 0.5
+    test_fraction: float = 0.2
+    validation_fraction: float = 0.1
+    background: tuple[int, int, int] = (0, 0, 0)
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` for a setting out of its range, naming it."""
+        problems = []
+        if self.detector not in TRACK_DETECTORS:
+            problems.append(f"detector {self.detector!r} is not one of "
+                            f"{', '.join(TRACK_DETECTORS)}")
+        for name in ("size", "min_frames", "min_height"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be 1 or more, got {getattr(self, name)}")
+        for name in ("margin", "min_travel", "max_gap_s"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be 0 or more, got {getattr(self, name)}")
+        if self.max_aspect <= 0:
+            problems.append(f"max_aspect must be above 0, got {self.max_aspect}")
+        if self.max_resize < 1:
+            problems.append(f"max_resize must be 1 or more, got {self.max_resize}")
+        for name in ("min_iou", "cut_threshold"):
+            if not 0 < getattr(self, name) <= 1:
+                problems.append(f"{name} must be in (0, 1], got {getattr(self, name)}")
+        held_out = self.test_fraction + self.validation_fraction
+        if self.test_fraction < 0 or self.validation_fraction < 0 or held_out >= 1:
+            problems.append("test_fraction and validation_fraction must be 0 or more and add up "
+                            f"to less than 1, got {self.test_fraction} and "
+                            f"{self.validation_fraction}")
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+
 @dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
