@@ -229,7 +229,7 @@ class TrackSettings:
     min_travel: float = 0.5
     max_aspect: float = 0.5
     max_gap_s: float = 1.0
-    min_iou: float = 0.4
+    min_iou: float = 0.3
     max_resize: float = 1.5
     cut_threshold: float = 0.5
     test_fraction: float = 0.2

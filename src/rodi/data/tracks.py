@@ -158,8 +158,11 @@ class BackgroundDetector:
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
         cv2 = self.cv2
-        mask = self._model.apply(np.ascontiguousarray(pixels[..., ::-1]))  # MOG2 reads BGR
         self._seen += 1
+        # MOG2's own rate, 1 / min(2 n, history) at the n-th frame, learns a person into the
+        # background within a few frames early on; after the warm-up it learns at 1 / history
+        rate = -1 if self._seen <= self.warmup else 1 / self.history
+        mask = self._model.apply(np.ascontiguousarray(pixels[..., ::-1]), learningRate=rate)
         if self._seen <= self.warmup:
             return np.zeros((0, 4))
         mask = (mask == 255).astype(np.uint8)  # 127 marks shadows
