@@ -212,6 +212,15 @@ class TrackSettings:
         min_iou: the least IoU between a track's predicted box and a detection that links them.
         max_resize: a detection links to a track only if its width and height are within this
             factor of the predicted box's (see :func:`box_distance`).
+        max_colour_change: a track is cut where the colours in its box change by more than this
+            share of their histogram (total variation distance, 0-1), and a detection or two
+            that differ so from those around them are left out; within one person's track on
+            ``vtest.avi`` the change stays below 0.25, where the tracker went from one person to
+            another it is 0.3-0.6 (see :func:`rodi.data.tracks.split_by_colour`).
+        trim_s: each track loses its detections of its first and last this many seconds: a track
+            starts and ends where someone comes out of or goes behind something or someone else,
+            where its boxes are least to be trusted (on ``vtest.avi`` most crops of another
+            person, or of two, were in a track's last few frames).
         cut_threshold: a shot cut is a change of the colour histogram between consecutive frames
             above this share of its mass (total variation distance, 0-1; see :class:`CutDetector`).
         test_fraction: the share held out as ``test``: of the videos (the last ones given) where
@@ -231,6 +240,8 @@ class TrackSettings:
     max_gap_s: float = 1.0
     min_iou: float = 0.3
     max_resize: float = 1.5
+    max_colour_change: float = 0.3
+    trim_s: float = 0.3
     cut_threshold: float = 0.5
     test_fraction: float = 0.2
     validation_fraction: float = 0.1
@@ -245,14 +256,14 @@ class TrackSettings:
         for name in ("size", "min_frames", "min_height"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be 1 or more, got {getattr(self, name)}")
-        for name in ("margin", "min_travel", "max_gap_s"):
+        for name in ("margin", "min_travel", "max_gap_s", "trim_s"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be 0 or more, got {getattr(self, name)}")
         if self.max_aspect <= 0:
             problems.append(f"max_aspect must be above 0, got {self.max_aspect}")
         if self.max_resize < 1:
             problems.append(f"max_resize must be 1 or more, got {self.max_resize}")
-        for name in ("min_iou", "cut_threshold"):
+        for name in ("min_iou", "max_colour_change", "cut_threshold"):
             if not 0 < getattr(self, name) <= 1:
                 problems.append(f"{name} must be in (0, 1], got {getattr(self, name)}")
         held_out = self.test_fraction + self.validation_fraction

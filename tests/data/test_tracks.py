@@ -37,8 +37,9 @@ from rodi.data.video import VideoReadError  # noqa: E402
 
 W, H, RATE = 200, 120, 10
 FIGURE_W, FIGURE_H = 16, 40
-# settings for the small clips: figures 40 px high, ~30 frames fully in view each
-SMALL = TrackSettings(min_frames=5, min_height=20, size=32)
+# settings for the small clips: figures 40 px high, ~30 frames fully in view each; every crop
+# kept (no trimming of the tracks' ends) so that the tracks can be scored frame by frame
+SMALL = TrackSettings(min_frames=5, min_height=20, size=32, trim_s=0)
 
 
 def background(seed: int = 0, tint=(90, 110, 90)) -> np.ndarray:
@@ -201,6 +202,18 @@ def test_background_subtraction_tracks_both_crossing_figures_as_one_identity_eac
     for name, frames in linked.items():
         crops = sorted(p.name for p in (tmp_path / "people" / name).iterdir())
         assert crops == [f"{t:06d}.png" for t in sorted(frames)]
+
+
+def test_tracks_lose_their_ends(crossing, tmp_path):
+    path, _ = crossing
+    cut_tracks([path], tmp_path / "whole", SMALL, progress=False)
+    settings = TrackSettings(min_frames=5, min_height=20, size=32, trim_s=0.3)
+    cut_tracks([path], tmp_path / "trimmed", settings, progress=False)
+    whole, trimmed = read_manifest(tmp_path / "whole"), read_manifest(tmp_path / "trimmed")
+    assert len(whole) == len(trimmed) == 2
+    for name, frames in whole.items():  # 3 frames at 10 fps off each end
+        assert sorted(trimmed[name]) == [t for t in sorted(frames) if t not in
+                                         sorted(frames)[:3] + sorted(frames)[-3:]]
 
 
 def test_the_folder_holds_crops_a_manifest_an_index_and_a_summary(crossing, tmp_path):

@@ -73,16 +73,32 @@ def require_extra():
 
 # -- shot cuts -------------------------------------------------------------------------------------
 
-def colour_histogram(pixels: np.ndarray, bins: int = 8) -> np.ndarray:
-    """The joint RGB histogram of a frame, ``bins`` levels per channel, of every 4th pixel in both
-    directions: (bins ** 3,) float64 summing to 1.
+def colour_histogram(pixels: np.ndarray, bins: int = 8, step: int = 4) -> np.ndarray:
+    """The joint RGB histogram of a picture, ``bins`` levels per channel, of every ``step``-th
+    pixel in both directions: (bins ** 3,) float64 summing to 1 (all 0 for no pixels).
 
     Args:
         pixels: (H, W, 3) uint8 RGB.
     """
-    levels = pixels[::4, ::4].reshape(-1, 3).astype(np.int64) * bins // 256
+    levels = pixels[::step, ::step].reshape(-1, 3).astype(np.int64) * bins // 256
     cells = (levels[:, 0] * bins + levels[:, 1]) * bins + levels[:, 2]
-    return np.bincount(cells, minlength=bins ** 3) / len(cells)
+    return np.bincount(cells, minlength=bins ** 3) / max(len(cells), 1)
+
+
+def colour_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Total variation distance between two histograms: the share of the mass that differs, 0-1."""
+    return float(0.5 * np.abs(a - b).sum())
+
+
+def box_colours(pixels: np.ndarray, box: Sequence[float]) -> np.ndarray:
+    """The colours of the person in a box: :func:`colour_histogram` (4 levels per channel, every
+    pixel) of its middle half across and 80% down, where the person is and the background is
+    not: (64,) float64."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    w, h = x1 - x0, y1 - y0
+    region = pixels[max(0, round(y0 + 0.1 * h)):round(y1 - 0.1 * h),
+                    max(0, round(x0 + 0.25 * w)):round(x1 - 0.25 * w)]
+    return colour_histogram(region, bins=4, step=1)
 
 
 class CutDetector:
@@ -108,7 +124,7 @@ class CutDetector:
         :meth:`reset` does not."""
         histogram = colour_histogram(pixels)
         last, self._last = self._last, histogram
-        return last is not None and 0.5 * np.abs(histogram - last).sum() > self.threshold
+        return last is not None and colour_distance(histogram, last) > self.threshold
 
 
 # -- people ----------------------------------------------------------------------------------------
@@ -305,11 +321,13 @@ class Track:
     """One person's run of detections in one video, between shot cuts.
 
     Attributes:
-        number: the :class:`Linker`'s track number.
+        number: the :class:`Linker`'s track number (its crops are in a folder of that name).
         video: index into the videos given.
         frames: frame index of each detection, increasing.
         times: seconds from the start of the video of each detection.
         boxes: ``(x0, y0, x1, y1)`` in pixels of each detection.
+        colours: :func:`box_colours` of each detection.
+        piece: which piece of the linked track this is, from 0 (see :func:`split_by_colour`).
     """
 
     number: int
@@ -317,6 +335,20 @@ class Track:
     frames: list[int] = field(default_factory=list)
     times: list[float] = field(default_factory=list)
     boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
+    colours: list[np.ndarray] = field(default_factory=list, repr=False)
+    piece: int = 0
+
+    def part(self, rows: list[int], piece: int) -> Track:
+        """The track of the detections ``rows`` (indices, increasing), as piece ``piece``."""
+        return Track(self.number, self.video, [self.frames[i] for i in rows],
+                     [self.times[i] for i in rows], [self.boxes[i] for i in rows],
+                     [self.colours[i] for i in rows], piece)
+
+    def trimmed(self, seconds: float) -> Track:
+        """The track without its detections of the first and the last ``seconds``."""
+        # a frame exactly ``seconds`` from an end stays, whatever the rounding of its time stamp
+        start, end = self.times[0] + seconds - 1e-6, self.times[-1] - seconds + 1e-6
+        return self.part([i for i, t in enumerate(self.times) if start <= t <= end], self.piece)
 
     def height(self) -> float:
         """Median box height in pixels."""
@@ -334,10 +366,10 @@ class Track:
 
     def why_dropped(self, settings: TrackSettings) -> str | None:
         """``short``, ``small``, ``wide`` or ``still`` (the first that applies, see
-        :class:`TrackSettings`)
-        with the measured value, or None for a track that is kept."""
+        :class:`TrackSettings`) with the measured value, or None for a track that is kept."""
         if len(self.frames) < settings.min_frames:
-            return f"short: {len(self.frames)} frames < {settings.min_frames}"
+            return (f"short: {len(self.frames)} frames (after trimming {settings.trim_s} s at "
+                    f"each end) < {settings.min_frames}")
         if self.height() < settings.min_height:
             return f"small: median height {self.height():.0f} px < {settings.min_height}"
         if self.aspect() > settings.max_aspect:
@@ -346,6 +378,73 @@ class Track:
         if self.travel() < settings.min_travel:
             return (f"still: moved {self.travel():.2f} box heights < {settings.min_travel}")
         return None
+
+
+def without_size_outliers(track: Track, max_change: float = 1.25, window: int = 5
+                          ) -> tuple[Track, int]:
+    """The track without the detections whose box is more than ``max_change`` times as high, or
+    twice as wide, as the median of the ``window`` detections on each side of it, or less than
+    the inverse (a blob of two people, one behind the other, for a few frames; a person half
+    hidden), and those more than 1.5 times as wide for their height as the track's median (two
+    people side by side as they meet or part: one walking person's width varies less, 0.3-0.5 of
+    the height on ``vtest.avi``). A person walking towards the camera grows slowly enough to stay.
+
+    Returns:
+        The track (the same piece) and how many detections were left out.
+    """
+    sizes = np.asarray([(x1 - x0, y1 - y0) for x0, y0, x1, y1 in track.boxes])
+    aspects = sizes[:, 0] / np.maximum(sizes[:, 1], 1e-6)
+    keep = []
+    for i, (w, h) in enumerate(sizes):
+        if aspects[i] > 1.5 * np.median(aspects):
+            continue
+        around = np.delete(sizes[max(0, i - window):i + window + 1], min(i, window), axis=0)
+        if len(around) == 0:
+            keep.append(i)
+            continue
+        mw, mh = np.median(around, axis=0)
+        if 1 / max_change <= h / mh <= max_change and 0.5 <= w / mw <= 2:
+            keep.append(i)
+    return track.part(keep, track.piece), len(track.frames) - len(keep)
+
+
+def split_by_colour(track: Track, threshold: float = TrackSettings.max_colour_change,
+                    patience: int = 2, memory: int = 5) -> tuple[list[Track], int]:
+    """Cut a track where the colours in its box change: where the tracker went from one person
+    to another (two people crossing, one leaving as another arrives).
+
+    Each detection's :func:`box_colours` is compared (:func:`colour_distance`) with the mean of
+    the last ``memory`` detections kept before it, which follows slow changes of light along the
+    way. Where it differs by more than ``threshold``, the detections up to ``patience`` after it
+    are looked at: if the colours come back among them, the detections in between are left out
+    (another person or a merged blob for a frame or two); if they do not, the track is cut there
+    and a new piece starts.
+
+    Returns:
+        The pieces (numbered from 0, in order; none for a track without detections) and how many
+        detections were left out.
+    """
+    n = len(track.frames)
+    if n == 0:
+        return [], 0
+    pieces, current, left_out, i = [], [0], 0, 1
+    while i < n:
+        reference = np.mean([track.colours[j] for j in current[-memory:]], axis=0)
+        if colour_distance(track.colours[i], reference) <= threshold:
+            current.append(i)
+            i += 1
+            continue
+        back = next((j for j in range(i + 1, min(i + 1 + patience, n))
+                     if colour_distance(track.colours[j], reference) <= threshold), None)
+        if back is not None:
+            left_out += back - i
+            i = back
+            continue
+        pieces.append(current)
+        current = [i]
+        i += 1
+    pieces.append(current)
+    return [track.part(rows, k) for k, rows in enumerate(pieces)], left_out
 
 
 def square_crop(pixels: np.ndarray, box: Sequence[float], size: int,
@@ -378,7 +477,11 @@ def square_crop(pixels: np.ndarray, box: Sequence[float], size: int,
 @dataclass
 class VideoSummary:
     """What tracking found in one video: ``frames`` decoded, ``rate`` (frames per second),
-    ``duration_s``, ``cuts`` (frame indices that start a new shot), ``detections`` in all."""
+    ``duration_s``, ``cuts`` (frame indices that start a new shot), ``detections`` in all,
+    ``colour_cuts`` (tracks cut where their colours changed, see :func:`split_by_colour`) and
+    ``outliers`` (detections left out of their track for an odd size or a frame or two of other
+    colours, see :func:`without_size_outliers`) and ``trimmed`` (detections at the ends of
+    tracks, see ``TrackSettings.trim_s``)."""
 
     path: str
     frames: int = 0
@@ -386,6 +489,9 @@ class VideoSummary:
     duration_s: float = 0.0
     cuts: list[int] = field(default_factory=list)
     detections: int = 0
+    colour_cuts: int = 0
+    outliers: int = 0
+    trimmed: int = 0
 
 
 def track_video(path: str | os.PathLike, video: int, detector: PersonDetector, linker: Linker,
@@ -397,8 +503,13 @@ def track_video(path: str | os.PathLike, video: int, detector: PersonDetector, l
     (:func:`within_frame`) is written as ``crops/<track number>/<frame index, 6 digits>.png`` as
     its frame goes by, so no frame is kept in memory; a track is made of those detections.
 
+    Each linked track then loses the detections of an odd size (:func:`without_size_outliers`),
+    is cut where its colours change (:func:`split_by_colour`), and each piece loses its ends
+    (``settings.trim_s``).
+
     Returns:
-        The tracks (in the order they started) and the video's :class:`VideoSummary`.
+        The tracks (by track number and piece; a track trimmed to nothing has no detections left)
+        and the video's :class:`VideoSummary`.
 
     Raises:
         VideoReadError: the file is missing or cannot be decoded (see
@@ -426,7 +537,17 @@ def track_video(path: str | os.PathLike, video: int, detector: PersonDetector, l
             summary.frames, summary.detections = frame.index + 1, summary.detections + len(boxes)
             summary.duration_s = max(summary.duration_s, frame.time + 1 / float(info.rate or 1))
             bar.update(1)
-    return sorted(tracks.values(), key=lambda t: (t.frames[0], t.number)), summary
+    pieces = []
+    for track in tracks.values():
+        track, odd_sizes = without_size_outliers(track)
+        parts, odd_colours = split_by_colour(track, settings.max_colour_change)
+        summary.colour_cuts += len(parts) - 1
+        summary.outliers += odd_sizes + odd_colours
+        for part in parts:
+            trimmed = part.trimmed(settings.trim_s)
+            summary.trimmed += len(part.frames) - len(trimmed.frames)
+            pieces.append(trimmed)
+    return sorted(pieces, key=lambda t: (t.number, t.piece)), summary
 
 
 def within_frame(boxes: np.ndarray, shape: tuple[int, ...], border: float = 2) -> np.ndarray:
@@ -446,6 +567,7 @@ def _add(track: Track, frame: Frame, box: np.ndarray, crops: Path,
     track.frames.append(frame.index)
     track.times.append(round(frame.time, 4))
     track.boxes.append(tuple(round(float(v), 1) for v in box))
+    track.colours.append(box_colours(frame.pixels, box))
 
 
 # -- splits ----------------------------------------------------------------------------------------
@@ -574,9 +696,11 @@ def _keep_and_write(tracks: list[Track], summaries: list[VideoSummary], videos: 
                              " (try --detector background for a static camera, or a lower "
                              "--min-height)"))
     reasons = [t.why_dropped(settings) for t in tracks]
-    kept = [t for t, why in zip(tracks, reasons) if why is None]
-    dropped = [{"track": t.number, "video": str(videos[t.video]), "first_frame": t.frames[0],
-                "frames": len(t.frames), "reason": why}
+    kept = sorted((t for t, why in zip(tracks, reasons) if why is None),
+                  key=lambda t: (t.video, t.frames[0], t.number, t.piece))
+    dropped = [{"track": t.number, "piece": t.piece, "video": str(videos[t.video]),
+                "first_frame": t.frames[0] if t.frames else None, "frames": len(t.frames),
+                "reason": why}
                for t, why in zip(tracks, reasons) if why is not None]
     counts = {kind: sum(d["reason"].startswith(kind) for d in dropped)
               for kind in ("short", "small", "wide", "still")}
@@ -591,8 +715,10 @@ def _keep_and_write(tracks: list[Track], summaries: list[VideoSummary], videos: 
     identities = []
     manifest_rows, index_rows = [], []
     for track, name, split in zip(kept, names, splits):
-        os.rename(crops / str(track.number), folder / name)
+        (folder / name).mkdir()
         for frame, t, box in zip(track.frames, track.times, track.boxes):
+            os.rename(crops / str(track.number) / f"{frame:06d}.png",
+                      folder / name / f"{frame:06d}.png")
             manifest_rows.append([name, split, str(videos[track.video]), frame, t, *box])
             index_rows.append([name, f"{name}/{frame:06d}.png", split])
         identities.append({"identity": name, "split": split, "video": str(videos[track.video]),
@@ -600,7 +726,7 @@ def _keep_and_write(tracks: list[Track], summaries: list[VideoSummary], videos: 
                            "last_s": track.times[-1], "median_height": round(track.height(), 1)})
     _write_csv(folder / "manifest.csv", MANIFEST_COLUMNS, manifest_rows)
     _write_csv(folder / "index.csv", ("identity", "path", "split"), index_rows)
-    shutil.rmtree(crops)  # the dropped tracks' crops
+    shutil.rmtree(crops)  # the crops of dropped tracks and left-out detections
     summary = {
         "settings": asdict(settings),
         "videos": [asdict(s) for s in summaries],
