@@ -21,6 +21,7 @@ import click
 from rodi.config import (
     SOURCES,
     TRACK_DETECTORS,
+    TRACK_FITS,
     ConfigError,
     DataConfig,
     ModelConfig,
@@ -475,6 +476,10 @@ def inspect(source_or_path, output, pairs, image_size, data_root, overrides):
               help="Side of the square crops in pixels.")
 @click.option("--margin", type=click.FloatRange(min=0), default=TrackSettings.margin,
               show_default=True, help="Added on each side of a box, as a share of its longer side.")
+@click.option("--fit", type=click.Choice(TRACK_FITS), default=TrackSettings.fit,
+              show_default=True,
+              help="pad: the box and its margin, a plain colour beside them; square: the scene "
+                   "around the box (with whoever walks beside).")
 @click.option("--min-frames", type=click.IntRange(min=1), default=TrackSettings.min_frames,
               show_default=True, help="Drop tracks with fewer detections.")
 @click.option("--min-height", type=click.IntRange(min=1), default=TrackSettings.min_height,
@@ -499,15 +504,16 @@ def inspect(source_or_path, output, pairs, image_size, data_root, overrides):
 @click.option("--sheet", type=click.Path(dir_okay=False), default=None,
               help="Contact sheet PNG (default: the output folder's name with .png, beside it).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-def tracks(videos, output, detector, size, margin, min_frames, min_height, max_aspect, min_travel,
-           cut_threshold, test_fraction, validation_fraction, sheet, no_progress):
+def tracks(videos, output, detector, size, margin, fit, min_frames, min_height, max_aspect,
+           min_travel, cut_threshold, test_fraction, validation_fraction, sheet, no_progress):
     """Cut footage of people into an identity folder: find and track every person in VIDEOS,
     write each track's square crops as OUTPUT/<identity>/<frame>.png (the folder source), with
     manifest.csv, index.csv (identity,path,split), summary.json and a contact sheet. Needs
     `pip install 'rodi[tracks]'`."""
     from rodi.data.tracks import cut_tracks  # deferred (module docstring)
 
-    settings = TrackSettings(detector=detector, size=size, margin=margin, min_frames=min_frames,
+    settings = TrackSettings(detector=detector, size=size, margin=margin, fit=fit,
+                             min_frames=min_frames,
                              min_height=min_height, max_aspect=max_aspect, min_travel=min_travel,
                              cut_threshold=cut_threshold, test_fraction=test_fraction,
                              validation_fraction=validation_fraction)

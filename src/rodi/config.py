@@ -184,6 +184,7 @@ class ServeLimits:
 
 
 TRACK_DETECTORS = ("background", "hog")
+TRACK_FITS = ("pad", "square")
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,10 @@ class TrackSettings:
         size: side of the written crops in pixels.
         margin: added on each side of the box, as a share of the box's longer side, before the
             crop is made square (0.1: a box 100 px high gives a crop 120 px high).
+        fit: ``pad``: the crop shows the box and its margin, and ``background`` beside them, as
+            rodi pads images to a square; ``square``: the whole square of the scene around the
+            box, where people walking together show up beside each other (see
+            :func:`rodi.data.tracks.square_crop`).
         min_frames: a track with fewer detections is dropped as ``short``.
         min_height: a track whose median box height is below this many pixels is dropped as
             ``small``.
@@ -233,6 +238,7 @@ class TrackSettings:
     detector: str = "background"
     size: int = 64
     margin: float = 0.1
+    fit: str = "pad"
     min_frames: int = 10
     min_height: int = 40
     min_travel: float = 0.5
@@ -250,6 +256,8 @@ class TrackSettings:
     def check(self) -> None:
         """Raise :class:`ConfigError` for a setting out of its range, naming it."""
         problems = []
+        if self.fit not in TRACK_FITS:
+            problems.append(f"fit {self.fit!r} is not one of {', '.join(TRACK_FITS)}")
         if self.detector not in TRACK_DETECTORS:
             problems.append(f"detector {self.detector!r} is not one of "
                             f"{', '.join(TRACK_DETECTORS)}")

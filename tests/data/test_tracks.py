@@ -274,14 +274,22 @@ def test_held_out_identities_are_the_last_part_of_the_time_or_the_last_videos():
 
 
 def test_a_crop_is_square_centred_on_the_box_and_padded_at_the_edges():
-    frame = np.zeros((100, 100, 3), np.uint8)
+    frame = np.full((100, 100, 3), 50, np.uint8)
     frame[20:80, 40:60] = 255
-    crop = square_crop(frame, (40, 20, 60, 80), 72, margin=0.1)  # side 72 px: no resizing
-    assert crop.shape == (72, 72, 3)
-    cols = np.flatnonzero(crop[36, :, 0] > 127)
-    rows = np.flatnonzero(crop[:, 36, 0] > 127)
-    assert (cols[0], cols[-1], rows[0], rows[-1]) == (26, 45, 6, 65)
-    corner = square_crop(frame + 50, (0, 0, 20, 20), 24, margin=0.1, background=(7, 8, 9))
+    for fit in ("pad", "square"):
+        crop = square_crop(frame, (40, 20, 60, 80), 72, margin=0.1, fit=fit)  # 72 px: as cut
+        assert crop.shape == (72, 72, 3)
+        cols = np.flatnonzero(crop[36, :, 0] > 127)
+        rows = np.flatnonzero(crop[:, 36, 0] > 127)
+        assert (cols[0], cols[-1], rows[0], rows[-1]) == (26, 45, 6, 65)
+    # the margin is 6 px (0.1 of the box's longer side): pad shows 6 px of scene beside the box
+    # and background beyond; square shows the scene to the square's edge
+    pad = square_crop(frame, (40, 20, 60, 80), 72, fit="pad", background=(7, 8, 9))
+    square = square_crop(frame, (40, 20, 60, 80), 72, fit="square", background=(7, 8, 9))
+    assert pad[36, 20].tolist() == [50] * 3 and pad[36, 19].tolist() == [7, 8, 9]
+    assert square[36, 0].tolist() == [50] * 3
+    corner = square_crop(frame, (0, 0, 20, 20), 24, margin=0.1, fit="square",
+                         background=(7, 8, 9))
     assert corner[0, 0].tolist() == [7, 8, 9] and corner[-1, -1].tolist() == [50, 50, 50]
 
 

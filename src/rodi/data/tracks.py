@@ -14,7 +14,8 @@ The steps, one piece each, in the order a frame meets them:
    matched by IoU), from the maintained fork ``norfair-enough`` (BSD-3-Clause) because the original
    ``norfair`` 2.3 pins numpy below 2, which would downgrade rodi's numpy. Both install the import
    package ``norfair``: have one of them, not both;
-5. crops: :func:`square_crop`, a square around the box with a margin, padded at the frame's edges;
+5. crops: :func:`square_crop`, a square around the box with a margin, the scene beside the box
+   (other people) and past the frame's edges filled with a plain colour;
 6. keeping, naming, splitting and writing: :func:`cut_tracks`.
 
 On the pedestrian video ``vtest.avi`` of Debian's ``opencv-doc`` (768 x 576, 795 frames at
@@ -40,7 +41,7 @@ from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
 from rodi.atomic import new_folder, replacing
-from rodi.config import TrackSettings
+from rodi.config import TRACK_FITS, TrackSettings
 from rodi.data.errors import DataError
 from rodi.data.inspect import contact_sheet
 from rodi.data.video import Frame, full_frames, probe_video
@@ -448,25 +449,40 @@ def split_by_colour(track: Track, threshold: float = TrackSettings.max_colour_ch
 
 
 def square_crop(pixels: np.ndarray, box: Sequence[float], size: int,
-                margin: float = TrackSettings.margin,
+                margin: float = TrackSettings.margin, fit: str = TrackSettings.fit,
                 background: tuple[int, int, int] = TrackSettings.background) -> np.ndarray:
     """The square around a box, resized: (size, size, 3) uint8.
 
-    The square's side is ``(1 + 2 margin)`` times the box's longer side, centred on the box; where
-    it goes past the frame's edge it is filled with ``background``, so the person stays centred and
-    unstretched. Resizing uses Lanczos filtering, as every image rodi prepares.
+    The square's side is ``(1 + 2 margin)`` times the box's longer side, centred on the box, so the
+    person stays centred and unstretched. With ``fit="pad"`` it shows the box with ``margin``
+    times its longer side around it on every side, and ``background`` elsewhere (the way rodi pads
+    images: no neighbour beside the person); with ``fit="square"`` it shows the whole square of
+    the scene. Wherever it goes past the frame's edge it is ``background``. Resizing uses Lanczos
+    filtering, as every image rodi prepares.
 
     Args:
         pixels: the frame, (H, W, 3) uint8 RGB.
         box: ``x0, y0, x1, y1`` in pixels.
+
+    Raises:
+        ValueError: ``fit`` is not one of :data:`rodi.config.TRACK_FITS`.
     """
+    if fit not in TRACK_FITS:
+        raise ValueError(f"unknown fit {fit!r}; use one of {', '.join(TRACK_FITS)}")
     x0, y0, x1, y1 = (float(v) for v in box)
-    side = max(1, round((1 + 2 * margin) * max(x1 - x0, y1 - y0)))
+    longer = max(x1 - x0, y1 - y0)
+    side = max(1, round((1 + 2 * margin) * longer))
     left, top = round((x0 + x1 - side) / 2), round((y0 + y1 - side) / 2)
+    shown = (left, top, left + side, top + side)
+    if fit == "pad":
+        m = margin * longer
+        shown = (max(left, round(x0 - m)), max(top, round(y0 - m)),
+                 min(left + side, round(x1 + m)), min(top + side, round(y1 + m)))
     canvas = np.empty((side, side, 3), np.uint8)
     canvas[:] = background
     h, w = pixels.shape[:2]
-    sx0, sy0, sx1, sy1 = max(left, 0), max(top, 0), min(left + side, w), min(top + side, h)
+    sx0, sy0 = max(shown[0], 0), max(shown[1], 0)
+    sx1, sy1 = min(shown[2], w), min(shown[3], h)
     if sx1 > sx0 and sy1 > sy0:
         canvas[sy0 - top:sy1 - top, sx0 - left:sx1 - left] = pixels[sy0:sy1, sx0:sx1]
     return np.asarray(Image.fromarray(canvas).resize((size, size), Image.Resampling.LANCZOS))
@@ -562,7 +578,8 @@ def _add(track: Track, frame: Frame, box: np.ndarray, crops: Path,
          settings: TrackSettings) -> None:
     folder = crops / str(track.number)
     folder.mkdir(exist_ok=True)
-    crop = square_crop(frame.pixels, box, settings.size, settings.margin, settings.background)
+    crop = square_crop(frame.pixels, box, settings.size, settings.margin, settings.fit,
+                       settings.background)
     Image.fromarray(crop).save(folder / f"{frame.index:06d}.png")
     track.frames.append(frame.index)
     track.times.append(round(frame.time, 4))
