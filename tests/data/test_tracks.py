@@ -238,6 +238,19 @@ def test_the_folder_holds_crops_a_manifest_an_index_and_a_summary(crossing, tmp_
     assert index.summary()["images"] == len(rows)
 
 
+def test_with_several_videos_the_last_ones_are_held_out_whole(crossing, tmp_path):
+    path, _ = crossing
+    videos = [tmp_path / f"{name}.mkv" for name in ("monday", "tuesday")]
+    for v in videos:
+        v.write_bytes(path.read_bytes())
+    summary = cut_tracks(videos, tmp_path / "people", SMALL, progress=False)
+    assert {(i["identity"].split("-")[0], i["split"]) for i in summary["identities"]} == {
+        ("monday", "train"), ("tuesday", "test")}
+    index = IndexFile(tmp_path / "people" / "index.csv", image_size=32,
+                      cache_dir=tmp_path / "c", progress=False)
+    assert [len(index.split(s)) for s in ("train", "validation", "test")] == [2, 0, 2]
+
+
 def test_shot_cuts_end_every_track(tmp_path):
     """A figure keeps walking across a cut to another scene: two identities, split at the cut."""
     boxes = {"red": {t: (20 + 4 * t, 40, 36 + 4 * t, 80) for t in range(40)}, "blue": {}}

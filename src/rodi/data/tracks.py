@@ -322,7 +322,7 @@ class Track:
     """One person's run of detections in one video, between shot cuts.
 
     Attributes:
-        number: the :class:`Linker`'s track number (its crops are in a folder of that name).
+        number: the :class:`Linker`'s track number in its video.
         video: index into the videos given.
         frames: frame index of each detection, increasing.
         times: seconds from the start of the video of each detection.
@@ -344,6 +344,12 @@ class Track:
         return Track(self.number, self.video, [self.frames[i] for i in rows],
                      [self.times[i] for i in rows], [self.boxes[i] for i in rows],
                      [self.colours[i] for i in rows], piece)
+
+    @property
+    def crops(self) -> str:
+        """The name of the folder its crops are written to while tracking: ``<video>-<number>``
+        (each video has a linker of its own, numbering its tracks from 0)."""
+        return f"{self.video}-{self.number}"
 
     def trimmed(self, seconds: float) -> Track:
         """The track without its detections of the first and the last ``seconds``."""
@@ -516,7 +522,7 @@ def track_video(path: str | os.PathLike, video: int, detector: PersonDetector, l
     """Find, link and crop the people of one video.
 
     The crop (:func:`square_crop`) of every detection clear of the frame's edges
-    (:func:`within_frame`) is written as ``crops/<track number>/<frame index, 6 digits>.png`` as
+    (:func:`within_frame`) is written as ``crops/<Track.crops>/<frame index, 6 digits>.png`` as
     its frame goes by, so no frame is kept in memory; a track is made of those detections.
 
     Each linked track then loses the detections of an odd size (:func:`without_size_outliers`),
@@ -576,7 +582,7 @@ def within_frame(boxes: np.ndarray, shape: tuple[int, ...], border: float = 2) -
 
 def _add(track: Track, frame: Frame, box: np.ndarray, crops: Path,
          settings: TrackSettings) -> None:
-    folder = crops / str(track.number)
+    folder = crops / track.crops
     folder.mkdir(exist_ok=True)
     crop = square_crop(frame.pixels, box, settings.size, settings.margin, settings.fit,
                        settings.background)
@@ -734,7 +740,7 @@ def _keep_and_write(tracks: list[Track], summaries: list[VideoSummary], videos: 
     for track, name, split in zip(kept, names, splits):
         (folder / name).mkdir()
         for frame, t, box in zip(track.frames, track.times, track.boxes):
-            os.rename(crops / str(track.number) / f"{frame:06d}.png",
+            os.rename(crops / track.crops / f"{frame:06d}.png",
                       folder / name / f"{frame:06d}.png")
             manifest_rows.append([name, split, str(videos[track.video]), frame, t, *box])
             index_rows.append([name, f"{name}/{frame:06d}.png", split])
