@@ -31,7 +31,9 @@ from rodi.data.tracks import (  # noqa: E402
     cut_tracks,
     held_out_counts,
     require_extra,
+    split_by_colour,
     square_crop,
+    without_size_outliers,
 )
 from rodi.data.video import VideoReadError  # noqa: E402
 
@@ -183,6 +185,34 @@ def test_a_reset_ends_every_track_and_numbers_are_never_reused():
     first = [linker(box)[0][0] for _ in range(3)]
     linker.reset()
     assert first == [0, 0, 0] and linker(box) == [(1, 0)]
+
+
+def made_track(colours: str, heights=None) -> Track:
+    """A track of one detection per letter: ``r`` a red person, ``b`` a blue one."""
+    palette = {"r": np.eye(64)[10], "b": np.eye(64)[50]}
+    n = len(colours)
+    heights = heights or [40] * n
+    return Track(0, 0, list(range(n)), [t / 10 for t in range(n)],
+                 [(5.0 * t, 10.0, 5.0 * t + 16, 10.0 + h) for t, h in enumerate(heights)],
+                 [palette[c] for c in colours])
+
+
+def test_a_track_is_cut_where_it_goes_over_to_someone_else():
+    pieces, left_out = split_by_colour(made_track("rrrrrrbbbbbb"))
+    assert [p.frames for p in pieces] == [list(range(6)), list(range(6, 12))]
+    assert [p.piece for p in pieces] == [0, 1] and left_out == 0
+
+
+def test_a_frame_or_two_of_someone_else_is_left_out_not_cut():
+    pieces, left_out = split_by_colour(made_track("rrrrbbrrrr"))
+    assert [p.frames for p in pieces] == [[0, 1, 2, 3, 6, 7, 8, 9]] and left_out == 2
+
+
+def test_a_box_of_two_people_one_behind_the_other_is_left_out():
+    track, left_out = without_size_outliers(made_track("r" * 12, [40] * 5 + [60] + [40] * 6))
+    assert left_out == 1 and 5 not in track.frames
+    growing = made_track("r" * 12, [40 + 2 * t for t in range(12)])  # walking towards the camera
+    assert without_size_outliers(growing)[1] == 0
 
 
 # -- the whole command, on rendered clips ----------------------------------------------------------

@@ -11,15 +11,22 @@ The steps, one piece each, in the order a frame meets them:
    subtraction: moving blobs of a static camera; the default) or :class:`HogDetector` (OpenCV's
    HOG people detector, whose weights ship inside OpenCV);
 4. tracks: :class:`Linker`, norfair's tracker (a Kalman filter on the box corners, detections
-   matched by IoU), from the maintained fork ``norfair-enough`` (BSD-3-Clause) because the original
-   ``norfair`` 2.3 pins numpy below 2, which would downgrade rodi's numpy. Both install the import
-   package ``norfair``: have one of them, not both;
+   matched by IoU, with a gate on the change of size, :func:`box_distance`), from the maintained
+   fork ``norfair-enough`` (BSD-3-Clause) because the original ``norfair`` 2.3 pins numpy below
+   2, which would downgrade rodi's numpy. Both install the import package ``norfair``: have one
+   of them, not both;
 5. crops: :func:`square_crop`, a square around the box with a margin, the scene beside the box
-   (other people) and past the frame's edges filled with a plain colour;
-6. keeping, naming, splitting and writing: :func:`cut_tracks`.
+   (other people) and past the frame's edges filled with a plain colour (``fit="pad"``);
+6. clean tracks: detections of an odd size left out (:func:`without_size_outliers`), tracks cut
+   where the colours in their box change (:func:`split_by_colour`: the tracker went from one
+   person to another), their ends trimmed (``TrackSettings.trim_s``);
+7. keep (``short``, ``small``, ``wide`` and ``still`` tracks are dropped:
+   :meth:`Track.why_dropped`), name, split (:func:`assign_splits`) and write: :func:`cut_tracks`.
 
-On the pedestrian video ``vtest.avi`` of Debian's ``opencv-doc`` (768 x 576, 795 frames at
-10 fps) the measured comparison of the two detectors is in ``docs/results/tracks/README.md``.
+Steps 6 and 7 exist because of what the first five gave on the pedestrian video ``vtest.avi`` of
+Debian's ``opencv-doc`` (768 x 576, 795 frames at 10 fps), looked at crop by crop:
+``docs/results/tracks/README.md`` has the measurements, the comparison of the two detectors and
+the contact sheet.
 
 OpenCV and norfair are the optional extra ``rodi[tracks]``, imported only when a command needs them
 (:func:`require_extra`), so the rest of rodi works without them.
@@ -54,7 +61,6 @@ MANIFEST_COLUMNS = ("identity", "split", "video", "frame", "time_s", "x0", "y0",
 class TracksError(DataError):
     """Footage cannot give an identity folder: the extra is missing, nobody is found in it, every
     track is dropped, or the output folder is taken."""
-
 
 
 def require_extra():
@@ -147,9 +153,11 @@ class BackgroundDetector:
     colours the background shares in places become one blob), each blob's bounding box.
 
     A blob shorter than half of ``min_height`` or wider than it is high (a group, a car) is
-    ignored. The model learns from the first frame after
-    :meth:`reset` on (no detection before the ``warmup``-th frame); someone standing there then
-    leaves a ghost when they walk off, which does not move (see ``TrackSettings.min_travel``).
+    ignored. The model learns from the first frame after :meth:`reset` on, quickly for the
+    ``warmup`` frames (which give no detections), then at ``1 / history`` a frame, so that a person
+    who stands still a while is not learnt into the background. Someone standing in the first
+    frames leaves a ghost where they stood when they walk off, which does not move (see
+    ``TrackSettings.min_travel``).
 
     Args:
         history: frames the background model remembers (MOG2's ``history``).
@@ -186,7 +194,7 @@ class BackgroundDetector:
         opening, closing = self._kernels()
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, opening)
         mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, closing)
-        count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        _, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
         x, y, w, h = (stats[1:, i].astype(np.float64) for i in range(4))
         keep = (h >= self.min_height / 2) & (w <= h)
         return np.stack([x, y, x + w, y + h], axis=1)[keep]
@@ -248,7 +256,7 @@ def _not_an_inverted_box(record: logging.LogRecord) -> bool:
 
 
 def box_distance(boxes: np.ndarray, predicted: np.ndarray,
-                 max_resize: float = 1.5) -> np.ndarray:
+                 max_resize: float = TrackSettings.max_resize) -> np.ndarray:
     """``1 - IoU`` between detections and tracks' predicted boxes, and 1 (no link) where a
     detection's width or height is more than ``max_resize`` times the prediction's or less than
     its inverse: (N, K) float64 for boxes (N, 4) and predicted (K, 4), both ``x0, y0, x1, y1``.
