@@ -50,11 +50,11 @@ from tqdm.auto import tqdm
 from rodi.atomic import new_folder, replacing
 from rodi.config import TRACK_FITS, TrackSettings
 from rodi.data.errors import DataError
+from rodi.data.folders import SPLITS
 from rodi.data.inspect import contact_sheet
 from rodi.data.video import Frame, full_frames, probe_video
 
 EXTRA = "pip install 'rodi[tracks]'"
-SPLIT_ORDER = ("train", "validation", "test")
 MANIFEST_COLUMNS = ("identity", "split", "video", "frame", "time_s", "x0", "y0", "x1", "y1")
 
 
@@ -680,8 +680,9 @@ def cut_tracks(videos: Sequence[str | os.PathLike], out: str | os.PathLike,
         The summary as written to ``summary.json``, plus the ``sheet``'s path.
 
     Raises:
-        TracksError: bad settings, the extra is missing, ``out`` exists and is not empty, nobody
-            was found, or every track was dropped (saying how many for each reason).
+        ConfigError: a setting is out of its range (:meth:`TrackSettings.check`).
+        TracksError: the extra is missing, ``out`` exists and is not empty, nobody was found, or
+            every track was dropped (saying how many for each reason).
         VideoReadError: a video is missing or cannot be decoded (checked for all videos before
             any is tracked).
     """
@@ -691,8 +692,7 @@ def cut_tracks(videos: Sequence[str | os.PathLike], out: str | os.PathLike,
     videos = [Path(v) for v in videos]
     if not videos:
         raise TracksError("give at least one video")
-    for v in videos:  # fail on a bad file now, not after tracking the others
-        probe_video(v)
+    rates = [probe_video(v).rate for v in videos]  # a bad file fails now, not after the others
     if out.exists() and not (out.is_dir() and not any(out.iterdir())):
         raise TracksError(f"{out} already exists; choose a new folder or remove it")
     detector = make_detector(settings)
@@ -702,8 +702,7 @@ def cut_tracks(videos: Sequence[str | os.PathLike], out: str | os.PathLike,
             crops = tmp / ".crops"
             crops.mkdir()
             tracks, summaries = [], []
-            for i, v in enumerate(videos):
-                rate = probe_video(v).rate
+            for i, (v, rate) in enumerate(zip(videos, rates)):
                 linker = Linker(round(settings.max_gap_s * float(rate or 10)), settings.min_iou,
                                 settings.max_resize)
                 found, summary = track_video(v, i, detector, linker, cuts, crops, settings,
@@ -764,7 +763,7 @@ def _keep_and_write(tracks: list[Track], summaries: list[VideoSummary], videos: 
         "settings": asdict(settings),
         "videos": [asdict(s) for s in summaries],
         "tracks": len(tracks),
-        "identities_per_split": {s: splits.count(s) for s in SPLIT_ORDER},
+        "identities_per_split": {s: splits.count(s) for s in SPLITS},
         "dropped_per_reason": counts,
         "identities": identities,
         "dropped": dropped,

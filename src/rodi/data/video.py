@@ -285,9 +285,10 @@ def full_frames(path: str | os.PathLike) -> Iterator[Frame]:
     Warns and raises as :func:`video_frames` does.
     """
     path = Path(path)
-    rate = probe_video(path).rate
+    rate = None
     for k, t, frame in _frames_in_window(path, None):
-        if t is None:
-            t = k / float(rate) if rate else float(k)
+        if t is None:  # rare: read the rate from the packets only then
+            rate = rate or probe_video(path).rate or 1
+            t = k / float(rate)
         pixels = np.asarray(_upright(frame.to_image(), frame.rotation))
         yield Frame(k, t, pixels)
