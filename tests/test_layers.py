@@ -38,6 +38,9 @@ EXEMPT = {
     ("rodi.data.mocap", "pybullet"): "pybullet prints its build time to stdout from C when "
                                      "imported: only rendering (with that output silenced) "
                                      "imports it",
+    ("rodi.data.tracks", "cv2"): "OpenCV is the optional extra rodi[tracks]: imported where "
+                                 "footage is tracked, so rodi works without it",
+    ("rodi.data.tracks", "norfair"): "norfair is the optional extra rodi[tracks], as OpenCV",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -48,6 +49,36 @@ def replacing(path: str | os.PathLike, durable: bool = False) -> Iterator[Path]:
         raise
     if durable:
         _fsync(path.parent)
+
+
+@contextmanager
+def new_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path`` (``.NAME.XXXXXXXX.tmp``) for the caller to fill;
+    rename it to ``path`` when the block ends, or remove it with all it holds when the block
+    raises, so that ``path`` is either absent or complete.
+
+    Raises:
+        FileExistsError: ``path`` exists and is not an empty folder (checked before the block runs
+            and again at the rename; nothing is overwritten).
+    """
+    path = Path(path)
+    if path.exists() and not (path.is_dir() and not any(path.iterdir())):
+        raise FileExistsError(errno.EEXIST, "already exists; choose a new folder", str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        os.chmod(tmp, 0o777 & ~_UMASK)
+        yield tmp
+        try:
+            os.rename(tmp, path)  # onto a missing or empty folder only: never replaces data
+        except OSError as err:
+            if err.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                raise FileExistsError(errno.EEXIST, "already exists; choose a new folder",
+                                      str(path)) from None
+            raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def link(source: str | os.PathLike, target: str | os.PathLike) -> Path:

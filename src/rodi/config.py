@@ -184,6 +184,109 @@ class ServeLimits:
     max_video_frames: int = 300
 
 
+TRACK_DETECTORS = ("background", "hog")
+TRACK_FITS = ("pad", "square")
+
+
+@dataclass(frozen=True)
+class TrackSettings:
+    """What ``rodi data tracks`` does (:func:`rodi.data.tracks.cut_tracks`; not part of a run's
+    config; its command-line defaults). Pixels are those of the source video, seconds those of
+    its time stamps.
+
+    Attributes:
+        detector: ``background`` (MOG2 background subtraction: static cameras) or ``hog``.
+        size: side of the written crops in pixels.
+        margin: added on each side of the box, as a share of the box's longer side, before the
+            crop is made square (0.1: a box 100 px high gives a crop 120 px high).
+        fit: ``pad``: the crop shows the box and its margin, and ``background`` beside them, as
+            rodi pads images to a square; ``square``: the whole square of the scene around the
+            box, where people walking together show up beside each other (see
+            :func:`rodi.data.tracks.square_crop`).
+        min_frames: a track with fewer detections is dropped as ``short``.
+        min_height: a track whose median box height is below this many pixels is dropped as
+            ``small``.
+        min_travel: a track whose box centre never gets this many median box heights away from
+            where it started is dropped as ``still``: the ghost a background model leaves where
+            someone stood, and a static thing that the HOG detector takes for a person, stay put
+            (0.00 and 0.05 on ``vtest.avi``). A person crossing the picture gets further within a
+            second, but one walking towards or away from the camera may not: there 10 short tracks
+            of one person (0.15-0.46, one showing only legs) were dropped too, beside 2 of two
+            people one behind the other, which a lower value would keep.
+        max_aspect: a track whose median box width is above this share of its height is dropped
+            as ``wide``: two people walking side by side, seen as one blob. One walking person's
+            median is 0.3-0.45 (measured on ``vtest.avi``), a pair's above 0.55.
+        max_gap_s: a track that has no detection for this long ends; shorter gaps are bridged by
+            the Kalman filter (the frames in the gap get no crop).
+        min_iou: the least IoU between a track's predicted box and a detection that links them.
+        max_resize: a detection links to a track only if its width and height are within this
+            factor of the predicted box's (see :func:`box_distance`).
+        max_colour_change: a track is cut where the colours in its box change by more than this
+            share of their histogram (total variation distance, 0-1), and a detection or two
+            that differ so from those around them are left out; within one person's track on
+            ``vtest.avi`` the change stays below 0.25, where the tracker went from one person to
+            another it is 0.3-0.6 (see :func:`rodi.data.tracks.split_by_colour`).
+        trim_s: each track loses its detections of its first and last this many seconds: a track
+            starts and ends where someone comes out of or goes behind something or someone else,
+            where its boxes are least to be trusted (on ``vtest.avi`` most crops of another
+            person, or of two, were in a track's last few frames).
+        cut_threshold: a shot cut is a change of the colour histogram between consecutive frames
+            above this share of its mass (total variation distance, 0-1; see :class:`CutDetector`).
+        test_fraction: the share held out as ``test``: of the videos (the last ones given) where
+            there are several, else of the footage's time (tracks starting in its last part).
+        validation_fraction: the share before the test part held out as ``validation`` (used only
+            to choose ``best.pt``), by video or by time in the same way.
+        background: RGB (0-255) of the padding where a crop goes past the frame's edge.
+    """
+
+    detector: str = "background"
+    size: int = 64
+    margin: float = 0.1
+    fit: str = "pad"
+    min_frames: int = 10
+    min_height: int = 40
+    min_travel: float = 0.5
+    max_aspect: float = 0.5
+    max_gap_s: float = 1.0
+    min_iou: float = 0.3
+    max_resize: float = 1.5
+    max_colour_change: float = 0.3
+    trim_s: float = 0.3
+    cut_threshold: float = 0.5
+    test_fraction: float = 0.2
+    validation_fraction: float = 0.1
+    background: tuple[int, int, int] = (0, 0, 0)
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` for a setting out of its range, naming it."""
+        problems = []
+        if self.fit not in TRACK_FITS:
+            problems.append(f"fit {self.fit!r} is not one of {', '.join(TRACK_FITS)}")
+        if self.detector not in TRACK_DETECTORS:
+            problems.append(f"detector {self.detector!r} is not one of "
+                            f"{', '.join(TRACK_DETECTORS)}")
+        for name in ("size", "min_frames", "min_height"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be 1 or more, got {getattr(self, name)}")
+        for name in ("margin", "min_travel", "max_gap_s", "trim_s"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be 0 or more, got {getattr(self, name)}")
+        if self.max_aspect <= 0:
+            problems.append(f"max_aspect must be above 0, got {self.max_aspect}")
+        if self.max_resize < 1:
+            problems.append(f"max_resize must be 1 or more, got {self.max_resize}")
+        for name in ("min_iou", "max_colour_change", "cut_threshold"):
+            if not 0 < getattr(self, name) <= 1:
+                problems.append(f"{name} must be in (0, 1], got {getattr(self, name)}")
+        held_out = self.test_fraction + self.validation_fraction
+        if self.test_fraction < 0 or self.validation_fraction < 0 or held_out >= 1:
+            problems.append("test_fraction and validation_fraction must be 0 or more and add up "
+                            f"to less than 1, got {self.test_fraction} and "
+                            f"{self.validation_fraction}")
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+
 @dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)

@@ -165,6 +165,16 @@ def warn_if_cut(path: str | os.PathLike, declared: int | None, decoded: int) -> 
                       "may be cut", VideoWarning, stacklevel=2)
 
 
+_QUARTER_TURNS = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180,
+                  270: Image.Transpose.ROTATE_270}
+
+
+def _upright(im: Image.Image, rotation: int) -> Image.Image:
+    """A decoded frame turned as the video's display matrix asks (portrait phone videos)."""
+    turn = _QUARTER_TURNS.get(rotation % 360)
+    return im if turn is None else im.transpose(turn)
+
+
 def frame_array(frame, size: int, background: tuple[int, int, int] = (0, 0, 0),
                 fit: str = "pad") -> np.ndarray:
     """A decoded PyAV frame as the model sees images: (size, size, 3) uint8 RGB.
@@ -173,16 +183,11 @@ def frame_array(frame, size: int, background: tuple[int, int, int] = (0, 0, 0),
     display matrix asks (portrait phone videos), fitted and resized exactly as images are.
     """
     w, h = frame.width, frame.height
-    rotation = frame.rotation
     scale = 2 * size / (max(w, h) if fit == "pad" else min(w, h))
     if scale < 1:
         w, h = max(1, round(w * scale)), max(1, round(h * scale))
     im = frame.reformat(width=w, height=h, format="rgb24", interpolation="AREA").to_image()
-    quarter_turns = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180,
-                     270: Image.Transpose.ROTATE_270}
-    if rotation % 360 in quarter_turns:
-        im = im.transpose(quarter_turns[rotation % 360])
-    return square_array(im, size, background, fit)
+    return square_array(_upright(im, frame.rotation), size, background, fit)
 
 
 def _decode(container, stream) -> Iterator:
@@ -201,6 +206,35 @@ def _decode(container, stream) -> Iterator:
                 continue
             raise
         yield from frames
+
+
+def _frames_in_window(path: Path, time_window: tuple[float, float | None] | None
+                      ) -> Iterator[tuple[int, float | None, object]]:
+    """``(k, t, frame)`` for the decoded PyAV frames shown at ``start_s <= t < end_s`` seconds
+    (all where ``time_window`` is None), in order: ``k`` counts them from 0, ``t`` is the frame's
+    time in seconds from the start (None where the file gives no time stamp).
+
+    Warns and raises as :func:`video_frames` says.
+    """
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        declared = stream.frames or None
+        end = None if time_window is None else time_window[1]
+        in_window = 0
+        try:
+            for frame in _decode(container, stream):
+                t = _seconds(frame.pts, stream)
+                if end is not None and t is not None and t >= end:
+                    break
+                if not _in_window(t, time_window):
+                    continue
+                yield in_window, t, frame
+                in_window += 1
+        except (av.FFmpegError, ValueError) as err:
+            raise VideoReadError(path, f"decoding failed ({_ffmpeg_reason(err)})") from None
+    if time_window is None:
+        warn_if_cut(path, declared, in_window)
 
 
 def video_frames(path: str | os.PathLike, size: int, background: tuple[int, int, int] = (0, 0, 0),
@@ -223,24 +257,38 @@ def video_frames(path: str | os.PathLike, size: int, background: tuple[int, int,
             decoded until then have been yielded).
         StillImageError: the file is a still image (see :func:`_open`).
     """
+    for k, _, frame in _frames_in_window(Path(path), time_window):
+        if k % stride == 0:
+            yield frame_array(frame, size, background, fit)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame at its full resolution.
+
+    Attributes:
+        index: its position in the video, from 0.
+        time: seconds from the start of the video (``index / rate`` where the file gives no time
+            stamp, ``index`` where it gives no rate either).
+        pixels: (H, W, 3) uint8 RGB, turned upright as the display matrix asks.
+    """
+
+    index: int
+    time: float
+    pixels: np.ndarray
+
+
+def full_frames(path: str | os.PathLike) -> Iterator[Frame]:
+    """Decode every frame of a video, in order, at its stored resolution (turned upright), for
+    work that needs the whole picture (finding people in it: :mod:`rodi.data.tracks`).
+
+    Warns and raises as :func:`video_frames` does.
+    """
     path = Path(path)
-    with _open(path) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        declared = stream.frames or None
-        end = None if time_window is None else time_window[1]
-        in_window = 0
-        try:
-            for frame in _decode(container, stream):
-                t = _seconds(frame.pts, stream)
-                if end is not None and t is not None and t >= end:
-                    break
-                if not _in_window(t, time_window):
-                    continue
-                if in_window % stride == 0:
-                    yield frame_array(frame, size, background, fit)
-                in_window += 1
-        except (av.FFmpegError, ValueError) as err:
-            raise VideoReadError(path, f"decoding failed ({_ffmpeg_reason(err)})") from None
-    if time_window is None:
-        warn_if_cut(path, declared, in_window)
+    rate = None
+    for k, t, frame in _frames_in_window(path, None):
+        if t is None:  # rare: read the rate from the packets only then
+            rate = rate or probe_video(path).rate or 1
+            t = k / float(rate)
+        pixels = np.asarray(_upright(frame.to_image(), frame.rotation))
+        yield Frame(k, t, pixels)
