@@ -145,7 +145,7 @@ def test_to_uint8_range_and_size():
     assert keypoints.to_uint8(x, 8).shape == (1, 8, 8, 3)
 
 
-@pytest.mark.skipif(MISSING is not None, reason=f"MediaPipe is not installed: {MISSING}")
+@pytest.mark.skipif(MISSING is not None, reason=str(MISSING))
 def test_mediapipe_finds_a_person_in_a_64px_crop():
     image = torch.from_numpy(np.array(Image.open(PERSON).convert("RGB"))).permute(2, 0, 1)
     person = (image.float() / 127.5 - 1)[None]
