@@ -262,10 +262,23 @@ def test_evaluate_reports_both_on_user_data(clips, tmp_path):
         for name in names:
             assert metrics.metric(f"{group}.{name}").key == f"{group}.{name}"
     table = report.format_table({"checkpoint": "x.pt", **m})
-    assert "FOMM protocol: L1 (first frame copied / mean frame / transfer)" in table
-    assert "not comparable with published figures" in table
-    assert "appearance judge: held-out re-identification top-1" in table
-    assert "distance to the pose input (pose input copied / transfer" in table
+    rows = dict(line.split("  ", 1) for line in table.splitlines())
+    rows = {k.strip(): v.strip() for k, v in rows.items()}
+    assert rows["FOMM protocol"] == (f"4 held-out clips, {4 * FRAMES} frames at {SIZE} px (FOMM: "
+                                     "256 px; not comparable with published figures): first frame "
+                                     "copied / mean frame / transfer")
+    assert rows["FOMM protocol: L1"] == " / ".join(
+        f"{f['l1'][k]:.4f}" for k in ("first_frame", "mean_frame", "transfer"))
+    assert rows["FOMM protocol: PSNR"].endswith(" dB")
+    assert rows["appearance judge: held-out re-identification top-1"].startswith(
+        f"{j['top1']:.3f}  (chance 0.250; 4 identities")
+    assert rows["cross-identity outputs"] == ("24 held-out pairs (appearance of A, pose of B): "
+                                              "pose input copied / transfer / appearance input "
+                                              "copied; self-reconstruction")
+    to_pose = d["to_pose"]
+    assert rows["cross-identity: distance to the pose input"] == (
+        f"0.000 / {to_pose['transfer']:.3f} / {to_pose['appearance_copied']:.3f}; "
+        f"{to_pose['self_reconstruction']:.3f}")
     page = html.write_html({"checkpoint": "x.pt", **m}, [], tmp_path / "report.html")
     text = page.read_text(encoding="utf-8")
     assert "FOMM&#39;s protocol on 4 held-out clips" in text or "FOMM's protocol on 4" in text

@@ -298,20 +298,19 @@ def format_table(metrics: dict) -> str:
 
 
 def _ordered_frame_rows(metrics: dict) -> list[tuple[str, str]]:
-    """The printed table's rows of FOMM's protocol and the appearance judge (floors first, as the
-    judged rows print them)."""
+    """The printed table's rows of FOMM's protocol and the appearance judge: a heading row naming
+    the columns (floors first, as the judged rows print them), then one row per measure."""
     rows = []
     if "fomm" in metrics:
         f = metrics["fomm"]
         rows.append((label("fomm"), f"{f['clips']} {label('fomm.clips')}, {f['frames']} frames at "
                      f"{f['image_size']} px (FOMM: 256 px; not comparable with published "
-                     "figures)"))
-        names = " / ".join(name for _, name in FOMM_COLUMNS)
+                     "figures): " + " / ".join(name for _, name in FOMM_COLUMNS)))
         for measure in ("l1", "mse", "ssim", "psnr_db", "aed"):
             key = f"fomm.{measure}"
             if measure in f:
                 unit = f" {metric(key).unit}" if metric(key).unit else ""
-                rows.append((f"{label('fomm')}: {label(key)} ({names})",
+                rows.append((f"{label('fomm')}: {label(key)}",
                              " / ".join(_number(key, f[measure][k]) for k, _ in FOMM_COLUMNS)
                              + unit))
     if "appearance_judge" in metrics:
@@ -322,21 +321,22 @@ def _ordered_frame_rows(metrics: dict) -> list[tuple[str, str]]:
         if "top1" in j:
             rows.append((f"{label('appearance_judge')}: {label('appearance_judge.top1')}",
                          f"{_number('appearance_judge.top1', j['top1'])}  (chance "
-                         f"{_number('appearance_judge.top1_chance', j['top1_chance'])}, "
+                         f"{_number('appearance_judge.top1_chance', j['top1_chance'])}; "
                          f"{j['identities']} identities, {j['frames']} frames)"))
             keys = ("appearance_judge.same_distance", "appearance_judge.different_distance")
             rows.append((f"{label('appearance_judge')}: {joined(*keys)}",
                          " / ".join(_number(k, j[k.split('.')[1]]) for k in keys)
-                         + f"; {label('appearance_judge.auc')} "
-                         f"{_number('appearance_judge.auc', j['auc'])}"))
+                         + f"  ({label('appearance_judge.auc')} "
+                         f"{_number('appearance_judge.auc', j['auc'])})"))
     if "appearance_distance" in metrics:
         d = metrics["appearance_distance"]
         *compared, (own, own_name) = CROSS_COLUMNS
-        names = " / ".join(name for _, name in compared)
+        rows.append((label("appearance_distance"),
+                     f"{d['pairs']} {label('appearance_distance.pairs')}: "
+                     + " / ".join(name for _, name in compared) + f"; {own_name}"))
         for part in ("to_appearance", "to_pose"):
             key = f"appearance_distance.{part}"
-            rows.append((f"cross-identity ({d['pairs']} pairs): {label(key)} ({names}; "
-                         f"{own_name})",
+            rows.append((f"cross-identity: {label(key)}",
                          " / ".join(_number(key, d[part][k]) for k, _ in compared)
                          + f"; {_number(key, d[part][own])}"))
         key = "appearance_distance.normalised"
