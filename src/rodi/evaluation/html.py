@@ -43,7 +43,8 @@ pose p.{% endif %}</p>
 {% endfor %}</table>
 
 {% if m.fomm %}
-<h2>FOMM's protocol on {{ m.fomm.clips }} held-out clips ({{ m.fomm.frames }} frames)</h2>
+<h2>{{ label("fomm") }} on {{ m.fomm.clips }} {{ label("fomm.clips") }} \
+({{ m.fomm.frames }} frames)</h2>
 <p class="note">As the First Order Motion Model (Siarohin et al., NeurIPS 2019) scores video \
 reconstruction: the appearance from each held-out clip's first frame, the pose from frame t, the \
 transfer compared with frame t, averaged over every frame of every held-out clip (t = 0 \
@@ -58,7 +59,7 @@ crops: <b>these numbers are not comparable with published ones</b>.</p>
 {% endif %}
 
 {% if m.appearance_judge %}
-<h2>Appearance judge and cross-identity transfers</h2>
+<h2>{{ label("appearance_judge") }} and {{ label("appearance_distance") }}</h2>
 <p class="note">The judge is an embedding network trained with a triplet loss on the training \
 identities ({{ m.appearance_judge.train_identities }} of them, \
 {{ m.appearance_judge.train_steps }} steps; {{ m.appearance_judge.origin }}, \
@@ -71,10 +72,11 @@ and of two identities (embeddings have unit length: distances lie in [0, 2]).</p
 <td>{{ fmt(m.appearance_judge[key]) }}</td></tr>
 {% endfor %}</table>{% endif %}
 {% if m.appearance_distance %}
-<p class="note">{{ m.appearance_distance.pairs }} cross-identity transfers of held-out \
-identities: appearance from a frame of A, pose from a frame of B. Same-identity pairs cannot show \
-leakage; these can. Copying the appearance input scores well here but has the wrong pose: read \
-this beside FOMM's protocol above. Self-reconstruction: A's frame rendered from its own codes.</p>
+<p class="note">{{ m.appearance_distance.pairs }} {{ label("appearance_distance.pairs") }}: \
+transfers between held-out identities, appearance from a frame of A, pose from a frame of B. \
+Same-identity pairs cannot show leakage; these can. Copying the appearance input scores well \
+here but has the wrong pose: read this beside FOMM's protocol above. Self-reconstruction: A's \
+frame rendered from its own codes.</p>
 <table><tr><th>embedding distance</th>\
 {% for _, name in cross_columns %}<th>{{ name }}</th>{% endfor %}</tr>
 {% for key, name in cross_rows %}<tr><td>{{ name }}</td>{% for k, _ in cross_columns %}<td>\
