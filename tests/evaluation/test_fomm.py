@@ -286,3 +286,13 @@ def test_evaluate_reports_both_on_user_data(clips, tmp_path):
     assert "<td>L1 (pixels in [0, 1], FOMM&#39;s measure)</td>" in text
     assert f"<b>{m['fomm']['l1']['transfer']:.4f}</b>" in text
     assert "distance to the pose input (high: the pose input&#39;s appearance" in text
+    # one held-out identity: FOMM's protocol still runs, the cross-identity scores say why not
+    with pytest.warns(UserWarning, match="no cross-identity appearance scores: .*got 1"):
+        few = {}
+        report._ordered_frames(state, _OneHeldOut(src), few, progress=False)
+    assert few["fomm"]["clips"] == 1 and few["appearance_judge"]["origin"] == "cache"
+    assert "top1" not in few["appearance_judge"] and "appearance_distance" not in few
+    table = report.format_table({**{k: v for k, v in m.items() if k != "appearance_distance"},
+                                 **few})
+    assert "appearance judge  " in table and "re-identification" not in table
+    assert "cross-identity" not in table
