@@ -217,9 +217,12 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_root: str | None = N
     checkpoint, with its protocol, step and wall-clock training time (seconds); unless the config's
     ``evaluation.probes`` is off, also the leakage probes' accuracies beside chance and a post-hoc
     MI estimate in nats; where the data renders labelled characters exactly, SSIM/PSNR, pose
-    accuracy and appearance retention with their ceilings (see :func:`evaluate_state`); and
+    accuracy and appearance retention with their ceilings (see :func:`evaluate_state`); where
+    user data's identities are clips, FOMM's protocol (``fomm``) and the appearance judge
+    (``appearance_judge``, ``appearance_distance``; see :func:`_ordered_frames`); and
     ``evaluation_seconds``, the wall-clock seconds of each stage (``judge``, ``transfers``,
-    ``probes``, ``posthoc_mi``, ``report``). With ``report_dir``, also writes the report there
+    ``appearance_judge``, ``fomm``, ``appearance_distance``, ``probes``, ``posthoc_mi``,
+    ``report``). With ``report_dir``, also writes the report there
     (:func:`write_report`).
 
     Raises:
