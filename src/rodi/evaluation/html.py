@@ -59,7 +59,7 @@ crops: <b>these numbers are not comparable with published ones</b>.</p>
 {% endif %}
 
 {% if m.appearance_judge %}
-<h2>{{ label("appearance_judge") }} and {{ label("appearance_distance") }}</h2>
+<h2>{{ label("appearance_judge")|capitalize }} and {{ label("appearance_distance") }}</h2>
 <p class="note">The judge is an embedding network trained with a triplet loss on the training \
 identities ({{ m.appearance_judge.train_identities }} of them, \
 {{ m.appearance_judge.train_steps }} steps; {{ m.appearance_judge.origin }}, \
