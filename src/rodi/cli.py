@@ -292,7 +292,8 @@ def export(checkpoint, output, half):
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
 def evaluate(checkpoint, data_root, num_triplets, output, device):
     """Score a checkpoint on held-out data and write its report: metrics.json and a self-contained
-    report.html (transfer error, SSIM/PSNR, pose accuracy and appearance retention with ceilings,
+    report.html (transfer error, SSIM/PSNR, pose accuracy and appearance retention with ceilings;
+    on user data FOMM's protocol and cross-identity appearance distances beside their floors;
     leakage probes, transfer matrix, interpolation, training curves)."""
     from rodi.distributed import resolve_device  # deferred (module docstring)
 
@@ -319,8 +320,9 @@ def _evaluate_and_report(checkpoint, data_root, num_triplets, device, report_dir
     if not os.access(report_dir, os.W_OK):  # fail now, not after minutes of evaluation
         raise OSError(errno.EACCES, "cannot write the report folder", str(report_dir))
     click.echo("evaluating: held-out transfers, judges of pose and appearance where renders are "
-               "exact (shipped for the built-in sources, else trained once and cached), leakage "
-               "probes where there are labels, post-hoc MI (a few minutes on a CPU) ...")
+               "exact (shipped for the built-in sources, else trained once and cached), FOMM's "
+               "protocol and an appearance judge (trained once per dataset, cached) on user data, "
+               "leakage probes where there are labels, post-hoc MI (a few minutes on a CPU) ...")
     try:
         metrics = evaluate_checkpoint(checkpoint, data_root, num_triplets, device, report_dir)
     except DataError as err:

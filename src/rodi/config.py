@@ -169,6 +169,16 @@ class EvaluationConfig:
     figure_seed: int = 7
     # the validation split's triplets (or pairs) scored at each checkpoint for best.pt
     validation_seed: int = 99
+    # user data with ordered frames (folder, videos, index; docs/method.md section 10): FOMM's
+    # protocol (first frame's appearance, frame t's pose, scored against frame t) and the
+    # appearance judge, an embedding trained once per dataset on the training identities, cached
+    fomm: bool = True
+    appearance_judge: bool = True
+    appearance_judge_steps: int = 400  # about 20 s on one CPU core at 64 px
+    appearance_judge_batch_size: int = 32  # 8 identities x 4 images
+    appearance_judge_seed: int = 0  # part of the judge's fingerprint, like judge_seed
+    appearance_pairs: int = 1000  # held-out cross-identity transfers the judge scores
+    appearance_pairs_seed: int = 14  # draws them
 
 
 @dataclass(frozen=True)
@@ -650,10 +660,15 @@ def validate(cfg: Config) -> None:
          "evaluation: at least 2 probe codes, 8 MI pairs and 1 step each"),
         (min(cfg.evaluation.judge_steps, cfg.evaluation.judge_batch_size) >= 1,
          "evaluation.judge_steps and judge_batch_size must be >= 1"),
+        (cfg.evaluation.appearance_judge_steps >= 1 and cfg.evaluation.appearance_pairs >= 1
+         and cfg.evaluation.appearance_judge_batch_size >= 8,
+         "evaluation.appearance_judge_steps and appearance_pairs must be >= 1, "
+         "appearance_judge_batch_size >= 8 (2 identities x 4 images)"),
         (min(cfg.evaluation.probe_train_seed, cfg.evaluation.probe_test_seed,
              cfg.evaluation.probe_seed, cfg.evaluation.mi_pairs_seed, cfg.evaluation.mi_seed,
              cfg.evaluation.judge_seed, cfg.evaluation.figure_seed,
-             cfg.evaluation.validation_seed) >= 0,
+             cfg.evaluation.validation_seed, cfg.evaluation.appearance_judge_seed,
+             cfg.evaluation.appearance_pairs_seed) >= 0,
          "evaluation seeds must be >= 0"),
         (cfg.optim.lr > 0 and cfg.optim.critic_lr_factor > 0,
          "optim.lr and critic_lr_factor must be > 0"),

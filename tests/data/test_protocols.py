@@ -22,14 +22,16 @@ from rodi.data.protocols import (
     HeldOutPairSource,
     KeypointSource,
     LabelledSource,
+    OrderedFramesSource,
     PairSource,
     TripletSource,
 )
 from rodi.data.sprites import SpritesDataError
 from rodi.data.video import StillImageError, VideoReadError
 
-PROTOCOLS = (PairSource, HeldOutPairSource, TripletSource, LabelledSource, KeypointSource)
-USER_DATA = {PairSource, HeldOutPairSource}
+PROTOCOLS = (PairSource, HeldOutPairSource, OrderedFramesSource, TripletSource, LabelledSource,
+             KeypointSource)
+USER_DATA = {PairSource, HeldOutPairSource, OrderedFramesSource}
 RENDERED = {PairSource, TripletSource, LabelledSource}
 
 

@@ -49,6 +49,24 @@ REPORT = {
     "evaluation_seconds": {"judge": 1.0}, "images_per_s": 345.6,
 }
 
+# a report of user data whose identities are clips: FOMM's protocol and the appearance judge
+_OUTPUTS = {"transfer": 0.25, "first_frame": 0.5, "mean_frame": 0.375}
+_CROSS = {"transfer": 0.4, "appearance_copied": 0.125, "pose_copied": 0.5,
+          "self_reconstruction": 0.3}
+ORDERED = {
+    **{k: v for k, v in REPORT.items() if k not in ("pose_accuracy", "appearance_retention",
+                                                    "normalised", "judge", "judge_train_steps")},
+    "source": "folder", "protocol": "folder", "transfer_target": "pairs",
+    "fomm": {"clips": 13, "frames": 487, "image_size": 64,
+             **{k: dict(_OUTPUTS) for k in ("l1", "mse", "ssim", "psnr_db", "aed")}},
+    "appearance_judge": {"origin": "cache", "fingerprint": "86f0ecadf8f312dd", "train_steps": 400,
+                         "train_identities": 33, "identities": 13, "frames": 432, "top1": 0.69,
+                         "top1_chance": 1 / 13, "same_distance": 0.108,
+                         "different_distance": 0.55, "auc": 0.967},
+    "appearance_distance": {"pairs": 1000, "to_appearance": dict(_CROSS),
+                            "to_pose": {**_CROSS, "pose_copied": 0.0}, "normalised": 0.2667},
+}
+
 # what the printed table and results.md said before the table existed (byte for byte)
 TABLE_BEFORE = """\
 protocol                                                    mocap
@@ -182,9 +200,18 @@ def test_the_three_consumers_take_their_labels_from_the_table(tmp_path, monkeypa
                "appearance_retention.mean", *probes, "posthoc_mi_nats", "posthoc_mi_mean_nats"]
     for key in in_page:
         assert f"L[{key}]" in written["html"], key
+    ordered_table = report.format_table(ORDERED)
+    ordered_page = html.write_html(ORDERED, [], tmp_path / "ordered.html").read_text("utf-8")
+    for m in marked:
+        described = ("fomm.frames", "fomm.image_size")  # in words, beside the numbers
+        if (m.key.split(".")[0] in ("fomm", "appearance_judge", "appearance_distance")
+                and m.key not in described):
+            assert f"L[{m.key}]" in ordered_page, m.key
+            if m.key != "appearance_judge.top1_chance":  # the table says chance
+                assert f"L[{m.key}]" in ordered_table, m.key
     for m in marked:
         if m.note:
-            assert m.note in written["html"], m.key
+            assert m.note in written["html"] + ordered_page, m.key
         if m.short:
             assert m.short in written["md"], m.key
     assert "pose: action" not in written["table"] and "L[pose_accuracy]: action" in written["table"]

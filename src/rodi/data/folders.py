@@ -109,6 +109,9 @@ class PairImages:
         image_size: S.
         identities: names of the usable identities (two or more usable images), sorted.
         images_per_identity: (K,) long, usable images of each identity.
+        fingerprint: sha256 (hex) of the listed files (path, size, modification time) and every
+            preprocessing setting: the key of the prepared array, which changes whenever the
+            images would (what caches of things learnt from this data are keyed by).
 
     Raises:
         PairDataError: the root is missing, nothing in it is usable, or fewer than two identities
@@ -254,6 +257,7 @@ class PairImages:
         """Find or build the prepared array. Returns its file, the rows each unit filled (rows are
         in unit order, so an identity's rows are contiguous) and the read problems."""
         key = self._cache_key(units)
+        self.fingerprint = key
         slug = (re.sub(r"[^A-Za-z0-9._-]+", "_", Path(os.path.realpath(self.root)).name)[:40]
                 or "data")
         npy = self.cache_dir / f"{self.kind}-{slug}-{key[:24]}.npy"
@@ -520,6 +524,32 @@ class PairImages:
                                     * self.images_per_identity[i]).long()
                 for i in (appearance, pose)]
         return {"image": self._images(rows[0])}, {"image": self._images(rows[1])}
+
+    def frames(self, identity: int, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """The images of one identity in their order: (N, 3, S, S) float32 in [-1, 1].
+
+        The order is that of the files: sorted by path within the identity folder (``folder``,
+        ``index``; ``rodi data tracks`` names crops by their frame index, zero-padded, so this is
+        time order) and decode order within a video (``videos``, after ``frame_stride`` and
+        ``time_window``). Position 0 is the identity's first frame, as FOMM's protocol needs
+        (:mod:`rodi.evaluation.fomm`).
+
+        Args:
+            identity: index into :attr:`identities`.
+            positions: (n,) long positions within the identity (0 .. N - 1), or None for all.
+
+        Raises:
+            IndexError: ``identity`` or a position is out of range.
+        """
+        if not 0 <= int(identity) < len(self.identities):
+            raise IndexError(f"identity {identity} is not in 0..{len(self.identities) - 1}")
+        count = int(self.images_per_identity[identity])
+        positions = (torch.arange(count) if positions is None
+                     else torch.as_tensor(positions, dtype=torch.long).reshape(-1))
+        if len(positions) and (positions.min() < 0 or positions.max() >= count):
+            raise IndexError(f"identity {identity} has {count} images; positions must be in "
+                             f"0..{count - 1}")
+        return self._images(self._offsets[identity] + positions)
 
     def held_out_pairs(self, n: int, seed: int = 0, split: str = "test") -> dict:
         """Fixed pairs with an exact transfer target: two different images of one identity.

@@ -8,6 +8,8 @@ names, not for their signatures):
   ``fixed_examples``;
 - :class:`HeldOutPairSource`, user data (``folder``, ``videos``, ``index``): ``held_out_pairs``,
   pairs of one identity, whose second image is the exact target of a transfer;
+- :class:`OrderedFramesSource`, user data too: ``frames``, an identity's images in their order
+  (first frame first), what FOMM's evaluation protocol and the appearance judge read;
 - :class:`TripletSource`, the rendered sources (``sprites``, ``mocap``, ``flare``):
   ``triplet_indices`` and ``triplets``, exact targets of transfers between characters;
 - :class:`LabelledSource`, the rendered sources too: labelled renders of any character in any
@@ -86,6 +88,27 @@ class HeldOutPairSource(PairSource, Protocol):
             ``pose_image``): (n, 3, S, S) float32 in [-1, 1], two different images of one
             identity; ``identity``, ``appearance_index``, ``pose_index``: (n,) long.
         """
+        ...
+
+
+@runtime_checkable
+class OrderedFramesSource(HeldOutPairSource, Protocol):
+    """User data whose identities are clips: every image of an identity, in order (file names
+    sorted, or a video's decode order), so that the first frame is known.
+
+    Attributes:
+        identities: the identities' names; indices into it are what :meth:`split` returns.
+        images_per_identity: (K,) long, images of each identity (at least 2).
+        fingerprint: a string that changes whenever the images would (a cache key).
+    """
+
+    identities: list[str]
+    images_per_identity: torch.Tensor
+    fingerprint: str
+
+    def frames(self, identity: int, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Images ``positions`` ((n,) long, 0 is the first frame; None: all) of ``identity`` in
+        order: (n, 3, S, S) float32 in [-1, 1]."""
         ...
 
 

@@ -42,6 +42,51 @@ pose p.{% endif %}</p>
 <td>{{ fmt(s.median) }}</td><td>{{ fmt(s.std) }}</td></tr>
 {% endfor %}</table>
 
+{% if m.fomm %}
+<h2>{{ label("fomm") }} on {{ m.fomm.clips }} {{ label("fomm.clips") }} \
+({{ m.fomm.frames }} frames)</h2>
+<p class="note">As the First Order Motion Model (Siarohin et al., NeurIPS 2019) scores video \
+reconstruction: the appearance from each held-out clip's first frame, the pose from frame t, the \
+transfer compared with frame t, averaged over every frame of every held-out clip (t = 0 \
+included). Floors: the first frame copied (no motion), and the mean of the clip's own frames (no \
+single pose). rodi works at {{ m.fomm.image_size }} px and FOMM at 256 px, on other clips and \
+crops: <b>these numbers are not comparable with published ones</b>.</p>
+<table><tr><th>measure</th>{% for _, name in fomm_columns %}<th>{{ name }}</th>{% endfor %}</tr>
+{% for key, name in fomm_rows if key in m.fomm %}<tr><td>{{ name }}</td>\
+{% for k, _ in fomm_columns %}<td>{% if k == "transfer" %}<b>{{ fmt(m.fomm[key][k]) }}</b>\
+{% else %}{{ fmt(m.fomm[key][k]) }}{% endif %}</td>{% endfor %}</tr>
+{% endfor %}</table>
+{% endif %}
+
+{% if m.appearance_judge %}
+<h2>{{ label("appearance_judge")|capitalize }} and {{ label("appearance_distance") }}</h2>
+<p class="note">The judge is an embedding network trained with a triplet loss on the training \
+identities ({{ m.appearance_judge.train_identities }} of them, \
+{{ m.appearance_judge.train_steps }} steps; {{ m.appearance_judge.origin }}, \
+{{ m.appearance_judge.fingerprint }}), as FOMM's AED uses a re-identification network. Its own \
+quality, on held-out identities it never saw: re-identification top-1 (each frame matched to the \
+nearest first frame of a held-out identity) and the mean distances of two frames of one identity \
+and of two identities (embeddings have unit length: distances lie in [0, 2]).</p>
+{% if m.appearance_judge.top1 is defined %}<table><tr><th>judge quality</th><th>value</th></tr>
+{% for key, name in judge_rows %}<tr><td>{{ name }}</td>\
+<td>{{ fmt(m.appearance_judge[key]) }}</td></tr>
+{% endfor %}</table>{% endif %}
+{% if m.appearance_distance %}
+<p class="note">{{ m.appearance_distance.pairs }} {{ label("appearance_distance.pairs") }}: \
+transfers between held-out identities, appearance from a frame of A, pose from a frame of B. \
+Same-identity pairs cannot show leakage; these can. Copying the appearance input scores well \
+here but has the wrong pose: read this beside FOMM's protocol above. Self-reconstruction: A's \
+frame rendered from its own codes.</p>
+<table><tr><th>embedding distance</th>\
+{% for _, name in cross_columns %}<th>{{ name }}</th>{% endfor %}</tr>
+{% for key, name in cross_rows %}<tr><td>{{ name }}</td>{% for k, _ in cross_columns %}<td>\
+{% if k == "transfer" %}<b>{{ fmt(m.appearance_distance[key][k]) }}</b>{% else %}\
+{{ fmt(m.appearance_distance[key][k]) }}{% endif %}</td>{% endfor %}</tr>
+{% endfor %}</table>
+<p>{{ normalised_label }}: <b>{{ fmt(m.appearance_distance.normalised) }}</b></p>
+{% endif %}
+{% endif %}
+
 {% if m.pose_accuracy %}
 <h2>Pose accuracy of transfers</h2>
 <p class="note">A judge trained on exact renders ({{ m.judge_train_steps }} steps\
@@ -147,10 +192,18 @@ def write_html(metrics: dict, figures: list[tuple[str, str | os.PathLike, str]],
         quality += [(_titled("image_quality.ssim"), metrics["image_quality"]["ssim"]),
                     (_titled("image_quality.psnr_db"), metrics["image_quality"]["psnr_db"])]
     probes = [(x.key.removeprefix("probes."), x.label, x.note) for x in table.under("probes")]
+    fomm_rows = [(k, _titled(f"fomm.{k}")) for k in ("l1", "mse", "ssim", "psnr_db", "aed")]
+    judge_rows = [(k, _titled(f"appearance_judge.{k}"))
+                  for k in ("top1", "top1_chance", "same_distance", "different_distance", "auc")]
+    cross_rows = [(k, _titled(f"appearance_distance.{k}")) for k in ("to_appearance", "to_pose")]
     mi = [table.metric("posthoc_mi_nats"), table.metric("posthoc_mi_mean_nats")]
     page = Environment(autoescape=True).from_string(_TEMPLATE).render(
-        m={"probes": {}, "posthoc_mi_nats": None, "pose_accuracy": None, **metrics}, figures=figs,
-        quality=quality, probes=probes, mi=mi, fmt=_fmt, label=table.label, metric=table.metric)
+        m={"probes": {}, "posthoc_mi_nats": None, "pose_accuracy": None, "fomm": None,
+           "appearance_judge": None, "appearance_distance": None, **metrics}, figures=figs,
+        quality=quality, probes=probes, mi=mi, fmt=_fmt, label=table.label, metric=table.metric,
+        fomm_rows=fomm_rows, fomm_columns=table.FOMM_COLUMNS, judge_rows=judge_rows,
+        cross_rows=cross_rows, cross_columns=table.CROSS_COLUMNS,
+        normalised_label=_titled("appearance_distance.normalised"))
     with replacing(path) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return path

@@ -95,6 +95,41 @@ METRICS: tuple[Metric, ...] = (
     Metric("normalised.appearance_self_reconstruction", "normalised appearance of "
            "self-reconstructions", True, "normalised app. (self-rec.)",
            ("normalised_appearance_self_reconstruction",), fmt=".3f"),
+    # FOMM's protocol on user data with ordered frames (rodi.evaluation.fomm): appearance from
+    # each held-out clip's first frame, pose from frame t, scored against frame t; each measure
+    # is a dict of the mean over all frames of transfer, first_frame and mean_frame (the floors)
+    Metric("fomm", "FOMM protocol"),
+    Metric("fomm.clips", "held-out clips"),
+    Metric("fomm.frames", "frames of the held-out clips"),
+    Metric("fomm.image_size", "image side", unit="px"),
+    Metric("fomm.l1", "L1", False, fmt=".4f", note="pixels in [0, 1], FOMM's measure"),
+    Metric("fomm.mse", "MSE", False, fmt=".4f", note="pixels in [-1, 1]"),
+    Metric("fomm.ssim", "SSIM", True, fmt=".4f", note="1 is exact"),
+    Metric("fomm.psnr_db", "PSNR", True, unit="dB", fmt=".2f"),
+    Metric("fomm.aed", "AED", False, fmt=".4f",
+           note="the appearance judge's embedding distance to frame t"),
+    # the appearance judge of user data (rodi.evaluation.reid): its recipe and held-out quality
+    Metric("appearance_judge", "appearance judge"),
+    Metric("appearance_judge.top1", "held-out re-identification top-1", True, fmt=".3f"),
+    Metric("appearance_judge.top1_chance", "chance top-1 (1 / held-out identities)", fmt=".3f"),
+    Metric("appearance_judge.same_distance", "distance within an identity", False,
+           fmt=".3f", note="two frames of one held-out identity"),
+    Metric("appearance_judge.different_distance", "distance between identities", True,
+           fmt=".3f", note="frames of two held-out identities"),
+    Metric("appearance_judge.auc", "same-vs-different AUC", True, fmt=".3f",
+           note="0.5 is chance, 1 separates every pair"),
+    # cross-identity transfers on held-out identities (appearance from A, pose from B), each a
+    # dict of the mean embedding distance of transfer, appearance_copied, pose_copied and
+    # self_reconstruction
+    Metric("appearance_distance", "cross-identity outputs"),
+    Metric("appearance_distance.pairs", "held-out pairs (appearance of A, pose of B)"),
+    Metric("appearance_distance.to_appearance", "distance to the appearance identity", False,
+           fmt=".3f", note="to another frame of it; low: its appearance kept"),
+    Metric("appearance_distance.to_pose", "distance to the pose input", True, fmt=".3f",
+           note="high: the pose input's appearance did not leak in"),
+    Metric("appearance_distance.normalised", "normalised appearance distance", True, fmt=".3f",
+           note="0 as far from the appearance identity as the pose input, 1 as close as the "
+                "appearance input"),
     # leakage probes (rodi.evaluation.probes): test accuracy, each beside <key>_chance
     Metric("probes.pose_to_appearance", "pose sample -> appearance", None,
            "pose->app. (sample / mean)", ("pose_to_appearance", "pose_to_appearance_chance"),
@@ -126,6 +161,14 @@ METRICS: tuple[Metric, ...] = (
     Metric("images_per_s", "training images per second", True, "images/s", ("images_per_s",)),
     Metric("evaluation_seconds", "seconds per evaluation stage", unit="s"),
 )
+
+# the outputs each FOMM-protocol and cross-identity measure is given for (the dict keys under
+# fomm.<measure> and appearance_distance.<to_...>), floors first, with their names for people
+FOMM_COLUMNS = (("first_frame", "first frame copied"), ("mean_frame", "mean frame"),
+                ("transfer", "transfer"))
+CROSS_COLUMNS = (("pose_copied", "pose input copied"), ("transfer", "transfer"),
+                 ("appearance_copied", "appearance input copied"),
+                 ("self_reconstruction", "self-reconstruction"))
 
 
 def metric(key: str) -> Metric:

@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 
 import torch
 
 from rodi.atomic import replacing
-from rodi.data.protocols import LabelledSource, TripletSource
+from rodi.data.folders import PairDataError
+from rodi.data.protocols import LabelledSource, OrderedFramesSource, TripletSource
 from rodi.data.sources import open_source
+from rodi.evaluation.fomm import fomm_scores, summarize_fomm
 from rodi.evaluation.html import write_html
 from rodi.evaluation.judges import load_or_train_judge, summarize_judged, supports_judges
-from rodi.evaluation.metrics import joined, label, metric, under
+from rodi.evaluation.metrics import CROSS_COLUMNS, FOMM_COLUMNS, joined, label, metric, under
 from rodi.evaluation.plots import plot_training_curves
 from rodi.evaluation.probes import (
     encode_codes,
@@ -22,6 +25,12 @@ from rodi.evaluation.probes import (
     pair_codes,
     posthoc_mutual_information,
     summarize_probes,
+)
+from rodi.evaluation.reid import (
+    appearance_distances,
+    judge_quality,
+    load_or_train_appearance_judge,
+    summarize_distances,
 )
 from rodi.evaluation.triplets import pair_errors, summarize, triplet_errors
 from rodi.inference import grid_weights, interpolate
@@ -41,6 +50,10 @@ def evaluate_state(state: TrainState, source, num_triplets: int | None = None, p
     judge's ceiling and floor (see :mod:`rodi.evaluation.judges` and
     :func:`rodi.evaluation.judges.summarize_judged`). Every random draw of the probes, the post-hoc
     MI and the judge takes its seed from ``cfg.evaluation`` (``probe_train_seed``, ...).
+
+    User data whose identities are clips (``folder``, ``videos``, ``index``) also gets FOMM's
+    protocol and the appearance judge's cross-identity distances (``evaluation.fomm``,
+    ``evaluation.appearance_judge``; see :func:`_ordered_frames`).
 
     Returns:
         ``(metrics, errors)``: metrics as in :func:`evaluate_checkpoint`; errors with per-item
@@ -79,6 +92,9 @@ def evaluate_state(state: TrainState, source, num_triplets: int | None = None, p
         "lambda": state.objective.multiplier.item(),
         "epsilon": cfg.objective.epsilon,
     }
+    if not exact and isinstance(source, OrderedFramesSource):
+        seconds.update(_ordered_frames(state, source, metrics, progress))
+        clock = time.perf_counter()
     if judge is not None:
         metrics.update(summarize_judged(errors))
         metrics["judge_train_steps"] = judge.train_steps
@@ -106,6 +122,49 @@ def evaluate_state(state: TrainState, source, num_triplets: int | None = None, p
         seconds["posthoc_mi"] = time.perf_counter() - clock
     metrics["evaluation_seconds"] = {k: round(v, 1) for k, v in seconds.items()}
     return metrics, errors
+
+
+def _ordered_frames(state: TrainState, source: OrderedFramesSource, metrics: dict,
+                    progress: bool) -> dict[str, float]:
+    """Add FOMM's protocol (``fomm``, :mod:`rodi.evaluation.fomm`) and the appearance judge
+    (``appearance_judge``: its recipe and held-out quality; ``appearance_distance``: the
+    cross-identity distances, :mod:`rodi.evaluation.reid`) to ``metrics``, as the config's
+    ``evaluation`` section asks; returns the seconds of each stage. With fewer than 2 held-out
+    identities, the judge's quality and the cross-identity distances cannot be had: they are left
+    out with a warning (FOMM's protocol needs one held-out clip).
+
+    Raises:
+        PairDataError: a held-out clip has fewer than 2 frames, or no clip is held out.
+    """
+    e, seconds = state.cfg.evaluation, {}
+    model = state.eval_model
+    device = next(model.parameters()).device
+    clock = time.perf_counter()
+    judge = None
+    if e.appearance_judge:
+        cache = Path(state.cfg.data.cache_dir) / "judges" if state.cfg.data.cache_dir else None
+        judge = load_or_train_appearance_judge(
+            source, e.appearance_judge_steps, e.appearance_judge_batch_size,
+            e.appearance_judge_seed, cache_dir=cache, device=device, progress=progress)
+        seconds["appearance_judge"], clock = time.perf_counter() - clock, time.perf_counter()
+    if e.fomm:
+        metrics["fomm"] = summarize_fomm(fomm_scores(model, source, "test", judge,
+                                                     progress=progress), source.image_size)
+        seconds["fomm"], clock = time.perf_counter() - clock, time.perf_counter()
+    if judge is None:
+        return seconds
+    record = {"origin": judge.origin, "fingerprint": judge.fingerprint,
+              "train_steps": judge.train_steps, "train_identities": judge.train_identities}
+    try:
+        record.update(judge_quality(judge, source, "test"))
+        distances = appearance_distances(model, judge, source, e.appearance_pairs,
+                                         e.appearance_pairs_seed, "test")
+        metrics["appearance_distance"] = summarize_distances(distances)
+    except PairDataError as err:
+        warnings.warn(f"no cross-identity appearance scores: {err}", stacklevel=3)
+    metrics["appearance_judge"] = record
+    seconds["appearance_distance"] = time.perf_counter() - clock
+    return seconds
 
 
 def write_report(state: TrainState, source, metrics: dict, out_dir: str | os.PathLike,
@@ -158,9 +217,12 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_root: str | None = N
     checkpoint, with its protocol, step and wall-clock training time (seconds); unless the config's
     ``evaluation.probes`` is off, also the leakage probes' accuracies beside chance and a post-hoc
     MI estimate in nats; where the data renders labelled characters exactly, SSIM/PSNR, pose
-    accuracy and appearance retention with their ceilings (see :func:`evaluate_state`); and
+    accuracy and appearance retention with their ceilings (see :func:`evaluate_state`); where
+    user data's identities are clips, FOMM's protocol (``fomm``) and the appearance judge
+    (``appearance_judge``, ``appearance_distance``; see :func:`_ordered_frames`); and
     ``evaluation_seconds``, the wall-clock seconds of each stage (``judge``, ``transfers``,
-    ``probes``, ``posthoc_mi``, ``report``). With ``report_dir``, also writes the report there
+    ``appearance_judge``, ``fomm``, ``appearance_distance``, ``probes``, ``posthoc_mi``,
+    ``report``). With ``report_dir``, also writes the report there
     (:func:`write_report`).
 
     Raises:
@@ -205,6 +267,7 @@ def format_table(metrics: dict) -> str:
         rows.append((joined("image_quality.ssim", "image_quality.psnr_db"),
                      f"{_value('image_quality.ssim', q['ssim']['mean'])} / "
                      f"{_value('image_quality.psnr_db', q['psnr_db']['mean'])}"))
+    rows += _ordered_frame_rows(metrics)
     if "judge" in metrics:
         j = metrics["judge"]
         rows.append((label("judge"),
@@ -235,6 +298,53 @@ def format_table(metrics: dict) -> str:
             rows.append((label(key), _value(key, metrics[key])))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _ordered_frame_rows(metrics: dict) -> list[tuple[str, str]]:
+    """The printed table's rows of FOMM's protocol and the appearance judge: a heading row naming
+    the columns (floors first, as the judged rows print them), then one row per measure."""
+    rows = []
+    if "fomm" in metrics:
+        f = metrics["fomm"]
+        rows.append((label("fomm"), f"{f['clips']} {label('fomm.clips')}, {f['frames']} frames at "
+                     f"{f['image_size']} px (FOMM: 256 px; not comparable with published "
+                     "figures): " + " / ".join(name for _, name in FOMM_COLUMNS)))
+        for measure in ("l1", "mse", "ssim", "psnr_db", "aed"):
+            key = f"fomm.{measure}"
+            if measure in f:
+                unit = f" {metric(key).unit}" if metric(key).unit else ""
+                rows.append((f"{label('fomm')}: {label(key)}",
+                             " / ".join(_number(key, f[measure][k]) for k, _ in FOMM_COLUMNS)
+                             + unit))
+    if "appearance_judge" in metrics:
+        j = metrics["appearance_judge"]
+        rows.append((label("appearance_judge"),
+                     f"{j['origin']} ({j['train_steps']} steps on {j['train_identities']} training "
+                     f"identities; {j['fingerprint']})"))
+        if "top1" in j:
+            rows.append((f"{label('appearance_judge')}: {label('appearance_judge.top1')}",
+                         f"{_number('appearance_judge.top1', j['top1'])}  (chance "
+                         f"{_number('appearance_judge.top1_chance', j['top1_chance'])}; "
+                         f"{j['identities']} identities, {j['frames']} frames)"))
+            keys = ("appearance_judge.same_distance", "appearance_judge.different_distance")
+            rows.append((f"{label('appearance_judge')}: {joined(*keys)}",
+                         " / ".join(_number(k, j[k.split('.')[1]]) for k in keys)
+                         + f"  ({label('appearance_judge.auc')} "
+                         f"{_number('appearance_judge.auc', j['auc'])})"))
+    if "appearance_distance" in metrics:
+        d = metrics["appearance_distance"]
+        *compared, (own, own_name) = CROSS_COLUMNS
+        rows.append((label("appearance_distance"),
+                     f"{d['pairs']} {label('appearance_distance.pairs')}: "
+                     + " / ".join(name for _, name in compared) + f"; {own_name}"))
+        for part in ("to_appearance", "to_pose"):
+            key = f"appearance_distance.{part}"
+            rows.append((f"cross-identity: {label(key)}",
+                         " / ".join(_number(key, d[part][k]) for k, _ in compared)
+                         + f"; {_number(key, d[part][own])}"))
+        key = "appearance_distance.normalised"
+        rows.append((f"cross-identity: {label(key)}", _number(key, d["normalised"])))
+    return rows
 
 
 def _number(key: str, v) -> str:
