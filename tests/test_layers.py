@@ -41,6 +41,10 @@ EXEMPT = {
     ("rodi.data.tracks", "cv2"): "OpenCV is the optional extra rodi[tracks]: imported where "
                                  "footage is tracked, so rodi works without it",
     ("rodi.data.tracks", "norfair"): "norfair is the optional extra rodi[tracks], as OpenCV",
+    ("rodi.evaluation.keypoints", "mediapipe"): "MediaPipe is the optional extra "
+                                                "rodi[keypoints]: imported where keypoints are "
+                                                "judged, so rodi works without it",
+    ("rodi.evaluation.keypoints", "mediapipe.python.solutions"): "the same optional extra",
 }
 
 

@@ -14,14 +14,11 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-pytest.importorskip("cv2", reason="the rodi[tracks] extra (OpenCV) is not installed")
-pytest.importorskip("norfair", reason="the rodi[tracks] extra (norfair) is not installed")
-
-from conftest import write_video  # noqa: E402
-from rodi.cli import main  # noqa: E402
-from rodi.config import ConfigError, TrackSettings  # noqa: E402
-from rodi.data.folders import IdentityFolder, IndexFile  # noqa: E402
-from rodi.data.tracks import (  # noqa: E402
+from conftest import write_video
+from rodi.cli import main
+from rodi.config import ConfigError, TrackSettings
+from rodi.data.folders import IdentityFolder, IndexFile
+from rodi.data.tracks import (
     CutDetector,
     Linker,
     Track,
@@ -35,7 +32,10 @@ from rodi.data.tracks import (  # noqa: E402
     square_crop,
     without_size_outliers,
 )
-from rodi.data.video import VideoReadError  # noqa: E402
+from rodi.data.video import VideoReadError
+
+pytest.importorskip("cv2", reason="the rodi[tracks] extra (OpenCV) is not installed")
+pytest.importorskip("norfair", reason="the rodi[tracks] extra (norfair) is not installed")
 
 W, H, RATE = 200, 120, 10
 FIGURE_W, FIGURE_H = 16, 40

@@ -28,6 +28,7 @@ whatever size the detector saw.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from typing import Protocol
 
@@ -71,14 +72,12 @@ def require_extra():
             ``pip install 'rodi[keypoints]'``), or it is a release without the legacy solutions
             and their bundled weights (``mediapipe`` 0.10.30 and later).
     """
-    try:
-        import mediapipe  # noqa: F401  (the optional extra: imported only where keypoints are judged)
-    except ImportError as err:
-        raise KeypointJudgeError(f"the keypoint judge needs MediaPipe ({err.name} is not "
-                                 f"installed): {EXTRA}") from None
-    try:
+    try:  # the optional extra: imported only where keypoints are judged
         from mediapipe.python.solutions import pose
-    except ImportError:
+    except ImportError as err:
+        if importlib.util.find_spec("mediapipe") is None:
+            raise KeypointJudgeError(f"the keypoint judge needs MediaPipe ({err.name} is not "
+                                     f"installed): {EXTRA}") from None
         raise KeypointJudgeError("this MediaPipe has no legacy pose solution with bundled weights "
                                  f"(0.10.30 and later dropped it): {EXTRA}") from None
     return pose
@@ -209,7 +208,7 @@ class MediaPipePose:
     def __init__(self, joints: str = "coco17", min_visibility: float = 0.5,
                  detect_size: int = 256, min_detection_confidence: float = 0.5):
         pose = require_extra()
-        import mediapipe
+        import mediapipe  # the optional extra, present once require_extra returned
 
         if joints not in JOINT_SETS:
             raise KeypointJudgeError(f"joints must be one of {sorted(JOINT_SETS)}, not {joints!r}")
