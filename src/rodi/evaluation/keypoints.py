@@ -36,6 +36,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rodi import viz
+
 EXTRA = "pip install 'rodi[keypoints]'"
 
 # BlazePose's 33 landmarks (MediaPipe's PoseLandmark order) and the 17 of them that COCO's
@@ -256,8 +258,7 @@ def to_uint8(images: torch.Tensor, size: int | None = None) -> np.ndarray:
     x = images.detach().float().cpu()
     if size is not None and tuple(x.shape[-2:]) != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False)
-    x = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return np.ascontiguousarray(x.permute(0, 2, 3, 1).numpy())
+    return np.ascontiguousarray(viz.to_uint8(x))
 
 
 # -- the judge -------------------------------------------------------------------------------------

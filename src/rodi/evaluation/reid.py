@@ -38,6 +38,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchmetrics.functional.classification import binary_auroc
 from tqdm.auto import tqdm
 
 from rodi.atomic import read_safetensors, write_safetensors
@@ -277,14 +278,11 @@ def _held_out(source: OrderedFramesSource, split: str, what: str) -> torch.Tenso
 
 
 def _auc(same: torch.Tensor, different: torch.Tensor) -> float:
-    """P(a same-identity distance < a different-identity distance), ties counted half."""
-    values = torch.cat([same, different]).double()
-    _, inverse, counts = values.unique(return_inverse=True, return_counts=True)
-    ranks = (counts.cumsum(0) - (counts - 1) / 2).double()[inverse]  # 1-based; ties: mean rank
-    n_same, n_diff = len(same), len(different)
-    # Mann-Whitney U of the different-identity distances being the larger
-    u = ranks[n_same:].sum() - n_diff * (n_diff + 1) / 2
-    return (u / (n_same * n_diff)).item()
+    """P(a same-identity distance < a different-identity distance), ties counted half: the ROC
+    AUC of the distance as a score for "different identity" (torchmetrics)."""
+    scores = torch.cat([same, different]).double()
+    labels = torch.cat([torch.zeros(len(same)), torch.ones(len(different))]).long()
+    return binary_auroc(scores, labels).item()
 
 
 @torch.no_grad()
