@@ -124,6 +124,7 @@ def tiny_overrides(tmp_path, **extra) -> list[str]:
         "evaluation.mi_steps": 5,
         "evaluation.judge_steps": 3,
         "evaluation.judge_batch_size": 4,
+        "evaluation.keypoint_pairs": 8,  # where rodi[keypoints] is installed
         "data.cache_dir": str(tmp_path / "cache"),
     }
     values.update(extra)

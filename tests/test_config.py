@@ -107,11 +107,16 @@ def test_a_code_size_that_does_not_divide_the_image_into_a_power_of_two_is_refus
                               "model.code_size=8"]).model.code_size == 8
 
 
-def test_every_bundled_config_loads_and_an_unknown_name_lists_them():
+def test_every_bundled_config_loads_and_an_unknown_name_lists_them(tmp_path):
     names = bundled_configs()
+    (tmp_path / "index.csv").write_text("identity,path\n")
     assert {"sprites", "mocap", "demo"} <= set(names)
     for name in names:
-        validate(load_config(name))
+        if name == "people-1h":  # footage of people: the user's own data, given with --data
+            assert _refusal(name) == "data.source=index needs data.root (or --data PATH)"
+            validate(load_config(name, [f"data.root={tmp_path / 'index.csv'}"]))
+        else:
+            validate(load_config(name))
     assert _refusal("no-such-config") == (
         f"config 'no-such-config' is neither a file nor a bundled config "
         f"(bundled: {', '.join(names)})")

@@ -105,6 +105,32 @@ def test_retarget_keeps_the_pose_videos_frame_count_and_rate(tiny_checkpoint, in
     assert "7 frames at 15 fps" in result.output
 
 
+def test_a_folder_of_frames_is_a_pose_video_in_file_name_order(tiny_checkpoint, model, sheets,
+                                                             tmp_path):
+    frames = character_frames(sheets, 3, range(5))
+    folder = tmp_path / "person"
+    folder.mkdir()
+    for t in reversed(range(5)):  # written in reverse: the order comes from the names
+        Image.fromarray(frames[t]).save(folder / f"{t:06d}.png")
+    out = tmp_path / "out.mp4"
+    result = CliRunner().invoke(main, ["retarget", "-c", str(tiny_checkpoint), "-a",
+                                       str(folder / "000002.png"), "-p", str(folder),
+                                       "-o", str(out), "--fps", "10", "--scale", "1"])
+    assert result.exit_code == 0, result.output
+    assert "5 frames at 10 fps" in result.output
+    assert len(decoded(out)[0]) == 5
+    shown = np.concatenate(list(model.frames(folder)))
+    assert np.array_equal(shown, frames.reshape(-1, S, 3))
+    with pytest.warns(UserWarning, match="does not give its frame rate; writing 25"):
+        assert model.retarget(folder, folder, tmp_path / "out.gif").rate == 25
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = CliRunner().invoke(main, ["retarget", "-c", str(tiny_checkpoint), "-a",
+                                       str(folder / "000002.png"), "-p", str(empty),
+                                       "-o", str(out)])
+    assert result.exit_code == 2 and "folder holds no images" in result.output
+
+
 def test_side_by_side_output_is_three_times_as_wide(tiny_checkpoint, inputs, tmp_path):
     result = CliRunner().invoke(main, ["retarget", "-c", str(tiny_checkpoint),
                                        "-a", str(inputs / "pose.mp4"),

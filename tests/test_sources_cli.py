@@ -113,3 +113,16 @@ def test_data_inspect_writes_a_contact_sheet(tmp_path):
     assert result.exit_code == 0, result.output
     assert "broken.jpg" in result.output
     assert Image.open(out).size == (2 * 32 + 6, 4 * 34 + 2)
+
+
+def test_data_names_the_run_folder_after_the_data(tmp_path):
+    from rodi.cli import _overrides
+
+    (tmp_path / "people" / "alice").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "people" / "alice" / "0.png")
+    (tmp_path / "people" / "index.csv").write_text("identity,path\nalice,alice/0.png\n")
+    for data, run in (("mocap", "mocap"), (str(tmp_path / "people"), "people"),
+                      (str(tmp_path / "people" / "index.csv"), "people")):
+        assert _overrides((), None, data)[0] == f"train.out_dir=runs/{run}"
+    assert "train.out_dir=runs/people" not in _overrides(("train.out_dir=x",), None,
+                                                          str(tmp_path / "people"))

@@ -85,11 +85,19 @@ def _overrides(overrides: tuple[str, ...], data_root: str | None,
         if root is not None and "data.root" not in given:
             out.append(f"data.root={root}")
         if "train.out_dir" not in given:  # not the bundled config's folder, named for other data
-            name = Path(root).expanduser().resolve().name if root is not None else source
-            out.insert(0, f"train.out_dir=runs/{name or source}")
+            out.insert(0, f"train.out_dir=runs/{_run_name(root) or source}")
     if data_root is not None:
         out.append(f"data.root={data_root}")
     return out
+
+
+def _run_name(root: str | None) -> str | None:
+    """The run folder's name for ``--data ROOT``: a folder's name, or the folder of an index CSV
+    (``people/index.csv`` -> ``people``)."""
+    if root is None:
+        return None
+    path = Path(root).expanduser().resolve()
+    return path.parent.name if path.suffix.lower() == ".csv" else path.name
 
 
 _DATA_HELP = ("The data: 'mocap', 'sprites', or a path to a folder of identities "
@@ -175,15 +183,20 @@ def transfer(checkpoint, appearance, pose, output, matrix, device):
 @click.option("--appearance", "-a", required=True,
               help="Image whose appearance is kept, or a video whose frames' appearance codes are "
                    "averaged.")
-@click.option("--pose-video", "-p", required=True, help="Video whose every frame gives the pose.")
+@click.option("--pose-video", "-p", required=True,
+              help="Video whose every frame gives the pose, or a folder of frames (file-name "
+                   "order, as `rodi data tracks` writes an identity).")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
               help="Output video: .mp4, .mov or .mkv (H.264) or .gif.")
 @click.option("--side-by-side", is_flag=True,
               help="Each frame shows pose frame | appearance | result.")
 @click.option("--scale", type=click.IntRange(1, 16), default=4, show_default=True, help=_SCALE_HELP)
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Frame rate of the output. Default: the pose video's (25 for a folder).")
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-def retarget(checkpoint, appearance, pose_video, output, side_by_side, scale, device, no_progress):
+def retarget(checkpoint, appearance, pose_video, output, side_by_side, scale, fps, device,
+             no_progress):
     """Motion retargeting: the appearance of one image (or video) in the pose of every frame of
     another video, written at that video's frame rate."""
     from rodi.inference import load  # deferred (module docstring)
@@ -192,7 +205,7 @@ def retarget(checkpoint, appearance, pose_video, output, side_by_side, scale, de
     check_video_output(output)  # before the model is loaded
     result = load(checkpoint, device).retarget(appearance, pose_video, output,
                                                side_by_side=side_by_side, scale=scale,
-                                               progress=not no_progress)
+                                               progress=not no_progress, rate=fps)
     click.echo(f"wrote {result.path}: {result.frames} frames at {float(result.rate):g} fps "
                f"(appearance from {result.appearance_frames} frame(s))")
 

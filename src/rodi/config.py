@@ -179,6 +179,11 @@ class EvaluationConfig:
     appearance_judge_seed: int = 0  # part of the judge's fingerprint, like judge_seed
     appearance_pairs: int = 1000  # held-out cross-identity transfers the judge scores
     appearance_pairs_seed: int = 14  # draws them
+    # the keypoint judge of user data (rodi.evaluation.keypoints, the extra rodi[keypoints]):
+    # AKD/MKR of cross-identity transfers against their pose frames. None: where the extra is
+    # installed (a warning says how to get it otherwise); true: required; false: off
+    keypoints: Optional[bool] = None
+    keypoint_pairs: int = 500  # drawn as the appearance judge's pairs, with appearance_pairs_seed
 
 
 @dataclass(frozen=True)
@@ -664,6 +669,7 @@ def validate(cfg: Config) -> None:
          and cfg.evaluation.appearance_judge_batch_size >= 8,
          "evaluation.appearance_judge_steps and appearance_pairs must be >= 1, "
          "appearance_judge_batch_size >= 8 (2 identities x 4 images)"),
+        (cfg.evaluation.keypoint_pairs >= 1, "evaluation.keypoint_pairs must be >= 1"),
         (min(cfg.evaluation.probe_train_seed, cfg.evaluation.probe_test_seed,
              cfg.evaluation.probe_seed, cfg.evaluation.mi_pairs_seed, cfg.evaluation.mi_seed,
              cfg.evaluation.judge_seed, cfg.evaluation.figure_seed,

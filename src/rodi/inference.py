@@ -40,7 +40,13 @@ from tqdm.auto import tqdm
 
 from rodi.atomic import read_safetensors, write_safetensors
 from rodi.config import Config, ConfigError, from_dict
-from rodi.data.images import prepare_image, square_array, to_rgb, to_tensor
+from rodi.data.images import (
+    expand_image_paths,
+    prepare_image,
+    square_array,
+    to_rgb,
+    to_tensor,
+)
 from rodi.data.sources import DataError, open_source
 from rodi.data.video import (
     VideoInfo,
@@ -503,22 +509,35 @@ class Model:
                 self._give(pose["image"], "pil", False))
 
     def frames(self, path: str | os.PathLike) -> Iterator[np.ndarray]:
-        """A video's frames as the model sees them, in order: (S, S, 3) uint8 each.
+        """A video's frames as the model sees them, in order: (S, S, 3) uint8 each. A folder is a
+        video of its images in file-name order (as ``rodi data tracks`` and FOMM's data sets
+        store clips).
 
         Raises:
             VideoReadError: the file is missing or not a readable video.
+            ImageReadError: an image of a folder is unreadable, or the folder holds none.
         """
+        if Path(path).is_dir():
+            return (prepare_image(f, self.size, self.background, self.fit)
+                    for f in expand_image_paths([path]))
         return video_frames(path, self.size, self.background, self.fit)
 
     def check_video(self, path: str | os.PathLike, max_frames: int | None = None) -> VideoInfo:
         """Probe a video (see :func:`~rodi.data.video.probe_video`) and enforce ``max_frames``.
 
+        A folder of images is a video of them in file-name order, with no frame rate (its
+        width and height given as the model's image size).
+
         Raises:
             VideoReadError: missing, unreadable, no video stream or no frames.
             StillImageError: a still image (PNG, JPEG, ...), whatever its name says.
+            ImageReadError: a folder without images.
             InputLimitError: more than ``max_frames`` frames.
         """
-        info = probe_video(path)
+        if Path(path).is_dir():
+            info = VideoInfo(len(expand_image_paths([path])), None, self.size, self.size)
+        else:
+            info = probe_video(path)
         if max_frames is not None and info.frames > max_frames:
             rate = f" ({float(info.frames / info.rate):.1f} s)" if info.rate else ""
             raise InputLimitError(path, f"{info.frames} frames{rate}; at most {max_frames} frames "
@@ -539,7 +558,7 @@ class Model:
             VideoReadError: a video file that is missing, unreadable or without frames.
             InputLimitError: a video longer than ``max_frames``.
         """
-        if is_video(path):
+        if is_video(path) or Path(path).is_dir():
             self.check_video(path, max_frames)
             frames = np.stack(list(self.frames(path)))
         else:
@@ -572,7 +591,8 @@ class Model:
 
     def retarget(self, appearance: str | os.PathLike, pose_video: str | os.PathLike,
                  output: str | os.PathLike, side_by_side: bool = False, scale: int = 4,
-                 progress: bool = False, max_frames: int | None = None) -> RetargetResult:
+                 progress: bool = False, max_frames: int | None = None,
+                 rate: float | None = None) -> RetargetResult:
         """Motion retargeting (``rodi retarget``): render ``appearance`` (an image, or a video
         whose frames' appearance codes are averaged) in the pose of every frame of ``pose_video``,
         and write the renders as a video at the pose video's frame rate: .mp4, .mov or .mkv in
@@ -585,6 +605,8 @@ class Model:
                 ``rodi retarget``).
             progress: show a progress bar over the frames.
             max_frames: refuse videos with more frames.
+            rate: frames per second of the output; None: the pose video's (a folder of frames
+                has none: give it here, else 25 is written with a warning).
 
         Warns:
             VideoWarning: a video decodes to fewer frames than its container declares (it may be
@@ -603,7 +625,7 @@ class Model:
             raise VideoWriteError(f"{output}: is also an input; write the result to another file")
         info = self.check_video(pose_video, max_frames)
         code, app_frames = self.appearance_code(appearance, max_frames)
-        rate = info.rate
+        rate = Fraction(rate).limit_denominator(1001) if rate is not None else info.rate
         if rate is None:
             warnings.warn(f"{pose_video} does not give its frame rate; writing {FALLBACK_RATE} "
                           "frames per second", VideoWarning, stacklevel=2)

@@ -232,6 +232,7 @@ def test_evaluate_reports_both_on_user_data(clips, tmp_path):
         "train.out_dir": str(tmp_path / "run"), "evaluation.mi_pairs": 16,
         "evaluation.mi_steps": 5, "evaluation.appearance_judge_steps": 20,
         "evaluation.appearance_judge_batch_size": 16, "evaluation.appearance_pairs": 24,
+        "evaluation.keypoints": False,  # test_the_keypoint_judge_joins_the_report_on_user_data
     }
     cfg = load_config(None, [f"{k}={v}" for k, v in overrides.items()])
     torch.manual_seed(0)
@@ -296,3 +297,97 @@ def test_evaluate_reports_both_on_user_data(clips, tmp_path):
                                  **few})
     assert "appearance judge  " in table and "re-identification" not in table
     assert "cross-identity" not in table
+
+
+class _Rectangle:
+    """A keypoint detector keeping rodi.evaluation.keypoints.KeypointDetector: one 'joint' at the
+    centre of the pixels that differ from the top-left corner (the drawn rectangle of
+    :func:`draw`), found where there are any."""
+
+    name = "rectangle centre (test)"
+    joints = ("centre",)
+    closed = False
+
+    def __call__(self, images):
+        moved = (images - images[..., :1, :1]).abs().sum(1) > 0.1  # (B, H, W)
+        ys, xs = torch.meshgrid(torch.arange(SIZE) + 0.5, torch.arange(SIZE) + 0.5, indexing="ij")
+        count = moved.sum((1, 2)).clamp(min=1)
+        xy = torch.stack([(moved * xs).sum((1, 2)) / count, (moved * ys).sum((1, 2)) / count], -1)
+        return xy[:, None].float(), moved.any(-1).any(-1)[:, None]
+
+    def close(self):
+        _Rectangle.closed = True
+
+
+def test_the_keypoint_judge_scores_cross_identity_transfers(source):
+    from rodi.evaluation.keypoints import judge_transfers
+
+    keeps_pose = judge_transfers(Copying("pose"), source, _Rectangle(), n=30, seed=2)
+    keeps_appearance = judge_transfers(Copying("appearance"), source, _Rectangle(), n=30, seed=2)
+    assert keeps_pose["pairs"] == 30 and keeps_pose["detector"] == "rectangle centre (test)"
+    assert set(keeps_pose["akd_px"]) == {k for k, _ in metrics.KEYPOINT_COLUMNS}
+    for model_copy in ("transfer", "self_reconstruction"):
+        assert keeps_pose["akd_px"][model_copy] == 0 and keeps_pose["mkr"][model_copy] == 0
+    # the rectangle moves 2 px a frame: another identity's frame is mostly another frame
+    assert keeps_appearance["akd_px"]["transfer"] > 1
+    assert keeps_appearance["akd_px"]["transfer"] == keeps_pose["akd_px"]["appearance_copied"]
+    assert keeps_pose["mkr"]["pose_round_trip"] == 0
+
+
+def test_the_keypoint_judge_joins_the_report_on_user_data(clips, tmp_path, monkeypatch):
+    from rodi.evaluation.keypoints import KeypointJudgeError
+
+    root, _ = clips
+    overrides = {
+        "data.source": "folder", "data.root": str(root), "data.validation_fraction": 0.3,
+        "data.cache_dir": str(tmp_path / "cache"), "model.image_size": SIZE,
+        "model.channels": 8, "model.max_channels": 16, "model.code_channels": 4,
+        "objective.critic_width": 16, "train.out_dir": str(tmp_path / "run"),
+        "evaluation.fomm": False, "evaluation.appearance_judge": False,
+        "evaluation.keypoint_pairs": 12,
+    }
+    cfg = load_config(None, [f"{k}={v}" for k, v in overrides.items()])
+    torch.manual_seed(0)
+    state = TrainState(cfg, torch.device("cpu"))
+    src = open_source(cfg.data, SIZE, progress=False)
+    monkeypatch.setattr(report, "MediaPipePose", _Rectangle)
+    m = {}
+    seconds = report._ordered_frames(state, src, m, progress=False)
+    k = m["keypoints"]
+    assert "keypoints" in seconds and _Rectangle.closed
+    assert (k["pairs"], k["pose_frames"], k["joints"]) == (12, 12, 1)
+    for path in ("keypoints.akd_px", "keypoints.mkr", "keypoints.pairs"):
+        assert metrics.metric(path).key == path
+    table = report.format_table({"checkpoint": "x.pt", **_placeholders(), **m})
+    rows = {a.strip(): b.strip() for a, b in (line.split("  ", 1) for line in table.splitlines())}
+    assert rows["keypoint judge: AKD"] == " / ".join(
+        f"{k['akd_px'][c]:.2f}" for c, _ in metrics.KEYPOINT_COLUMNS) + " px"
+    assert rows["keypoint judge"].startswith("rectangle centre (test); 12 held-out pairs")
+    text = html.write_html({"checkpoint": "x.pt", **_placeholders(), **m}, [],
+                           tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "<h2>Keypoint judge on 12 held-out pairs" in text
+    assert "<b>rectangle centre (test)</b>" in text
+
+    def missing(*args, **kwargs):
+        raise KeypointJudgeError("the keypoint judge needs MediaPipe: pip install ...")
+
+    monkeypatch.setattr(report, "MediaPipePose", missing)
+    with pytest.warns(UserWarning, match="no keypoint judge .*evaluation.keypoints=false"):
+        quiet = {}
+        report._ordered_frames(state, src, quiet, progress=False)
+    assert "keypoints" not in quiet
+    state.cfg.evaluation.keypoints = True
+    with pytest.raises(KeypointJudgeError, match="needs MediaPipe"):
+        report._ordered_frames(state, src, {}, progress=False)
+    state.cfg.evaluation.keypoints = False
+    off = {}
+    report._ordered_frames(state, src, off, progress=False)
+    assert off == {}
+
+
+def _placeholders() -> dict:
+    """The fields format_table and write_html need besides the sections under test."""
+    stats = {"mean": 0.1, "median": 0.1, "std": 0.0}
+    return {"protocol": "folder", "variant": "rodi", "step": 0, "train_seconds": 0.0,
+            "num_triplets": 1, "transfer_target": "pairs", "triplet_mse": stats,
+            "reconstruction_mse": stats, "gamma": 1.0, "lambda": 0.0, "epsilon": 0.0}

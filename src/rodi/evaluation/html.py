@@ -58,6 +58,29 @@ crops: <b>these numbers are not comparable with published ones</b>.</p>
 {% endfor %}</table>
 {% endif %}
 
+{% if m.keypoints %}
+<h2>{{ label("keypoints")|capitalize }} on {{ m.keypoints.pairs }} \
+{{ label("keypoints.pairs") }}</h2>
+<p class="note">A human keypoint detector reads the joints of each output and of its pose frame \
+(a frame of identity B, while the appearance comes from identity A): \
+<b>{{ m.keypoints.detector }}</b>. It found joints in {{ m.keypoints.pose_frames_with_joints }} \
+of {{ m.keypoints.pose_frames }} pose frames, {{ "%.1f"|format(m.keypoints.joints_per_pose_frame) \
+}} of {{ m.keypoints.joints }} joints each on average. AKD, as FOMM defines it: the mean \
+absolute coordinate difference ({{ m.keypoints.distance }}) of the joints found in both, in pixels \
+of the {{ m.keypoints.image_size[1] }} px image (lower is better); MKR: the fraction of the pose \
+frame's joints that the output misses. Floors: the appearance input copied (wrong pose) and the \
+mean pose frame (no one); ceilings: the self-reconstruction (the pose frame from its own codes) \
+and the pose frame at half size and back (how far the detector moves on a softer copy of the same \
+picture). The detector is the judge: <b>these numbers are not comparable with OpenPose-based \
+or published figures</b>.</p>
+<table><tr><th>measure</th>{% for _, name in keypoint_columns %}<th>{{ name }}</th>{% endfor %}\
+</tr>
+{% for key, name in keypoint_rows %}<tr><td>{{ name }}</td>{% for k, _ in keypoint_columns %}\
+<td>{% if k == "transfer" %}<b>{{ fmt(m.keypoints[key][k]) }}</b>{% else %}\
+{{ fmt(m.keypoints[key][k]) }}{% endif %}</td>{% endfor %}</tr>
+{% endfor %}</table>
+{% endif %}
+
 {% if m.appearance_judge %}
 <h2>{{ label("appearance_judge")|capitalize }} and {{ label("appearance_distance") }}</h2>
 <p class="note">The judge is an embedding network trained with a triplet loss on the training \
@@ -196,13 +219,16 @@ def write_html(metrics: dict, figures: list[tuple[str, str | os.PathLike, str]],
     judge_rows = [(k, _titled(f"appearance_judge.{k}"))
                   for k in ("top1", "top1_chance", "same_distance", "different_distance", "auc")]
     cross_rows = [(k, _titled(f"appearance_distance.{k}")) for k in ("to_appearance", "to_pose")]
+    keypoint_rows = [(k, _titled(f"keypoints.{k}")) for k in ("akd_px", "mkr")]
     mi = [table.metric("posthoc_mi_nats"), table.metric("posthoc_mi_mean_nats")]
     page = Environment(autoescape=True).from_string(_TEMPLATE).render(
         m={"probes": {}, "posthoc_mi_nats": None, "pose_accuracy": None, "fomm": None,
-           "appearance_judge": None, "appearance_distance": None, **metrics}, figures=figs,
+           "appearance_judge": None, "appearance_distance": None, "keypoints": None,
+           **metrics}, figures=figs,
         quality=quality, probes=probes, mi=mi, fmt=_fmt, label=table.label, metric=table.metric,
         fomm_rows=fomm_rows, fomm_columns=table.FOMM_COLUMNS, judge_rows=judge_rows,
-        cross_rows=cross_rows, cross_columns=table.CROSS_COLUMNS,
+        cross_rows=cross_rows, cross_columns=table.CROSS_COLUMNS, keypoint_rows=keypoint_rows,
+        keypoint_columns=table.KEYPOINT_COLUMNS,
         normalised_label=_titled("appearance_distance.normalised"))
     with replacing(path) as tmp:
         tmp.write_text(page, encoding="utf-8")

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from rodi import viz
+from rodi.evaluation.reid import cross_identity_pairs
 
 EXTRA = "pip install 'rodi[keypoints]'"
 
@@ -315,6 +316,58 @@ def keypoint_scores(detector: KeypointDetector, pose_frames: torch.Tensor,
         result["akd_items"][name] = int((~distances.isnan()).sum())
         result["mkr"][name] = mean_defined(mkr(pred_visible, target_visible))
     return result
+
+
+def judge_transfers(model, source, detector: KeypointDetector, n: int = 500, seed: int = 0,
+                    split: str = "test", distance: str = "l1", batch_size: int = 250) -> dict:
+    """AKD and MKR (:func:`keypoint_scores`) of ``n`` cross-identity transfers of held-out
+    identities against their pose frames, beside the references of
+    :data:`rodi.evaluation.metrics.KEYPOINT_COLUMNS`.
+
+    The pairs are :func:`rodi.evaluation.reid.cross_identity_pairs`'s (a frame x' of identity A,
+    a pose frame x of identity B != A), so the pose has to come from x and cannot be copied from
+    x'. The outputs, each scored against x:
+
+    - ``transfer``: D(pi(x), alpha(x')) from the posterior means, what ``rodi retarget`` renders;
+    - ``self_reconstruction``: D(pi(x), alpha(x)), the model's ceiling (nothing to disentangle);
+    - ``pose_round_trip``: x down to half its size and back (bilinear), the detector's ceiling:
+      how far its keypoints move on a softer copy of the same picture (x copied unchanged would
+      score AKD 0 and MKR 0, detection being deterministic);
+    - ``appearance_copied``: x' itself, a floor (right appearance, wrong pose);
+    - ``mean_frame``: the mean of the n pose frames, a floor (no one in particular).
+
+    Args:
+        model: an :class:`rodi.models.AppearancePoseModel` (its ``transfer(appearance, pose)``).
+        source: an :class:`rodi.data.protocols.OrderedFramesSource` (``folder``, ``videos``,
+            ``index``).
+        detector: a :class:`KeypointDetector`.
+        n, seed, split: the pairs drawn.
+        distance: of :func:`akd`.
+
+    Returns:
+        :func:`keypoint_scores`'s dict, with ``pairs`` (n) and ``split`` added.
+
+    Raises:
+        PairDataError: the split holds fewer than 2 identities.
+    """
+    pairs = cross_identity_pairs(source, n, seed, split)
+    pose, appearance = pairs["pose_image"], pairs["appearance_image"]
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        transfer = torch.cat([model.transfer(a.to(device), p.to(device)).cpu() for a, p in
+                              zip(appearance.split(batch_size), pose.split(batch_size))])
+        self_rec = torch.cat([model.transfer(p.to(device), p.to(device)).cpu()
+                              for p in pose.split(batch_size)])
+    size = pose.shape[-1]
+    soft = F.interpolate(F.interpolate(pose, size=size // 2, mode="bilinear", antialias=True,
+                                       align_corners=False),
+                         size=size, mode="bilinear", align_corners=False).clamp(-1, 1)
+    outputs = {"transfer": transfer, "self_reconstruction": self_rec, "pose_round_trip": soft,
+               "appearance_copied": appearance,
+               "mean_frame": pose.mean(0, keepdim=True).expand_as(pose).contiguous()}
+    scores = keypoint_scores(detector, pose, outputs, distance=distance)
+    scores.update(pairs=n, split=split)
+    return scores
 
 
 def format_scores(scores: dict) -> str:

@@ -108,6 +108,15 @@ METRICS: tuple[Metric, ...] = (
     Metric("fomm.psnr_db", "PSNR", True, unit="dB", fmt=".2f"),
     Metric("fomm.aed", "AED", False, fmt=".4f",
            note="the appearance judge's embedding distance to frame t"),
+    # the keypoint judge of user data (rodi.evaluation.keypoints): AKD and MKR of cross-identity
+    # transfers against their pose frames, each a dict over KEYPOINT_COLUMNS of that module
+    Metric("keypoints", "keypoint judge"),
+    Metric("keypoints.pairs", "held-out pairs (appearance of A, pose of B)"),
+    Metric("keypoints.akd_px", "AKD", False, unit="px", fmt=".2f",
+           note="mean absolute coordinate difference of the joints found in both, pixels of "
+                "the image"),
+    Metric("keypoints.mkr", "MKR", False, fmt=".3f",
+           note="fraction of the pose frame's joints not found in the output"),
     # the appearance judge of user data (rodi.evaluation.reid): its recipe and held-out quality
     Metric("appearance_judge", "appearance judge"),
     Metric("appearance_judge.top1", "held-out re-identification top-1", True, fmt=".3f"),
@@ -169,6 +178,11 @@ FOMM_COLUMNS = (("first_frame", "first frame copied"), ("mean_frame", "mean fram
 CROSS_COLUMNS = (("pose_copied", "pose input copied"), ("transfer", "transfer"),
                  ("appearance_copied", "appearance input copied"),
                  ("self_reconstruction", "self-reconstruction"))
+# the outputs the keypoint judge scores against the pose frames (keypoints.<measure>), floors
+# first, then the model's ceiling and the detector's
+KEYPOINT_COLUMNS = (("appearance_copied", "appearance input copied"), ("mean_frame", "mean frame"),
+                    ("transfer", "transfer"), ("self_reconstruction", "self-reconstruction"),
+                    ("pose_round_trip", "pose frame at half size"))
 
 
 def metric(key: str) -> Metric:

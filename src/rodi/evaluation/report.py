@@ -17,7 +17,16 @@ from rodi.data.sources import open_source
 from rodi.evaluation.fomm import fomm_scores, summarize_fomm
 from rodi.evaluation.html import write_html
 from rodi.evaluation.judges import load_or_train_judge, summarize_judged, supports_judges
-from rodi.evaluation.metrics import CROSS_COLUMNS, FOMM_COLUMNS, joined, label, metric, under
+from rodi.evaluation.keypoints import KeypointJudgeError, MediaPipePose, judge_transfers
+from rodi.evaluation.metrics import (
+    CROSS_COLUMNS,
+    FOMM_COLUMNS,
+    KEYPOINT_COLUMNS,
+    joined,
+    label,
+    metric,
+    under,
+)
 from rodi.evaluation.plots import plot_training_curves
 from rodi.evaluation.probes import (
     encode_codes,
@@ -151,6 +160,13 @@ def _ordered_frames(state: TrainState, source: OrderedFramesSource, metrics: dic
         metrics["fomm"] = summarize_fomm(fomm_scores(model, source, "test", judge,
                                                      progress=progress), source.image_size)
         seconds["fomm"], clock = time.perf_counter() - clock, time.perf_counter()
+    if e.keypoints is not False:
+        scores = _keypoint_judge(model, source, e.keypoints, e.keypoint_pairs,
+                                 e.appearance_pairs_seed)
+        if scores is not None:
+            metrics["keypoints"] = scores
+            seconds["keypoints"] = time.perf_counter() - clock
+        clock = time.perf_counter()
     if judge is None:
         return seconds
     record = {"origin": judge.origin, "fingerprint": judge.fingerprint,
@@ -165,6 +181,34 @@ def _ordered_frames(state: TrainState, source: OrderedFramesSource, metrics: dic
     metrics["appearance_judge"] = record
     seconds["appearance_distance"] = time.perf_counter() - clock
     return seconds
+
+
+def _keypoint_judge(model, source: OrderedFramesSource, required: bool | None, pairs: int,
+                    seed: int) -> dict | None:
+    """The keypoint judge's AKD and MKR of cross-identity transfers
+    (:func:`rodi.evaluation.keypoints.judge_transfers`, MediaPipe Pose); None, with a warning,
+    where MediaPipe is not installed and not ``required``, or where fewer than 2 identities are
+    held out.
+
+    Raises:
+        KeypointJudgeError: ``required`` (``evaluation.keypoints: true``) and the extra
+            ``rodi[keypoints]`` is missing.
+    """
+    try:
+        detector = MediaPipePose()
+    except KeypointJudgeError as err:
+        if required:
+            raise
+        warnings.warn(f"no keypoint judge ({err}; evaluation.keypoints=false silences this)",
+                      stacklevel=4)
+        return None
+    try:
+        return judge_transfers(model, source, detector, pairs, seed, "test")
+    except PairDataError as err:
+        warnings.warn(f"no keypoint scores: {err}", stacklevel=4)
+        return None
+    finally:
+        detector.close()
 
 
 def write_report(state: TrainState, source, metrics: dict, out_dir: str | os.PathLike,
@@ -316,6 +360,20 @@ def _ordered_frame_rows(metrics: dict) -> list[tuple[str, str]]:
                 rows.append((f"{label('fomm')}: {label(key)}",
                              " / ".join(_number(key, f[measure][k]) for k, _ in FOMM_COLUMNS)
                              + unit))
+    if "keypoints" in metrics:
+        k = metrics["keypoints"]
+        rows.append((label("keypoints"),
+                     f"{k['detector']}; {k['pairs']} {label('keypoints.pairs')}, "
+                     f"{k['pose_frames_with_joints']} with joints found, "
+                     f"{k['joints_per_pose_frame']:.1f} of {k['joints']} joints each "
+                     "(not comparable with OpenPose-based figures): "
+                     + " / ".join(name for _, name in KEYPOINT_COLUMNS)))
+        for measure in ("akd_px", "mkr"):
+            key = f"keypoints.{measure}"
+            unit = f" {metric(key).unit}" if metric(key).unit else ""
+            rows.append((f"{label('keypoints')}: {label(key)}",
+                         " / ".join(_number(key, k[measure][c]) for c, _ in KEYPOINT_COLUMNS)
+                         + unit))
     if "appearance_judge" in metrics:
         j = metrics["appearance_judge"]
         rows.append((label("appearance_judge"),
