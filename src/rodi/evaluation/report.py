@@ -353,13 +353,7 @@ def _ordered_frame_rows(metrics: dict) -> list[tuple[str, str]]:
         rows.append((label("fomm"), f"{f['clips']} {label('fomm.clips')}, {f['frames']} frames at "
                      f"{f['image_size']} px (FOMM: 256 px; not comparable with published "
                      "figures): " + " / ".join(name for _, name in FOMM_COLUMNS)))
-        for measure in ("l1", "mse", "ssim", "psnr_db", "aed"):
-            key = f"fomm.{measure}"
-            if measure in f:
-                unit = f" {metric(key).unit}" if metric(key).unit else ""
-                rows.append((f"{label('fomm')}: {label(key)}",
-                             " / ".join(_number(key, f[measure][k]) for k, _ in FOMM_COLUMNS)
-                             + unit))
+        rows += _measure_rows("fomm", f, ("l1", "mse", "ssim", "psnr_db", "aed"), FOMM_COLUMNS)
     if "keypoints" in metrics:
         k = metrics["keypoints"]
         rows.append((label("keypoints"),
@@ -368,12 +362,7 @@ def _ordered_frame_rows(metrics: dict) -> list[tuple[str, str]]:
                      f"{k['joints_per_pose_frame']:.1f} of {k['joints']} joints each "
                      "(not comparable with OpenPose-based figures): "
                      + " / ".join(name for _, name in KEYPOINT_COLUMNS)))
-        for measure in ("akd_px", "mkr"):
-            key = f"keypoints.{measure}"
-            unit = f" {metric(key).unit}" if metric(key).unit else ""
-            rows.append((f"{label('keypoints')}: {label(key)}",
-                         " / ".join(_number(key, k[measure][c]) for c, _ in KEYPOINT_COLUMNS)
-                         + unit))
+        rows += _measure_rows("keypoints", k, ("akd_px", "mkr"), KEYPOINT_COLUMNS)
     if "appearance_judge" in metrics:
         j = metrics["appearance_judge"]
         rows.append((label("appearance_judge"),
@@ -402,6 +391,19 @@ def _ordered_frame_rows(metrics: dict) -> list[tuple[str, str]]:
                          + f"; {_number(key, d[part][own])}"))
         key = "appearance_distance.normalised"
         rows.append((f"cross-identity: {label(key)}", _number(key, d["normalised"])))
+    return rows
+
+
+def _measure_rows(group: str, section: dict, measures: tuple[str, ...],
+                  columns: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
+    """One printed row per measure of ``section`` (``metrics[group]``) that it has: the values of
+    its ``columns``, joined by `` / ``, with the measure's unit."""
+    rows = []
+    for measure in (m for m in measures if m in section):
+        key = f"{group}.{measure}"
+        unit = f" {metric(key).unit}" if metric(key).unit else ""
+        rows.append((f"{label(group)}: {label(key)}",
+                     " / ".join(_number(key, section[measure][c]) for c, _ in columns) + unit))
     return rows
 
 
