@@ -124,6 +124,7 @@ def test_resume_from_the_command_line(trained_run):
     result = CliRunner().invoke(main, ["train", "--resume", str(trained_run), "train.max_steps=6",
                                        "--no-progress"])
     assert result.exit_code == 0, result.output
+    assert "trained to step 6 in" in result.output and "last.pt" in result.output
     metrics = CliRunner().invoke(main, ["evaluate",
                                         "-c", str(trained_run / "checkpoints" / "last.pt")])
     assert "step" in metrics.output and " 6" in metrics.output

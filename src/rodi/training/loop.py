@@ -243,6 +243,8 @@ class _Run:
             raise KeyboardInterrupt
         if self.dd.is_main:
             self.draw(self.run_dir / "transfer_matrix.png", scale=2)
+            print(f"trained to step {s.step} in {s.train_seconds / 60:.1f} min of training steps; "
+                  f"saved {checkpoint_path(self.run_dir)}")
         self.logger.close()
         return self.run_dir
 
