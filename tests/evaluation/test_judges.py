@@ -177,3 +177,25 @@ def test_the_judge_is_cached_and_not_trained_again(humanoid, tmp_path, monkeypat
 def test_a_source_without_exact_renders_gets_a_clear_error():
     with pytest.raises(ValueError, match="no exact renders"):
         judges.train_judge(object(), steps=1, batch_size=1)
+
+
+def test_judge_recipe_options_keep_the_shapes_and_draw_the_weighted_poses(humanoid):
+    """The options of judges.train_judge that benchmarks/judge_ceilings.py compares."""
+    net = judges.JudgeNet(32, {"a": 3}, num_keypoints=2, width=8, first_stride=1)
+    out = net(torch.zeros(2, 3, 32, 32))
+    assert out["a"].shape == (2, 3) and out["keypoints"].shape == (2, 2, 2)
+    assert net.trunk(torch.zeros(1, 3, 32, 32)).shape[-1] == 8  # still S/4
+    weights = torch.zeros(humanoid.num_poses)
+    weights[3] = 1.0
+    _, pose = judges._sample(humanoid, 50, torch.Generator().manual_seed(0), weights)
+    assert torch.all(pose == 3)
+    judge = judges.train_judge(humanoid, steps=2, batch_size=4, width=8, first_stride=1,
+                               blurred_fraction=0.0, pose_weights=weights)
+    assert judge.net.trunk[0][0].stride == (1, 1)
+
+
+def test_bad_judge_recipe_options_get_clear_errors(humanoid):
+    with pytest.raises(ValueError, match="first_stride must be 1 or 2"):
+        judges.JudgeNet(32, {"a": 3}, first_stride=4)
+    with pytest.raises(ValueError, match="pose_weights must be"):
+        judges.train_judge(humanoid, steps=1, batch_size=2, pose_weights=torch.ones(3))

@@ -49,6 +49,7 @@ JUDGE_FORMAT = "rodi-judge"
 SHIPPED_JUDGES = Path(__file__).resolve().parent.parent / "assets" / "judges"
 JUDGE_LR = 3e-3
 BLURRED_FRACTION = 0.5  # of each training batch (see _blur_half)
+JUDGE_WIDTH = 32  # channels of the first layer of the shipped judges (JudgeNet's default)
 KEYPOINT_QUANTUM = 1 / 16  # pixels: keypoints are hashed at this resolution, not at float precision
 PCK_THRESHOLDS = (0.05, 0.1)  # fractions of the image side
 
@@ -69,20 +70,26 @@ class JudgeNet(nn.Module):
         classes: label name -> number of classes (pose labels and appearance attributes).
         num_keypoints: K; 0 for sources without keypoints.
         width: channels of the first layer.
+        first_stride: 2 (the shipped judges) or 1: the first layer then keeps full resolution and
+            the third down-samples instead, so the trunk still ends at S/4 (a recipe that
+            ``benchmarks/judge_ceilings.py`` measures; docs/results/learning-speed/judge-ceilings).
 
     Raises:
-        ValueError: ``image_size`` is not a multiple of 16.
+        ValueError: ``image_size`` is not a multiple of 16, or ``first_stride`` is not 1 or 2.
     """
 
     def __init__(self, image_size: int, classes: dict[str, int], num_keypoints: int = 0,
-                 width: int = 32):
+                 width: int = JUDGE_WIDTH, first_stride: int = 2):
         super().__init__()
         if image_size % 16:
             raise ValueError("the judge needs an image side that is a multiple of 16, got "
                              f"{image_size}")
         self.image_size, self.classes, self.num_keypoints = image_size, dict(classes), num_keypoints
+        if first_stride not in (1, 2):
+            raise ValueError(f"the judge's first_stride must be 1 or 2, got {first_stride}")
         w = width
-        self.trunk = nn.Sequential(_block(3, w, 2), _block(w, 2 * w, 2), _block(2 * w, 2 * w, 1))
+        self.trunk = nn.Sequential(_block(3, w, first_stride), _block(w, 2 * w, 2),
+                                   _block(2 * w, 2 * w, 3 - first_stride))
         # max pooling: a small region (shoes, a hand's skin) decides an attribute wherever it is
         self.pooled = nn.Sequential(_block(2 * w, 4 * w, 2), _block(4 * w, 8 * w, 2),
                                     nn.AdaptiveMaxPool2d(1), nn.Flatten())
@@ -160,50 +167,70 @@ def _classes(source) -> dict[str, int]:
     return classes
 
 
-def _new_net(source) -> JudgeNet:
+def _new_net(source, width: int = JUDGE_WIDTH, first_stride: int = 2) -> JudgeNet:
     # any one render does (not an evaluation seed): only its size and keypoint count are read
     character, pose = _sample(source, 1, torch.Generator().manual_seed(0))
     keypoints = (len(source.keypoints(character, pose)[0]) if isinstance(source, KeypointSource)
                  else 0)
-    return JudgeNet(source.render(character, pose).shape[-1], _classes(source), keypoints)
+    return JudgeNet(source.render(character, pose).shape[-1], _classes(source), keypoints, width,
+                    first_stride)
 
 
-def _blur_half(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Blur a random half of the batch (2x box down, bilinear up), as transfers are blurry."""
+def _blur_half(x: torch.Tensor, generator: torch.Generator,
+               fraction: float = BLURRED_FRACTION) -> torch.Tensor:
+    """Blur a random ``fraction`` of the batch (2x box down, bilinear up), as transfers are
+    blurry."""
     blurred = F.interpolate(F.avg_pool2d(x, 2), scale_factor=2, mode="bilinear",
                             align_corners=False)
-    pick = torch.rand(len(x), generator=generator) < BLURRED_FRACTION
+    pick = torch.rand(len(x), generator=generator) < fraction
     return torch.where(pick.view(-1, 1, 1, 1), blurred, x)
 
 
-def _sample(source, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def _sample(source, n: int, generator: torch.Generator,
+            pose_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     character = torch.randint(len(source.characters), (n,), generator=generator)
+    if pose_weights is not None:
+        return character, torch.multinomial(pose_weights, n, replacement=True, generator=generator)
     return character, torch.randint(source.num_poses, (n,), generator=generator)
 
 
 def train_judge(source, steps: int, batch_size: int, seed: int = 0, lr: float = JUDGE_LR,
-                progress: bool = False) -> Judge:
+                progress: bool = False, *, width: int = JUDGE_WIDTH, first_stride: int = 2,
+                blurred_fraction: float = BLURRED_FRACTION,
+                pose_weights: torch.Tensor | None = None) -> Judge:
     """Train a judge on exact renders of ``source`` (every appearance in every pose) for ``steps``
     steps of ``batch_size`` images (the defaults are ``evaluation.judge_steps`` and
     ``judge_batch_size`` in the config).
 
     Loss: the sum of the labels' cross-entropies plus, where the source has keypoints, the L1 error
     of the keypoints in units of the image side; Adam with the learning rate decaying linearly to 0.
+    The keyword-only options change the recipe away from the shipped judges' (which use their
+    defaults, and whose fingerprints assume them); ``benchmarks/judge_ceilings.py`` measures them.
+
+    Args:
+        width, first_stride: of the :class:`JudgeNet`.
+        blurred_fraction: of each batch blurred (see :func:`_blur_half`), in [0, 1].
+        pose_weights: (P,) non-negative sampling weight of each pose, or None (uniform).
 
     Raises:
-        ValueError: ``source`` does not render labelled characters (see :func:`supports_judges`).
+        ValueError: ``source`` does not render labelled characters (see :func:`supports_judges`),
+            or ``pose_weights`` is not (P,) with a positive sum.
     """
     if not supports_judges(source):
         raise ValueError(f"{type(source).__name__} has no exact renders with labels to train a "
                          "judge on")
+    if pose_weights is not None and (pose_weights.shape != (source.num_poses,)
+                                     or not float(pose_weights.sum()) > 0):
+        raise ValueError(f"the judge's pose_weights must be ({source.num_poses},) with a positive "
+                         f"sum, got shape {tuple(pose_weights.shape)}")
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    net = _new_net(source)
+    net = _new_net(source, width, first_stride)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0 - i / steps)
     for _ in tqdm(range(steps), desc="training the judge", disable=not progress, leave=False):
-        character, pose = _sample(source, batch_size, g)
-        x = _blur_half(source.render(character, pose), g)
+        character, pose = _sample(source, batch_size, g, pose_weights)
+        x = _blur_half(source.render(character, pose), g, blurred_fraction)
         labels = source.labels(character, pose)
         out = net(x)
         loss = sum(F.cross_entropy(out[k], labels[k]) for k in net.classes)
@@ -254,10 +281,9 @@ def _fingerprint(source, steps: int, batch_size: int, seed: int) -> str:
     if isinstance(source, KeypointSource):
         h.update(
             (source.keypoints(character, pose) / KEYPOINT_QUANTUM).round().long().numpy().tobytes())
-    width = JudgeNet.__init__.__defaults__[-1]
     h.update(json.dumps([JUDGE_VERSION, type(source).__name__, len(source.characters),
                          source.num_poses, _classes(source), steps, batch_size, seed, JUDGE_LR,
-                         width, BLURRED_FRACTION]).encode())
+                         JUDGE_WIDTH, BLURRED_FRACTION]).encode())
     return h.hexdigest()[:16]
 
 
@@ -343,13 +369,14 @@ def write_judge_file(judge: Judge, source, path: str | os.PathLike, ceilings: di
 
 
 @torch.no_grad()
-def judge_ceilings(judge: Judge, source, n: int, seed: int) -> dict:
+def judge_ceilings(judge: Judge, source, n: int, seed: int, split: str = "test") -> dict:
     """The judge's scores on the exact targets of ``n`` held-out triplets
-    (``source.triplet_indices(n, seed)``, as ``rodi evaluate`` draws them): ``pose`` per metric
+    (``source.triplet_indices(n, seed, split)``; the test split as ``rodi evaluate`` draws it, or
+    ``validation`` to compare judge recipes without the test data): ``pose`` per metric
     (``pck@0.05``, ``pck@0.1`` in [0, 1], ``pixel_error`` in pixels, one accuracy per pose label)
     and ``appearance`` per attribute, each a float; plus ``n`` and ``seed``."""
     scores: dict[str, list[torch.Tensor]] = {}
-    indices = source.triplet_indices(n, seed)
+    indices = source.triplet_indices(n, seed, split)
     for chunk in indices.split(250):
         batch = source.triplets(chunk)
         batch.update(target_equivalents(source, chunk))
