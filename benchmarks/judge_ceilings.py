@@ -60,20 +60,19 @@ def parse_recipe(text: str) -> tuple[str, dict]:
     return name, options
 
 
+def differing_pixels(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pixels (at uint8 levels) in which images ``a`` and ``b`` (..., 3, S, S) in [-1, 1] differ,
+    shaped like their leading dimensions."""
+    return ((a * 127.5).round() != (b * 127.5).round()).any(-3).flatten(-2).sum(-1)
+
+
 @torch.no_grad()
-def differing_pixels(source, characters: torch.Tensor, i, j) -> torch.Tensor:
-    """(C,) or (C, P, P) long: pixels (uint8 levels) in which the renders of each character in
-    pose(s) ``i`` and ``j`` differ; ``i`` and ``j`` are ints, or None for every pair of poses."""
-    if i is None:
-        poses = torch.arange(source.num_poses)
-        out = []
-        for c in characters.tolist():
-            flat = (source.render(torch.full_like(poses, c), poses) * 127.5).round().flatten(2)
-            out.append((flat[:, None] != flat[None]).any(2).sum(-1))
-        return torch.stack(out)
-    a = source.render(characters, torch.full_like(characters, i))
-    b = source.render(characters, torch.full_like(characters, j))
-    return ((a * 127.5).round() != (b * 127.5).round()).any(1).flatten(1).sum(1)
+def pose_pair_pixels(source, characters: torch.Tensor) -> torch.Tensor:
+    """(C, P, P) long: :func:`differing_pixels` of each character's renders in poses i and j."""
+    poses = torch.arange(source.num_poses)
+    return torch.stack([differing_pixels(x[:, None], x[None]) for x in
+                        (source.render(torch.full_like(poses, c), poses)
+                         for c in characters.tolist())])
 
 
 def near_pairs(source, median_pixels: torch.Tensor, near: int) -> list[tuple[int, int, str]]:
@@ -97,10 +96,10 @@ def near_pair_accuracy(judge, source, pairs) -> list[dict]:
     characters = torch.arange(len(source.characters))
     column = {name: k for k, name in enumerate(source.pose_attributes)}
     for i, j, label in pairs:
-        d = differing_pixels(source, characters, i, j)
+        x = {pose: source.render(characters, torch.full_like(characters, pose)) for pose in (i, j)}
+        d = differing_pixels(x[i], x[j])
         for pose in (i, j):
-            x = source.render(characters, torch.full_like(characters, pose))
-            right = judge.predict(x)[label] == source.pose_labels[pose, column[label]]
+            right = judge.predict(x[pose])[label] == source.pose_labels[pose, column[label]]
             for lo, hi in PIXEL_BINS:
                 m = (d >= lo) & (d < hi)
                 rows[(lo, hi)][0] += int(m.sum())
@@ -130,7 +129,7 @@ def main() -> None:
     source = open_source(cfg.data, cfg.model.image_size, progress=False)
     e = cfg.evaluation
     sample = torch.randperm(len(source.characters), generator=torch.Generator().manual_seed(0))
-    pixels = differing_pixels(source, sample[:args.median_of], None, None)
+    pixels = pose_pair_pixels(source, sample[:args.median_of])
     pairs = near_pairs(source, pixels.median(0).values, args.near_pixels)
     near_poses = sorted({p for i, j, _ in pairs for p in (i, j)})
     print(f"{len(pairs)} near pairs of poses ({len(near_poses)} poses): "
@@ -148,11 +147,9 @@ def main() -> None:
             if "near_weight" in options:
                 weights = torch.ones(source.num_poses)
                 weights[near_poses] = options["near_weight"]
+            recipe = {k: v for k, v in options.items() if k not in ("steps", "near_weight")}
             judge = train_judge(source, options.get("steps", e.judge_steps), e.judge_batch_size,
-                                e.judge_seed, width=options.get("width", 32),
-                                first_stride=options.get("first_stride", 2),
-                                blurred_fraction=options.get("blurred_fraction", 0.5),
-                                pose_weights=weights)
+                                e.judge_seed, pose_weights=weights, **recipe)
             how = f"trained in {time.perf_counter() - start:.0f} s"
         ceilings = judge_ceilings(judge, source, args.triplets, cfg.data.triplet_seed,
                                   split="validation")
