@@ -72,6 +72,9 @@ class ModelConfig:
     # code drives the FiLM layers) | cross (the map itself; the decoder reads its mean as global
     # does, and the map through cross-attention from the pose features; docs/method.md section 9)
     appearance: str = "spatial"
+    # residual blocks of the decoder at the image's own resolution before a 3x3 RGB head; 0 (the
+    # authors') lets the last up-sampling write the pixels from half-resolution features
+    output_blocks: int = 0
 
 
 @dataclass
@@ -642,6 +645,7 @@ def validate(cfg: Config) -> None:
         (min(cfg.model.code_channels, cfg.model.channels, cfg.model.max_channels) >= 1,
          "model widths must be >= 1"),
         (cfg.model.blocks >= 0, "model.blocks must be >= 0"),
+        (cfg.model.output_blocks >= 0, "model.output_blocks must be >= 0"),
         (cfg.model.upsample in UPSAMPLING,
          f"model.upsample must be one of {', '.join(UPSAMPLING)}"),
         (cfg.model.appearance in APPEARANCE_CODES,

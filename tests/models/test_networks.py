@@ -321,3 +321,42 @@ def test_a_cross_attention_decoder_starts_as_the_global_one_and_reads_the_map_wh
     read = attention(h, code) - h
     expected = attention.out(attention.value(code)[:, :, 1:, 1:]).expand_as(read)
     assert torch.allclose(read, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("upsample", ["transpose", "resize"])
+def test_output_blocks_add_a_stage_at_the_image_resolution(upsample):
+    torch.manual_seed(0)
+    plain = AppearancePoseModel(ModelConfig(**TINY, upsample=upsample))
+    staged = AppearancePoseModel(ModelConfig(**TINY, upsample=upsample, output_blocks=2))
+    x = _images(2)
+    pose, appearance = staged.encode_pose(x)[0], staged.encode_appearance(x)
+    assert staged.decode(pose, appearance).shape == (2, 3, 16, 16)
+    blocks = [m for m in staged.decoder.net if isinstance(m, ResBlock)]
+    assert len(blocks) == len([m for m in plain.decoder.net if isinstance(m, ResBlock)]) + 2
+    # the added blocks run at 16x16 with the first level's width (2), and a 3x3 head writes RGB
+    seen = {}
+
+    def record(module, inputs, output):
+        seen[id(module)] = output.shape
+
+    hooks = [b.register_forward_hook(record) for b in blocks[-2:]]
+    staged.decode(pose, appearance)
+    for h in hooks:
+        h.remove()
+    assert set(seen.values()) == {torch.Size([2, 2, 16, 16])}
+    head = staged.decoder.net[-1]
+    assert isinstance(head, nn.Conv2d) and head.kernel_size == (3, 3) and head.out_channels == 3
+    # without output blocks the last up-sampling writes the pixels, as in checkpoints made before
+    # the option, whose keys stay those of the decoder without it
+    last = _convs(plain.decoder.net[-1], nn.ConvTranspose2d if upsample == "transpose"
+                  else nn.Conv2d)
+    assert len(last) == 1 and last[0].out_channels == 3
+
+
+def test_negative_output_blocks_are_refused_by_the_config():
+    from rodi.config import ConfigError, validate
+
+    cfg = Config()
+    cfg.model.output_blocks = -1
+    with pytest.raises(ConfigError, match="model.output_blocks must be >= 0"):
+        validate(cfg)

@@ -134,10 +134,17 @@ class Decoder(nn.Module):
     ``"cross"`` the code is the appearance map itself: its mean drives the FiLM layers and is what
     the decoder's first stack sees, as for ``global``, and after each FiLM layer the features also
     read the map through :class:`CrossAttention`.
+
+    ``output_blocks`` > 0 adds a stage at the image's own resolution: the last up-sampling writes
+    ``channels`` features instead of the pixels, then that many residual blocks and a 3x3
+    convolution to RGB (docs/method.md section 9). Without it the finest features the decoder
+    computes are at half the image's resolution, so details a few pixels wide (a hand, a shoe) come
+    from a single convolution of a nearest-neighbour enlargement.
     """
 
     def __init__(self, code_channels: int, *, image_size: int, code_size: int, channels: int,
-                 max_channels: int, blocks: int, upsample: str, appearance: str = "spatial"):
+                 max_channels: int, blocks: int, upsample: str, appearance: str = "spatial",
+                 output_blocks: int = 0):
         super().__init__()
         widths = _widths(image_size, code_size, channels, max_channels)[::-1]
         half = widths[0] // 2
@@ -151,7 +158,12 @@ class Decoder(nn.Module):
             layers += [_act(), _upsample(w_in, w_out, upsample)]
         layers += [ResBlock(widths[-2]) for _ in range(blocks)]
         modulated.append((len(layers) - 1, widths[-2]))
-        layers += [_act(), _upsample(widths[-2], 3, upsample)]
+        if output_blocks:  # a stage at the image's own resolution, then a 3x3 RGB head
+            layers += [_act(), _upsample(widths[-2], widths[-1], upsample)]
+            layers += [ResBlock(widths[-1]) for _ in range(output_blocks)]
+            layers += [_act(), nn.Conv2d(widths[-1], 3, 3, padding=1)]
+        else:  # the authors': the last up-sampling writes the pixels
+            layers += [_act(), _upsample(widths[-2], 3, upsample)]
         self.net = nn.Sequential(*layers)
         # the appearance vector: the code's mean over positions (global), or the whole code
         # (vector: C * h * w numbers whose layout means nothing spatial); no parameters for
@@ -199,7 +211,9 @@ class AppearancePoseModel(nn.Module):
             positions; ``vector``: C * h * w means of as many maps, laid out as a (C, h, w)
             code, the whole of it fed to the FiLM layers; ``cross``: the map, as ``spatial``,
             which the decoder reads through its mean (FiLM) and through cross-attention from the
-            pose features, see :class:`Decoder`).
+            pose features, see :class:`Decoder`) and ``output_blocks`` (residual blocks of the
+            decoder at the image's own resolution; 0, the authors', lets the last up-sampling
+            write the pixels).
         stochastic_pose: False where the variant decodes the posterior mean (``ae``, ``drnet``):
             pi is the mean, no sampling.
 
@@ -226,7 +240,7 @@ class AppearancePoseModel(nn.Module):
             nn.init.zeros_(head.bias[-1:])
         self.decoder = Decoder(cfg.code_channels, upsample=cfg.upsample,
                                appearance="global" if cfg.appearance == "attention"
-                               else cfg.appearance, **kw)
+                               else cfg.appearance, output_blocks=cfg.output_blocks, **kw)
 
     def encode_pose(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior q(pi | x) of (B, 3, H, W) pixels in [-1, 1]: mean and log-variance, each
