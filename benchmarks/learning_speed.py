@@ -117,6 +117,9 @@ def score(checkpoint: Path, source, judge, items: int) -> dict:
             row[name] = v["transfer"]
         row["normalised_pose"] = judged["normalised"]["pose"]
         row["normalised_appearance"] = judged["normalised"]["appearance"]
+        for name, v in judged["appearance_retention"].items():  # each attribute, normalised
+            if name != "mean":
+                row[f"normalised_{name}"] = v["normalised"]
     return row
 
 

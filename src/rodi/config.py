@@ -105,6 +105,10 @@ class ObjectiveConfig:
     # the kind of colour change: affine (channels permuted, gain and offset each) | map (a random
     # smooth map of the colour cube, which a few known colours cannot undo)
     pose_colour_change: str = "affine"
+    # a random zoom of the pose encoder's input about the image centre, by a factor in
+    # [1 / (1 + s), 1 + s] (0 off, the authors'), so the pose code cannot give the body's size,
+    # which the appearance image gives (docs/method.md section 9)
+    pose_zoom: float = 0.0
     mu: float = 0.1  # augmented-Lagrangian penalty weight
     lambda_init: float = 0.0
     warmup_steps: int = 1000
@@ -698,6 +702,7 @@ def validate(cfg: Config) -> None:
         (cfg.objective.min_variance > 0, "objective.min_variance must be > 0"),
         (0 <= cfg.objective.pose_colour_jitter <= 1,
          "objective.pose_colour_jitter must be in [0, 1]"),
+        (cfg.objective.pose_zoom >= 0, "objective.pose_zoom must be >= 0"),
         (cfg.objective.pose_colour_change in ("affine", "map"),
          "objective.pose_colour_change must be 'affine' or 'map'"),
         (cfg.objective.lambda_init >= 0, "objective.lambda_init must be >= 0"),

@@ -11,6 +11,7 @@ from rodi.objectives.losses import (
     derangement,
     update_gamma,
     update_multiplier,
+    zoom,
 )
 from rodi.variants import TABLE, VARIANTS
 
@@ -146,6 +147,30 @@ def test_a_colour_map_keeps_regions_and_cannot_be_undone_from_known_colours():
     torch.manual_seed(1)
     assert unexplained(affine, 0.5) < 1e-4
     assert unexplained(colour_map, 0.5) > 0.1 and unexplained(colour_map, 1.0) > 0.2
+
+
+def test_a_zoom_scales_about_the_centre_and_keeps_the_border():
+    x = torch.full((2, 3, 16, 16), -0.5)
+    x[:, :, 6:10, 6:10] = 1.0  # a 4-pixel square at the centre on a uniform background
+    assert zoom(x, 0.0) is x
+    larger = zoom(x, 1.0, draw=lambda shape: torch.ones(shape))  # factor 2: the square doubles
+    smaller = zoom(x, 1.0, draw=lambda shape: torch.zeros(shape))  # factor 1/2: it halves
+    assert larger.shape == x.shape
+    # bilinear: the 8-pixel square of the zoom in has a 6 x 6 core, the zoom out a 2 x 2 square
+    assert (larger[0, 0] > 0.9).sum() == 36 and (larger[0, 0] > 0).sum() == 64
+    assert (smaller[0, 0] > 0).sum() == 4
+    assert torch.allclose(larger[:, :, 0], x[:, :, 0])
+    assert torch.allclose(smaller[:, :, 0], x[:, :, 0])
+    assert torch.allclose(larger.flip(-1), larger) and torch.allclose(smaller.flip(-2), smaller)
+
+
+def test_a_negative_pose_zoom_is_refused_by_the_config():
+    from rodi.config import Config, ConfigError, validate
+
+    cfg = Config()
+    cfg.objective.pose_zoom = -0.1
+    with pytest.raises(ConfigError, match="objective.pose_zoom must be >= 0"):
+        validate(cfg)
 
 
 def _no_permutation(shape):

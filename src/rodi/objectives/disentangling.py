@@ -36,6 +36,7 @@ from rodi.objectives.losses import (
     kl_standard_normal,
     update_gamma,
     update_multiplier,
+    zoom,
 )
 from rodi.variants import variant
 
@@ -168,7 +169,8 @@ class DisentanglingObjective(nn.Module):
 
         # the pose encoder may see the pose image in other colours; the decoder must still render x
         change = colour_map if self.cfg.pose_colour_change == "map" else colour_jitter
-        mean, logvar = model.encode_pose(change(x, self.cfg.pose_colour_jitter, draw=shard))
+        seen = zoom(x, self.cfg.pose_zoom, draw=shard)  # and at another size (pose_zoom)
+        mean, logvar = model.encode_pose(change(seen, self.cfg.pose_colour_jitter, draw=shard))
         if not self.variant.stochastic_pose:
             return mean, mean, torch.zeros((), device=x.device)
         if dd.enabled:  # this process's slice of the global batch's noise

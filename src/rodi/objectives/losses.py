@@ -79,6 +79,29 @@ def colour_map(x: torch.Tensor, strength: float, draw=None, features: int = 8) -
     return torch.tanh(torch.einsum("bck,bkhw->bchw", amplitudes, waves))
 
 
+def zoom(x: torch.Tensor, strength: float, draw=None) -> torch.Tensor:
+    """A random zoom about the image centre, one per image, of (B, C, H, W) pixels in [-1, 1]:
+    the factor is ``(1 + s) ** u`` with u uniform in [-1, 1], so it lies in [1 / (1 + s), 1 + s]
+    and is as often a zoom in as out. Bilinear resampling; pixels from outside the frame repeat
+    its border. Given to the pose encoder only, while the decoder must still render the image at
+    its own size, it makes the apparent size of the body a poor cue for the size to render, which
+    the appearance image of the same identity gives (docs/method.md section 9).
+
+    Args:
+        strength: s >= 0; 0 returns ``x`` unchanged.
+        draw: ``draw(shape) -> uniform [0, 1) tensor`` as in :func:`colour_jitter`.
+    """
+    if strength <= 0:
+        return x
+    b = x.shape[0]
+    draw = draw or (lambda shape: torch.rand(shape, device=x.device))
+    factor = (1.0 + strength) ** (2.0 * draw((b,)).to(x.dtype) - 1.0)
+    theta = torch.zeros(b, 2, 3, dtype=x.dtype, device=x.device)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0 / factor  # output pixel p reads input pixel p / factor
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 def kl_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mean, exp(logvar)) || N(0, I)) in nats, summed over all but the batch dimension:
     (B,)."""
