@@ -90,6 +90,9 @@ def zoom(x: torch.Tensor, strength: float, draw=None) -> torch.Tensor:
     Args:
         strength: s >= 0; 0 returns ``x`` unchanged.
         draw: ``draw(shape) -> uniform [0, 1) tensor`` as in :func:`colour_jitter`.
+
+    Returns:
+        (B, C, H, W) in the range of ``x``.
     """
     if strength <= 0:
         return x
