@@ -103,3 +103,18 @@ def test_unreadable_and_foreign_checkpoints_are_clear_errors(tmp_path):
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")  # a torch file, not rodi's
     with pytest.raises(CheckpointError, match="other.pt is not a rodi training checkpoint$"):
         read_checkpoint(tmp_path / "other.pt")
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.99])
+def test_truncated_checkpoint_is_a_one_line_error(tmp_path, keep):
+    """A file cut mid-write (copied while written, or a full disk) names the file and says it is
+    truncated or corrupt, on one line, without torch's paragraph of advice."""
+    whole = tmp_path / "whole.pt"
+    torch.save({"format_version": 1, "weights": torch.zeros(1000)}, whole)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(CheckpointError, match="cut.pt is not a readable rodi checkpoint "
+                                              r"\(truncated or corrupt: ") as err:
+        read_checkpoint(cut)
+    assert "\n" not in str(err.value) and "miniz" not in str(err.value)

@@ -193,10 +193,14 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
                               "it holds objects other than tensors and plain data, which rodi "
                               "refuses to unpickle") from None
     except Exception as err:  # torch raises several types for truncated or foreign files
-        first_line = str(err).splitlines()[0] if str(err) else ""
-        detail = ("not a file written by torch.save"
-                  if isinstance(err, (KeyError, EOFError)) or not first_line
-                  else f"{type(err).__name__}: {first_line}")
+        # torch's first sentence only: its zip reader appends a paragraph of advice
+        first = str(err).splitlines()[0].split(". ")[0] if str(err) else ""
+        if isinstance(err, (KeyError, EOFError)) or not first:
+            detail = "not a file written by torch.save"
+        elif isinstance(err, OSError) or "zip archive" in first:
+            detail = f"truncated or corrupt: {first}"
+        else:
+            detail = f"{type(err).__name__}: {first}"
         raise CheckpointError(f"{path} is not a readable rodi checkpoint ({detail})") from None
     version = state.get("format_version") if isinstance(state, dict) else None
     if version is None:
