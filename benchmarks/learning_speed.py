@@ -19,6 +19,10 @@ setting the script:
    [-1, 1]) and the judged scores of :func:`rodi.evaluation.judges.summarize_judged` (the shipped
    judge where its fingerprint matches) on ``--items`` validation triplets.
 
+With ``--jobs N`` the runs train and are scored N at a time in worker processes, each with
+``cores // N`` torch threads (``train.threads``), so that two runs share two cores; the seconds
+per step are still timed first, in this process, on all cores.
+
 CPU-minutes are steps times the measured seconds per step, so a busy machine slows the run but not
 the curves. Outputs in ``--out``: ``curves.csv`` (one row per setting, seed and checkpoint),
 ``speed.json`` (seconds per step), ``curves.png`` (each quality against CPU-minutes, mean over
@@ -33,7 +37,10 @@ import argparse
 import csv
 import json
 import math
+import multiprocessing
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +128,32 @@ def score(checkpoint: Path, source, judge, items: int) -> dict:
             if name != "mean":
                 row[f"normalised_{name}"] = v["normalised"]
     return row
+
+
+def run_and_score(name: str, seed: int, cfg: Config, run: Path, steps: int, items: int,
+                  seconds: float, done: set, source=None, judge=None, on_row=None) -> list[dict]:
+    """Train one run to ``steps`` (resuming what a cut run left) and score each checkpoint not in
+    ``done`` (steps already in curves.csv). Opens the source and the judge itself when run in a
+    worker process. Returns the new rows; ``on_row`` is called with each as it is scored."""
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    if source is None:
+        source = open_source(cfg.data, cfg.model.image_size)
+        e = cfg.evaluation
+        judge = (load_or_train_judge(source, e.judge_steps, e.judge_batch_size, e.judge_seed)
+                 if supports_judges(source) else None)
+    if not (run / "checkpoints" / f"step-{steps:07d}.pt").is_file():
+        train(cfg, resume=checkpoint_path(run).exists(), progress=False, validate=validation(cfg))
+    new = []
+    for ckpt in sorted((run / "checkpoints").glob("step-*.pt")):
+        if int(ckpt.stem.split("-")[1]) in done:
+            continue
+        row = {"setting": name, "seed": seed, **score(ckpt, source, judge, items)}
+        row["cpu_minutes"] = row["step"] * seconds / 60
+        new.append(row)
+        if on_row is not None:
+            on_row(row)
+    return new
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -221,8 +254,12 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=1000, help="validation triplets scored")
     parser.add_argument("--time-steps", type=int, default=20, help="steps timed per setting")
     parser.add_argument("--data-root", default=None)
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs trained side by side, each with cores // jobs torch threads")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
     settings = [parse_setting(s) for s in args.setting]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -247,24 +284,31 @@ def main() -> None:
             print(f"{name}: {speed[name]:.3f} s per step", flush=True)
     rows_file = out / "curves.csv"
     rows = read_rows(rows_file)
-    for name, overrides in settings:
-        for seed in args.seeds:
+    threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
+    jobs = []
+    for seed in args.seeds:  # seed-major, so that the first pair of runs compares the settings
+        for name, overrides in settings:
             run = out / name / f"seed-{seed}"
-            cfg = config_of(overrides, seed, run)
-            if not (run / "checkpoints" / f"step-{args.steps:07d}.pt").is_file():
-                train(cfg, resume=checkpoint_path(run).exists(), progress=False,
-                      validate=validation(cfg))
+            extra = [f"train.threads={threads}"] if threads else []
+            cfg = config_of([*overrides, *extra], seed, run)
             done = {r["step"] for r in rows if r["setting"] == name and r["seed"] == seed}
-            for ckpt in sorted((run / "checkpoints").glob("step-*.pt")):
-                step = int(ckpt.stem.split("-")[1])
-                if step in done:
-                    continue
-                row = {"setting": name, "seed": seed, **score(ckpt, source, judge, args.items)}
-                row["cpu_minutes"] = row["step"] * speed[name] / 60
-                rows.append(row)
-                write_rows(rows_file, rows)
-                print(f"{name} seed {seed} step {step}: " + ", ".join(
-                    f"{c} {row[c]:.4f}" for c, _, _ in quality if c in row), flush=True)
+            jobs.append((name, seed, cfg, run, args.steps, args.items, speed[name], done))
+
+    def report(new_rows: list[dict]) -> None:
+        for row in new_rows:
+            rows.append(row)
+            print(f"{row['setting']} seed {row['seed']:g} step {row['step']:g}: " + ", ".join(
+                f"{c} {row[c]:.4f}" for c, _, _ in quality if c in row), flush=True)
+        write_rows(rows_file, rows)
+
+    if args.jobs > 1:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
+            for future in as_completed([pool.submit(run_and_score, *job) for job in jobs]):
+                report(future.result())
+    else:
+        for job in jobs:
+            run_and_score(*job, source=source, judge=judge, on_row=lambda r: report([r]))
     write_outputs(rows, [n for n, _ in settings], quality, out)
     print((out / "table.md").read_text())
 
