@@ -130,6 +130,16 @@ def score(checkpoint: Path, source, judge, items: int) -> dict:
     return row
 
 
+def judged_source(cfg: Config) -> tuple:
+    """The config's data source and its judge (the shipped one where its fingerprint matches,
+    else trained and cached), or ``None`` for a source without labels to judge."""
+    source = open_source(cfg.data, cfg.model.image_size)
+    e = cfg.evaluation
+    judge = (load_or_train_judge(source, e.judge_steps, e.judge_batch_size, e.judge_seed)
+             if supports_judges(source) else None)
+    return source, judge
+
+
 def run_and_score(name: str, seed: int, cfg: Config, run: Path, steps: int, items: int,
                   seconds: float, done: set, source=None, judge=None, on_row=None) -> list[dict]:
     """Train one run to ``steps`` (resuming what a cut run left) and score each checkpoint not in
@@ -138,10 +148,7 @@ def run_and_score(name: str, seed: int, cfg: Config, run: Path, steps: int, item
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     if source is None:
-        source = open_source(cfg.data, cfg.model.image_size)
-        e = cfg.evaluation
-        judge = (load_or_train_judge(source, e.judge_steps, e.judge_batch_size, e.judge_seed)
-                 if supports_judges(source) else None)
+        source, judge = judged_source(cfg)
     if not (run / "checkpoints" / f"step-{steps:07d}.pt").is_file():
         train(cfg, resume=checkpoint_path(run).exists(), progress=False, validate=validation(cfg))
     new = []
@@ -268,12 +275,9 @@ def main() -> None:
                               args.data_root)
 
     base = config_of(settings[0][1], 0, out)
-    source = open_source(base.data, base.model.image_size)
+    source, judge = judged_source(base)
     quality = QUALITY.get(base.data.source, QUALITY["mocap"])
-    quality = quality if supports_judges(source) else quality[:1]
-    e = base.evaluation
-    judge = (load_or_train_judge(source, e.judge_steps, e.judge_batch_size, e.judge_seed)
-             if supports_judges(source) else None)
+    quality = quality if judge is not None else quality[:1]
     speed_file = out / "speed.json"
     speed = json.loads(speed_file.read_text()) if speed_file.is_file() else {}
     for name, overrides in settings:  # timed first, before any training of this invocation
