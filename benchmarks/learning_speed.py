@@ -141,10 +141,10 @@ def judged_source(cfg: Config) -> tuple:
 
 
 def run_and_score(name: str, seed: int, cfg: Config, run: Path, steps: int, items: int,
-                  seconds: float, done: set, source=None, judge=None, on_row=None) -> list[dict]:
+                  seconds: float, done: set, source=None, judge=None) -> list[dict]:
     """Train one run to ``steps`` (resuming what a cut run left) and score each checkpoint not in
     ``done`` (steps already in curves.csv). Opens the source and the judge itself when run in a
-    worker process. Returns the new rows; ``on_row`` is called with each as it is scored."""
+    worker process. Returns the new rows."""
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     if source is None:
@@ -158,8 +158,6 @@ def run_and_score(name: str, seed: int, cfg: Config, run: Path, steps: int, item
         row = {"setting": name, "seed": seed, **score(ckpt, source, judge, items)}
         row["cpu_minutes"] = row["step"] * seconds / 60
         new.append(row)
-        if on_row is not None:
-            on_row(row)
     return new
 
 
@@ -312,7 +310,7 @@ def main() -> None:
                 report(future.result())
     else:
         for job in jobs:
-            run_and_score(*job, source=source, judge=judge, on_row=lambda r: report([r]))
+            report(run_and_score(*job, source=source, judge=judge))
     write_outputs(rows, [n for n, _ in settings], quality, out)
     print((out / "table.md").read_text())
 

@@ -197,7 +197,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         first = str(err).splitlines()[0].split(". ")[0] if str(err) else ""
         if isinstance(err, (KeyError, EOFError)) or not first:
             detail = "not a file written by torch.save"
-        elif isinstance(err, OSError) or "zip archive" in first:
+        elif type(err) is OSError or "zip archive" in first:  # not PermissionError and kin
             detail = f"truncated or corrupt: {first}"
         else:
             detail = f"{type(err).__name__}: {first}"
