@@ -88,7 +88,8 @@ class ObjectiveConfig:
     gamma_in_warmup: bool = True
     epsilon: float = 0.1  # MI bound in nats
     # reconstruction term: sse (summed squared pixel error, the authors') | calibrated (Gaussian NLL
-    # with the variance at the batch MSE, at least min_variance; docs/method.md section 9)
+    # with the variance at the batch MSE, at least min_variance) | laplace (Laplace NLL with the
+    # scale at the batch's mean absolute error, at least min_variance; docs/method.md section 9)
     reconstruction: str = "sse"
     min_variance: float = 1.0e-4
     # what the critics score: sample (of q(pi | x), the authors') | mean (what transfer uses)
@@ -697,8 +698,8 @@ def validate(cfg: Config) -> None:
          "objective.critic_code must be 'sample' or 'mean'"),
         (cfg.objective.critic_appearance in ("code", "image"),
          "objective.critic_appearance must be 'code' or 'image'"),
-        (cfg.objective.reconstruction in ("sse", "calibrated"),
-         "objective.reconstruction must be 'sse' or 'calibrated'"),
+        (cfg.objective.reconstruction in ("sse", "calibrated", "laplace"),
+         "objective.reconstruction must be 'sse', 'calibrated' or 'laplace'"),
         (cfg.objective.min_variance > 0, "objective.min_variance must be > 0"),
         (0 <= cfg.objective.pose_colour_jitter <= 1,
          "objective.pose_colour_jitter must be in [0, 1]"),

@@ -84,6 +84,23 @@ def test_calibrated_reconstruction_is_the_gaussian_nll_gradient_at_the_batch_var
     assert torch.allclose(grads["calibrated"], grads["sse"] / (2 * mse), rtol=1e-4, atol=1e-7)
 
 
+def test_laplace_reconstruction_is_the_l1_gradient_over_the_batch_mean_absolute_error():
+    """Its gradient is that of D log(MAE): the summed absolute error's gradient over the MAE."""
+    batch = _batch()
+    objective, model = _objective_and_model(reconstruction="laplace", variant="ae")
+    out = objective(model, batch, step=0)
+    out["model_loss"].backward()
+    laplace = [p.grad.clone() for p in model.decoder.parameters()]
+    model.zero_grad()
+    x = batch["pose_image"]
+    x_hat = model.decode(model.encode_pose(x)[0],
+                         model.encode_appearance(batch["appearance_image"]))
+    error = (x_hat - x).abs()
+    (error.flatten(1).sum(1).mean() / error.mean().detach()).backward()
+    for got, want in zip(laplace, (p.grad for p in model.decoder.parameters()), strict=True):
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
 def test_gamma_can_be_held_during_the_warm_up():
     objective, model = _objective_and_model(gamma_in_warmup=False, warmup_steps=5, gamma=0.5)
     out = {"mi": torch.tensor(0.0), "mi_independent": torch.tensor(3.0), "constraint": None}

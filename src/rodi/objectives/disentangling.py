@@ -193,6 +193,13 @@ class DisentanglingObjective(nn.Module):
             variance = self.distributed.mean(sse.detach().mean()) / x[0].numel()
             return (reconstruction,
                     reconstruction / (2.0 * variance.clamp_min(self.cfg.min_variance)))
+        if self.cfg.reconstruction == "laplace":
+            # Laplace NLL in nats with the scale at its maximum-likelihood value, the batch's mean
+            # absolute error (docs/method.md section 9): the gradient of D log(MAE), an L1 error
+            # that a colour edge cannot lower by blurring
+            sae = (x_hat - x).abs().flatten(1).sum(1)  # (B,) summed absolute error per example
+            scale = self.distributed.mean(sae.detach().mean()) / x[0].numel()
+            return reconstruction, sae.mean() / scale.clamp_min(self.cfg.min_variance)
         return reconstruction, reconstruction  # a Gaussian NLL with variance 1/2 (the authors')
 
     def _critics(self, scored: torch.Tensor, appearance: torch.Tensor) -> dict:
