@@ -118,3 +118,18 @@ def test_truncated_checkpoint_is_a_one_line_error(tmp_path, keep):
                                               r"\(truncated or corrupt: ") as err:
         read_checkpoint(cut)
     assert "\n" not in str(err.value) and "miniz" not in str(err.value)
+
+
+def test_progress_bar_in_a_log_file_updates_once_a_minute(tmp_path):
+    """Under pytest stderr is not a terminal, as in a log: the bar redraws at most once a minute
+    (a terminal gets the usual tenth of a second)."""
+    from types import SimpleNamespace
+
+    from rodi.training.loop import _progress_bar
+
+    cfg = load_config("demo", tiny_overrides(tmp_path))
+    bar = _progress_bar(cfg, SimpleNamespace(train_seconds=0.0, step=0), progress=True)
+    try:
+        assert bar.mininterval == 60.0
+    finally:
+        bar.close()
