@@ -195,8 +195,8 @@ class DisentanglingObjective(nn.Module):
                     reconstruction / (2.0 * variance.clamp_min(self.cfg.min_variance)))
         if self.cfg.reconstruction == "laplace":
             # Laplace NLL in nats with the scale at its maximum-likelihood value, the batch's mean
-            # absolute error (docs/method.md section 9): the gradient of D log(MAE), an L1 error
-            # that a colour edge cannot lower by blurring
+            # absolute error (docs/method.md section 9): the gradient of D log(MAE). Measured and
+            # not adopted: it treats a thin body as outlier pixels and learns its pose far slower
             sae = (x_hat - x).abs().flatten(1).sum(1)  # (B,) summed absolute error per example
             scale = self.distributed.mean(sae.detach().mean()) / x[0].numel()
             return reconstruction, sae.mean() / scale.clamp_min(self.cfg.min_variance)

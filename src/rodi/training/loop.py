@@ -270,8 +270,8 @@ def _budget_seconds(cfg: Config) -> float | None:
 def _progress_bar(cfg: Config, state: TrainState, progress: bool) -> tqdm:
     """Steps of the step budget, or seconds of the time budget."""
     budget = _budget_seconds(cfg)
-    # on a terminal the bar redraws in place; in a log file each redraw is a new line's worth of
-    # bytes, so a log gets one update a minute instead of one a second
+    # on a terminal the bar redraws in place; in a log file every redraw adds its bytes, so a log
+    # gets one update a minute instead of one at every step
     interactive = sys.stderr.isatty()
     return tqdm(total=round(budget) if budget else cfg.train.max_steps, disable=not progress,
                 unit="step", dynamic_ncols=True, mininterval=0.1 if interactive else 60.0,
