@@ -429,10 +429,8 @@ def demo(data, data_root, out_dir, minutes, no_progress):
         overrides.append(f"train.max_minutes={minutes}")
     cfg = load_config(name, overrides)
     # the data's set-up (rendering the humanoid, loading the sheets) takes a while before the bar
-    budget = (f"{cfg.train.max_minutes:g} min" if cfg.train.max_minutes
-              else f"{cfg.train.max_steps} steps")
     click.echo(f"rodi demo: preparing {cfg.data.source} data, then training the '{name}' config "
-               f"for {budget} into {out_dir}")
+               f"for {cfg.train.max_minutes:g} min into {out_dir}")
     run_dir = run_training(cfg, resume=checkpoint_path(out_dir).exists(), progress=not no_progress,
                            validate=validation(cfg))
     trained = time.perf_counter() - started  # this call's: data, set-up and training steps

@@ -186,21 +186,19 @@ class DisentanglingObjective(nn.Module):
         the loss (``objective.reconstruction``)."""
         sse = (x_hat - x).square().flatten(1).sum(1)  # (B,) summed squared error per example
         reconstruction = sse.mean()
+        if self.cfg.reconstruction == "sse":
+            return reconstruction, reconstruction  # a Gaussian NLL with variance 1/2 (the authors')
+        # a NLL in nats with its scale at the maximum-likelihood value (docs/method.md section 9),
+        # so reconstruction, KL and the MI penalty are nats of one ELBO. calibrated: a Gaussian,
+        # variance the batch's mean squared error, the gradient of (D / 2) log(MSE). laplace: the
+        # gradient of D log(MAE), scale the batch's mean absolute error; measured and not
+        # adopted, it treats a thin body as outlier pixels and learns its pose far slower
         if self.cfg.reconstruction == "calibrated":
-            # Gaussian NLL in nats with the variance set to its maximum-likelihood value, the
-            # batch's mean squared error (docs/method.md section 9): the gradient of
-            # (D / 2) log(MSE), so reconstruction, KL and the MI penalty are nats of one ELBO
-            variance = self.distributed.mean(sse.detach().mean()) / x[0].numel()
-            return (reconstruction,
-                    reconstruction / (2.0 * variance.clamp_min(self.cfg.min_variance)))
-        if self.cfg.reconstruction == "laplace":
-            # Laplace NLL in nats with the scale at its maximum-likelihood value, the batch's mean
-            # absolute error (docs/method.md section 9): the gradient of D log(MAE). Measured and
-            # not adopted: it treats a thin body as outlier pixels and learns its pose far slower
-            sae = (x_hat - x).abs().flatten(1).sum(1)  # (B,) summed absolute error per example
-            scale = self.distributed.mean(sae.detach().mean()) / x[0].numel()
-            return reconstruction, sae.mean() / scale.clamp_min(self.cfg.min_variance)
-        return reconstruction, reconstruction  # a Gaussian NLL with variance 1/2 (the authors')
+            summed, factor = sse, 2.0
+        else:
+            summed, factor = (x_hat - x).abs().flatten(1).sum(1), 1.0
+        scale = self.distributed.mean(summed.detach().mean()) / x[0].numel()
+        return reconstruction, summed.mean() / (factor * scale.clamp_min(self.cfg.min_variance))
 
     def _critics(self, scored: torch.Tensor, appearance: torch.Tensor) -> dict:
         """T and T' on the detached codes of the whole global batch (the same on every process):
