@@ -11,8 +11,9 @@ setting the script:
 1. times ``--time-steps`` training steps (:func:`rodi.training.step.train_step`, after 3 warm-up
    steps) in this process: the seconds per step of the setting on this machine, measured before
    any training so that the cores are as idle as the user keeps them;
-2. trains each seed for a step budget (``--steps``; ``train.max_minutes`` is cleared, so a linear
-   schedule decays over the steps), with a checkpoint every ``--eval-every`` steps; a rerun
+2. trains each seed for a step budget (``--steps``, or the setting's own ``train.max_steps=N``, so
+   that a faster setting can get the steps of equal CPU time; ``train.max_minutes`` is cleared, so
+   a linear schedule decays over the steps), with a checkpoint every ``--eval-every`` steps; a rerun
    resumes and skips what is done;
 3. scores every checkpoint on the validation split (training identities held out of training;
    never the test split, so settings can be chosen from these numbers): transfer MSE (pixels in
@@ -74,6 +75,16 @@ def parse_setting(text: str) -> tuple[str, list[str]]:
     if not name:
         raise SystemExit(f"--setting {text!r}: give NAME=OVERRIDES (OVERRIDES may be empty)")
     return name, [o for o in rest.split(";") if o]
+
+
+def setting_steps(overrides: list[str], steps: int) -> int:
+    """A setting's step budget: its own ``train.max_steps=N`` override where it has one (for
+    comparisons at equal CPU time, where a faster setting gets more steps), else ``steps``."""
+    own = [o.partition("=")[2] for o in overrides if o.startswith("train.max_steps=")]
+    try:
+        return int(own[-1]) if own else steps
+    except ValueError:
+        raise SystemExit(f"train.max_steps={own[-1]!r}: give a whole number of steps") from None
 
 
 def setting_config(config: str, overrides: list[str], steps: int, eval_every: int, seed: int,
@@ -253,7 +264,8 @@ def main() -> None:
     parser.add_argument("--setting", action="append", required=True,
                         help="NAME=key=value;key=value (the first is the reference)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--steps", type=int, required=True, help="step budget per run")
+    parser.add_argument("--steps", type=int, required=True,
+                        help="step budget per run (a setting's own train.max_steps=N overrides it)")
     parser.add_argument("--eval-every", type=int, required=True,
                         help="steps between scored checkpoints")
     parser.add_argument("--items", type=int, default=1000, help="validation triplets scored")
@@ -269,8 +281,8 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     def config_of(overrides: list[str], seed: int, run: Path) -> Config:
-        return setting_config(args.config, overrides, args.steps, args.eval_every, seed, run,
-                              args.data_root)
+        return setting_config(args.config, overrides, setting_steps(overrides, args.steps),
+                              args.eval_every, seed, run, args.data_root)
 
     base = config_of(settings[0][1], 0, out)
     source, judge = judged_source(base)
@@ -294,7 +306,8 @@ def main() -> None:
             extra = [f"train.threads={threads}"] if threads else []
             cfg = config_of([*overrides, *extra], seed, run)
             done = {r["step"] for r in rows if r["setting"] == name and r["seed"] == seed}
-            jobs.append((name, seed, cfg, run, args.steps, args.items, speed[name], done))
+            jobs.append((name, seed, cfg, run, setting_steps(overrides, args.steps), args.items,
+                         speed[name], done))
 
     def report(new_rows: list[dict]) -> None:
         for row in new_rows:

@@ -24,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from rodi.config import load_config
 from rodi.data.sources import open_source
-from rodi.distributed import resolve_device
+from rodi.distributed import resolve_device, uses_bf16
 from rodi.training.state import TrainState
 from rodi.training.step import train_step, wrap_step
 
@@ -109,7 +109,7 @@ def main() -> None:
         _step(state, losses, batch(), step)
     _sync(device)
     seconds = (time.perf_counter() - start) / args.steps
-    bf16 = cfg.train.precision == "bf16"
+    bf16 = uses_bf16(cfg.train.precision, device)
     dtype = torch.bfloat16 if bf16 else torch.float32
     peak = matmul_flops_per_second(device, n=8192 if device.type == "cuda" else 2048, dtype=dtype)
     achieved = flops_per_step / seconds

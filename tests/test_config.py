@@ -4,6 +4,7 @@ config, and every refusal one line that names what is wrong."""
 import json
 
 import pytest
+import torch
 
 from rodi.config import (
     Config,
@@ -219,3 +220,15 @@ def test_a_config_file_with_anchors_and_merge_keys_within_the_limit_still_loads(
     assert (cfg.model.channels, cfg.model.max_channels, cfg.model.blocks) == (8, 16, 2)
     assert (cfg.evaluation.probe_seed, cfg.evaluation.mi_seed) == (5, 5)
     assert (cfg.optim.betas, cfg.optim.lr) == ([0.5, 0.9], 1e-3)
+
+
+def test_precision_auto_is_bf16_only_where_the_device_has_it():
+    from rodi.distributed import native_bf16, uses_bf16
+
+    cpu = torch.device("cpu")
+    assert not uses_bf16("32", cpu)
+    assert uses_bf16("bf16", cpu)
+    assert uses_bf16("auto", cpu) == native_bf16(cpu)
+    load_config("demo", ["train.precision=auto"])  # a valid value
+    with pytest.raises(ConfigError, match="train.precision must be"):
+        load_config("demo", ["train.precision=16"])

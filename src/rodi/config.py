@@ -136,7 +136,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: Optional[int] = None  # torch intra-op threads on CPU; None: torch's default
-    precision: str = "32"  # 32 | bf16 (autocast; meant for CUDA)
+    # 32 | bf16 (autocast: convolutions and matrix products in bf16, losses in float32) | auto
+    # (bf16 where the device multiplies bf16 in hardware: CUDA, or a CPU with AMX; else 32)
+    precision: str = "32"
     # torch.compile the encoders and decoder (opt-in; a minute of compiling first)
     compile: bool = False
     # an exponential moving average of the networks' weights, updated after every step with this
@@ -661,7 +663,8 @@ def validate(cfg: Config) -> None:
         (cfg.train.max_minutes is None or cfg.train.max_minutes > 0,
          "train.max_minutes must be > 0"),
         (cfg.train.threads is None or cfg.train.threads >= 1, "train.threads must be >= 1"),
-        (cfg.train.precision in ("32", "bf16"), "train.precision must be '32' or 'bf16'"),
+        (cfg.train.precision in ("32", "bf16", "auto"),
+         "train.precision must be '32', 'bf16' or 'auto'"),
         (min(cfg.train.log_every, cfg.train.image_every, cfg.train.checkpoint_every) >= 1,
          "train.log_every, image_every and checkpoint_every must be >= 1"),
         (cfg.train.matrix_size >= 1, "train.matrix_size must be >= 1"),

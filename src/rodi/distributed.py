@@ -47,6 +47,25 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bf16 matrices in hardware: a CUDA device that supports bf16,
+    or a CPU with AMX tiles (Intel Sapphire Rapids and later). On other CPUs bf16 is emulated and
+    slower than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # torch's own CPU probe
+        return bool(amx and amx())
+    return False
+
+
+def uses_bf16(precision: str, device: torch.device) -> bool:
+    """Whether training steps run under bf16 autocast: ``train.precision`` ``bf16``, or ``auto``
+    on a device with native bf16 (:func:`native_bf16`); ``32`` never. Convolutions and matrix
+    products then run in bf16 and every loss term in float32 (the networks return float32)."""
+    return precision == "bf16" or (precision == "auto" and native_bf16(device))
+
+
 @dataclass(frozen=True)
 class Distributed:
     """Where this process sits: ``rank`` in ``world_size`` processes, ``local_rank`` on its

@@ -35,14 +35,16 @@ def _params(state: TrainState) -> dict:
             **{f"o.{k}": v for k, v in state.objective.state_dict().items()}}
 
 
-def test_resume_continues_exactly(tmp_path):
+@pytest.mark.parametrize("precision", ["32", "bf16"])
+def test_resume_continues_exactly(tmp_path, precision):
+    p = {"train.precision": precision}
     straight = train(load_config("sprites", tiny_overrides(tmp_path / "a",
-                                                           **{"train.max_steps": 6})),
+                                                           **{"train.max_steps": 6}, **p)),
                      progress=False)
-    first = load_config("sprites", tiny_overrides(tmp_path / "b", **{"train.max_steps": 3}))
+    first = load_config("sprites", tiny_overrides(tmp_path / "b", **{"train.max_steps": 3}, **p))
     train(first, progress=False)
     resumed = train(load_config("sprites", tiny_overrides(tmp_path / "b",
-                                                          **{"train.max_steps": 6})),
+                                                          **{"train.max_steps": 6}, **p)),
                     resume=True, progress=False)
     a = TrainState.from_checkpoint(checkpoint_path(straight))
     b = TrainState.from_checkpoint(checkpoint_path(resumed))

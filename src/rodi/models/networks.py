@@ -244,14 +244,15 @@ class AppearancePoseModel(nn.Module):
 
     def encode_pose(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior q(pi | x) of (B, 3, H, W) pixels in [-1, 1]: mean and log-variance, each
-        (B, C, h, w); the log-variance is clamped to [-30, 10]."""
-        mean, logvar = self.pose_encoder(x).chunk(2, dim=1)
+        (B, C, h, w) float32 (also under bf16 autocast, so that the KL and the critics' terms are
+        computed in float32); the log-variance is clamped to [-30, 10]."""
+        mean, logvar = self.pose_encoder(x).float().chunk(2, dim=1)
         return mean, logvar.clamp(*LOGVAR_RANGE)
 
     def encode_appearance(self, x: torch.Tensor) -> torch.Tensor:
         """Appearance code alpha (B, C, h, w) of (B, 3, H, W) pixels in [-1, 1]; the same at every
-        position for a global code (``model.appearance``)."""
-        alpha = self.appearance_encoder(x)
+        position for a global code (``model.appearance``); float32 under bf16 autocast too."""
+        alpha = self.appearance_encoder(x).float()
         if self.appearance == "vector":  # (B, C * h * w) laid out as a (C, h, w) code
             return alpha.mean((2, 3)).view(len(x), -1, *alpha.shape[2:])
         if self.appearance == "attention":  # a softmax over positions of the last map weighs
@@ -263,8 +264,9 @@ class AppearancePoseModel(nn.Module):
         return alpha
 
     def decode(self, pose: torch.Tensor, appearance: torch.Tensor) -> torch.Tensor:
-        """Render (B, 3, H, W) pixels from pose and appearance codes."""
-        return self.decoder(pose, appearance)
+        """Render (B, 3, H, W) pixels from pose and appearance codes; float32 under bf16 autocast
+        too, so that the reconstruction term is computed in float32."""
+        return self.decoder(pose, appearance).float()
 
     def transfer_pose(self, pose_image: torch.Tensor) -> torch.Tensor:
         """The pose code that transfer gives the decoder: the posterior mean of q(pi | x),
@@ -316,14 +318,15 @@ class SeparableCritic(nn.Module):
 
     def features(self, pose: torch.Tensor,
                  appearance: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Flattened f(pi) and g(alpha), each (B, width * h * w)."""
+        """Flattened f(pi) and g(alpha), each (B, width * h * w) float32 (also under bf16
+        autocast, so that logits, losses and MI estimates are float32)."""
         fp = self.f(self._as_map(pose))
         if self.image_encoder is not None:
             appearance = self.image_encoder(appearance).mean((2, 3), keepdim=True)
         ga = self.g(self._as_map(appearance))
         if ga.shape[2:] != fp.shape[2:]:
             ga = ga.expand_as(fp)
-        return fp.flatten(1), ga.flatten(1)
+        return fp.float().flatten(1), ga.float().flatten(1)
 
     def forward(self, pose: torch.Tensor, appearance: torch.Tensor, permutation: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor]:

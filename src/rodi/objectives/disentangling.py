@@ -224,7 +224,8 @@ class DisentanglingObjective(nn.Module):
         # T(pi_i, alpha_i) with T fixed: f through frozen parameters, g(alpha) reused from T's
         # own forward (detached inputs and parameters give the same values)
         frozen = {k: v.detach() for k, v in self.critic.f.named_parameters()}
-        attacked_f = functional_call(self.critic.f, frozen, (scored,), strict=True).flatten(1)
+        attacked_f = functional_call(self.critic.f, frozen, (scored,), strict=True)
+        attacked_f = attacked_f.float().flatten(1)
         attacked_joint = (attacked_f * dd.shard(appearance_features.detach())).sum(1)
         constraint = attacked_joint.mean() - self.cfg.epsilon
         multiplier = self.multiplier.to(constraint.dtype)

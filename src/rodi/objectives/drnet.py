@@ -34,8 +34,8 @@ class SceneDiscriminator(nn.Module):
                                  nn.Linear(width, width), nn.LeakyReLU(0.2), nn.Linear(width, 1))
 
     def forward(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-        """(B,) logits for two (B, C, h, w) pose codes."""
-        return self.net(torch.cat([first.flatten(1), second.flatten(1)], dim=1)).squeeze(1)
+        """(B,) float32 logits for two (B, C, h, w) pose codes."""
+        return self.net(torch.cat([first.flatten(1), second.flatten(1)], dim=1)).float().squeeze(1)
 
 
 def classifiers(cfg: ObjectiveConfig, code_channels: int, code_size: int) -> dict[str, nn.Module]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from rodi.distributed import SINGLE, Distributed
+from rodi.distributed import SINGLE, Distributed, uses_bf16
 from rodi.training.state import TrainState
 
 RESUME_HINT = ("the last good checkpoint is kept; resume it with `rodi train --resume RUN_DIR`, "
@@ -57,9 +57,10 @@ def wrap_step(model: torch.nn.Module, objective: torch.nn.Module, distributed: D
 def train_step(state: TrainState, losses: torch.nn.Module, batch: dict,
                distributed: Distributed = SINGLE) -> dict:
     """One step of every network at ``state.step``: losses (under bf16 autocast where
-    ``train.precision`` asks for it), one backward of ``model_loss + critic_loss``, every optimiser
-    step, then the objective's update of lambda, gamma and the moving averages, and the update of
-    the weights' moving average where there is one. Does not advance ``state.step``.
+    ``train.precision`` asks for it, :func:`rodi.distributed.uses_bf16`), one backward of
+    ``model_loss + critic_loss``, every optimiser step, then the objective's update of lambda,
+    gamma and the moving averages, and the update of the weights' moving average where there is
+    one. Does not advance ``state.step``.
 
     Args:
         state: the run; its learning rates must already be set for this step.
@@ -77,7 +78,7 @@ def train_step(state: TrainState, losses: torch.nn.Module, batch: dict,
     """
     device = state.device
     autocast = torch.autocast(device.type, dtype=torch.bfloat16,
-                              enabled=state.cfg.train.precision == "bf16")
+                              enabled=uses_bf16(state.cfg.train.precision, device))
     with autocast:
         out = losses(batch, state.step)
     check_finite(out, state.step, distributed, device)
