@@ -24,7 +24,13 @@ from tqdm import tqdm
 from rodi.atomic import link, replacing
 from rodi.config import Config, to_yaml
 from rodi.data.sources import open_source
-from rodi.distributed import Distributed, init_from_environment, resolve_device, shutdown
+from rodi.distributed import (
+    Distributed,
+    init_from_environment,
+    resolve_device,
+    shutdown,
+    uses_bf16,
+)
 from rodi.models.networks import AppearancePoseModel
 from rodi.training.logging import ScalarLogger
 from rodi.training.state import RunExistsError, TrainState
@@ -244,8 +250,10 @@ class _Run:
             raise KeyboardInterrupt
         if self.dd.is_main:
             self.draw(self.run_dir / "transfer_matrix.png", scale=2)
-            print(f"trained to step {s.step} in {s.train_seconds / 60:.1f} min of training steps; "
-                  f"saved {checkpoint_path(self.run_dir)}")
+            precision = ("bf16 autocast" if uses_bf16(self.cfg.train.precision, self.device)
+                         else "float32")
+            print(f"trained to step {s.step} in {s.train_seconds / 60:.1f} min of training steps "
+                  f"({precision}); saved {checkpoint_path(self.run_dir)}")
         self.logger.close()
         return self.run_dir
 
